@@ -1,0 +1,64 @@
+"""Errors raised by hpod (the store has its own tree in hpod.store.errors).
+
+    HpodError
+    ├── StudySpecError      a study file does not validate (names file, field and fix)
+    │   └── SpaceError      the [space] table is wrong (also a ValueError)
+    ├── LaunchError         a trial could not be started (command missing, fork failed)
+    ├── WireError           a trial wrote something that is not the pipe protocol
+    ├── SuggestError        a suggester could not propose a point
+    │   └── SearchExhausted every point of a finite space was proposed
+    └── DaemonError         the daemon cannot run (another daemon holds the database, ...)
+"""
+
+from __future__ import annotations
+
+
+class HpodError(Exception):
+    """Base of every error hpod raises on purpose."""
+
+
+class StudySpecError(HpodError):
+    """A study file is invalid. `str()` is the one line the daemon records and `hpod check` prints."""
+
+    def __init__(self, message: str, *, path: str | None = None, field: str | None = None,
+                 fix: str | None = None) -> None:
+        self.path = path
+        self.field = field
+        self.message = message
+        self.fix = fix
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.path:
+            where.append(str(self.path))
+        if self.field:
+            where.append(f"field `{self.field}`")
+        text = ": ".join([*where, self.message]) if where else self.message
+        if self.fix:
+            text += f" Fix: {self.fix}"
+        return text
+
+
+class SpaceError(StudySpecError, ValueError):
+    """The search space is invalid; raised by hpod.Space.from_dict."""
+
+
+class LaunchError(HpodError):
+    pass
+
+
+class WireError(HpodError):
+    pass
+
+
+class SuggestError(HpodError):
+    pass
+
+
+class SearchExhausted(SuggestError):
+    """A finite space (grid, gp-grid) has no unproposed point left; the study is complete."""
+
+
+class DaemonError(HpodError):
+    pass
