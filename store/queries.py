@@ -1,0 +1,386 @@
+"""SQL and row conversion shared by the async writer (store.py) and the sync reader (reader.py).
+
+Every read is a `Query`: its SQL, its parameters and the function that turns the fetched rows
+into records. Each side only runs it, on its own connection, so the SQL and the conversions exist
+once. Writes are plain statements plus small pure planners (`plan_transition`,
+`plan_study_update`) that check the rules before anything touches the file.
+
+NaN: SQLite stores a NaN bound to a REAL column as NULL. A metric value is never NULL otherwise,
+so NULL reads back as NaN. A trial's `value` is None until the objective is first reported, so
+there NULL reads back as None, and a NaN objective reads back as "no usable value" (None).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from .errors import Conflict, InvalidTransition, NotFound, StoreUnavailable
+from .records import (
+    ALLOWED_TRANSITIONS,
+    CommandAction,
+    CommandRecord,
+    CommandState,
+    Direction,
+    EventLevel,
+    EventRecord,
+    MetricPoint,
+    StudyRecord,
+    StudyState,
+    TrialCounts,
+    TrialRecord,
+    TrialState,
+)
+
+T = TypeVar("T")
+Row = Sequence[Any]
+
+
+class Unset(Enum):
+    UNSET = "unset"
+
+
+# Marks "leave this field as it is" where None is a meaningful new value (error=None clears it).
+UNSET = Unset.UNSET
+
+_STUDY_FINISHED = frozenset({StudyState.COMPLETE, StudyState.STOPPED, StudyState.FAILED})
+INTERRUPTED_REASON = "the daemon stopped while it ran"
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[T]):
+    sql: str
+    params: Sequence[Any]
+    convert: Callable[[list[Row]], T]
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    # NOTE: suggesters produce numpy scalars (np.int64 is not an int); .item() gives the Python
+    # value without the store importing numpy.
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"cannot store {obj!r} of type {type(obj).__name__} as JSON")
+
+
+def _load_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+# --- rows -> records --------------------------------------------------------------------------
+
+STUDY_COLUMNS = (
+    "id, name, path, state, spec_json, identity, direction, metric, error, "
+    "created_at, updated_at, finished_at"
+)
+TRIAL_COLUMNS = (
+    "id, study_id, number, params_json, state, attempt, value, last_step, reason, exit_code, "
+    "checkpoint, placement, created_at, started_at, finished_at"
+)
+_EVENT_COLUMNS = "id, time, level, study_id, trial_id, message"
+_COMMAND_COLUMNS = "id, time, action, study, trial_number, state, applied_at, result"
+
+
+def study_from_row(r: Row) -> StudyRecord:
+    return StudyRecord(
+        r[0], r[1], r[2], StudyState(r[3]), _load_json(r[4]), r[5], Direction(r[6]),
+        r[7], r[8], r[9], r[10], r[11],
+    )  # fmt: skip
+
+
+def trial_from_row(r: Row) -> TrialRecord:
+    return TrialRecord(
+        r[0], r[1], r[2], json.loads(r[3]), TrialState(r[4]), r[5], r[6], r[7], r[8], r[9],
+        r[10], r[11], r[12], r[13], r[14],
+    )  # fmt: skip
+
+
+def _event_from_row(r: Row) -> EventRecord:
+    return EventRecord(r[0], r[1], EventLevel(r[2]), r[3], r[4], r[5])
+
+
+def _command_from_row(r: Row) -> CommandRecord:
+    return CommandRecord(
+        r[0], r[1], CommandAction(r[2]), r[3], r[4], CommandState(r[5]), r[6], r[7]
+    )
+
+
+def _metric_from_row(r: Row) -> tuple[int, MetricPoint]:
+    return r[0], MetricPoint(r[1], r[2], r[3], math.nan if r[4] is None else r[4], r[5])
+
+
+def _all(convert: Callable[[Row], T]) -> Callable[[list[Row]], list[T]]:
+    return lambda rows: [convert(r) for r in rows]
+
+
+def _optional(convert: Callable[[Row], T]) -> Callable[[list[Row]], T | None]:
+    return lambda rows: convert(rows[0]) if rows else None
+
+
+def _one(convert: Callable[[Row], T], missing: str) -> Callable[[list[Row]], T]:
+    def one(rows: list[Row]) -> T:
+        if not rows:
+            raise NotFound(missing)
+        return convert(rows[0])
+
+    return one
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def find_study(name: str) -> Query[StudyRecord | None]:
+    sql = f"SELECT {STUDY_COLUMNS} FROM studies WHERE name = ?"
+    return Query(sql, (name,), _optional(study_from_row))
+
+
+def get_study(study_id: int) -> Query[StudyRecord]:
+    sql = f"SELECT {STUDY_COLUMNS} FROM studies WHERE id = ?"
+    return Query(sql, (study_id,), _one(study_from_row, f"no study with id {study_id}"))
+
+
+def list_studies() -> Query[list[StudyRecord]]:
+    return Query(f"SELECT {STUDY_COLUMNS} FROM studies ORDER BY id", (), _all(study_from_row))
+
+
+def get_trial(trial_id: int) -> Query[TrialRecord]:
+    sql = f"SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?"
+    return Query(sql, (trial_id,), _one(trial_from_row, f"no trial with id {trial_id}"))
+
+
+def get_trial_by_number(study_id: int, number: int) -> Query[TrialRecord]:
+    sql = f"SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ? AND number = ?"
+    missing = f"study {study_id} has no trial number {number}"
+    return Query(sql, (study_id, number), _one(trial_from_row, missing))
+
+
+def list_trials(
+    study_id: int, states: Iterable[TrialState] | None = None
+) -> Query[list[TrialRecord]]:
+    sql = f"SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ?"
+    params: list[Any] = [study_id]
+    if states is not None:
+        wanted = sorted({TrialState(s).value for s in states})
+        sql += f" AND state IN ({', '.join('?' * len(wanted))})"
+        params += wanted
+    return Query(sql + " ORDER BY number", params, _all(trial_from_row))
+
+
+def count_trials(study_id: int) -> Query[TrialCounts]:
+    sql = "SELECT state, COUNT(*) FROM trials WHERE study_id = ? GROUP BY state"
+    # TrialCounts' field names are the TrialState values.
+    return Query(sql, (study_id,), lambda rows: TrialCounts(**{s: n for s, n in rows}))
+
+
+_BEST_ORDER = {Direction.MINIMIZE: "value ASC", Direction.MAXIMIZE: "value DESC"}
+
+
+def best_trial(study_id: int, direction: Direction) -> Query[TrialRecord | None]:
+    # NaN is stored as NULL, so `value > -inf AND value < inf` keeps exactly the finite values.
+    sql = (
+        f"SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ? AND state = ? "
+        f"AND value > ? AND value < ? ORDER BY {_BEST_ORDER[Direction(direction)]}, number LIMIT 1"
+    )
+    params = (study_id, TrialState.COMPLETE.value, -math.inf, math.inf)
+    return Query(sql, params, _optional(trial_from_row))
+
+
+def list_events(
+    *, since_id: int = 0, study_id: int | None = None, limit: int = 1000
+) -> Query[list[EventRecord]]:
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ?"
+    params: list[Any] = [since_id]
+    if study_id is not None:
+        sql += " AND study_id = ?"
+        params.append(study_id)
+    params.append(limit)
+    return Query(sql + " ORDER BY id LIMIT ?", params, _all(_event_from_row))
+
+
+def metrics(trial_id: int, *, since_id: int = 0) -> Query[list[tuple[int, MetricPoint]]]:
+    sql = (
+        "SELECT id, trial_id, step, name, value, time FROM metrics "
+        "WHERE trial_id = ? AND id > ? ORDER BY id"
+    )
+    return Query(sql, (trial_id, since_id), _all(_metric_from_row))
+
+
+def list_commands(*, since_id: int = 0) -> Query[list[CommandRecord]]:
+    sql = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id > ? ORDER BY id"
+    return Query(sql, (since_id,), _all(_command_from_row))
+
+
+def pending_commands() -> Query[list[CommandRecord]]:
+    sql = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE state = ? ORDER BY id"
+    return Query(sql, (CommandState.PENDING.value,), _all(_command_from_row))
+
+
+def get_command(command_id: int) -> Query[CommandRecord]:
+    sql = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = ?"
+    return Query(sql, (command_id,), _one(_command_from_row, f"no command with id {command_id}"))
+
+
+def data_version() -> Query[int]:
+    return Query("PRAGMA data_version", (), lambda rows: int(rows[0][0]))
+
+
+def user_version() -> Query[int]:
+    return Query("PRAGMA user_version", (), lambda rows: int(rows[0][0]))
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+INSERT_STUDY = (
+    "INSERT INTO studies (name, path, state, spec_json, identity, direction, metric, error, "
+    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The number is computed in the same statement as the insert, so it is atomic per study.
+INSERT_TRIAL = (
+    "INSERT INTO trials (study_id, number, params_json, state, created_at, started_at, "
+    "finished_at) SELECT ?, COALESCE(MAX(number) + 1, 0), ?, ?, ?, ?, ? FROM trials "
+    "WHERE study_id = ?"
+)
+INSERT_METRIC = "INSERT INTO metrics (trial_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)"
+SET_LAST_STEP = "UPDATE trials SET last_step = ? WHERE id = ?"
+SET_LAST_STEP_AND_VALUE = "UPDATE trials SET last_step = ?, value = ? WHERE id = ?"
+SET_CHECKPOINT = "UPDATE trials SET checkpoint = ? WHERE id = ?"
+SELECT_RUNNING_IDS = "SELECT id FROM trials WHERE state = 'running' ORDER BY id"
+INSERT_EVENT = (
+    "INSERT INTO events (time, level, study_id, trial_id, message) VALUES (?, ?, ?, ?, ?)"
+)
+INSERT_COMMAND = (
+    "INSERT INTO commands (time, action, study, trial_number, state) VALUES (?, ?, ?, ?, ?)"
+)
+FINISH_COMMAND = "UPDATE commands SET state = ?, applied_at = ?, result = ? WHERE id = ?"
+
+
+def trial_insert_params(
+    study_id: int, params: Mapping[str, Any], state: TrialState, now: float
+) -> tuple[Any, ...]:
+    state = TrialState(state)
+    started = now if state is TrialState.RUNNING else None
+    finished = now if state.is_finished() else None
+    return (study_id, dump_json(params), state.value, now, started, finished, study_id)
+
+
+def metric_rows(points: Sequence[MetricPoint]) -> Iterator[tuple[int, int, str, float, float]]:
+    # A generator: executemany consumes it without a second list of the batch.
+    return ((p.trial_id, p.step, p.name, p.value, p.time) for p in points)
+
+
+def progress_rows(
+    progress: Mapping[int, tuple[int, float | None]],
+) -> tuple[list[tuple[int, int]], list[tuple[int, float, int]]]:
+    """Split into (step only) and (step and value) updates; a NaN value is a value, None is not."""
+    steps = [(step, tid) for tid, (step, value) in progress.items() if value is None]
+    values = [(step, value, tid) for tid, (step, value) in progress.items() if value is not None]
+    return steps, values
+
+
+def plan_study_update(
+    study_id: int, now: float, changes: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    """The UPDATE for the given (not UNSET) fields of a study, plus updated_at/finished_at."""
+    columns: dict[str, Any] = {"updated_at": now}
+    for field, value in changes.items():
+        if value is UNSET:
+            continue
+        if field == "spec":
+            columns["spec_json"] = None if value is None else dump_json(value)
+        elif field == "state":
+            state = StudyState(value)
+            columns["state"] = state.value
+            if state in _STUDY_FINISHED:
+                columns["finished_at"] = now
+            elif state is StudyState.RUNNING:
+                columns["finished_at"] = None
+        elif field == "direction":
+            columns["direction"] = Direction(value).value
+        elif field in ("identity", "path", "error", "metric"):
+            columns[field] = value
+        else:
+            raise ValueError(f"update_study() got an unknown field {field!r}")
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    return f"UPDATE studies SET {assignments} WHERE id = ?", [*columns.values(), study_id]
+
+
+def plan_transition(
+    trial: TrialRecord, to: TrialState, now: float, changes: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    """The UPDATE that moves `trial` to `to`; raises InvalidTransition for an illegal move.
+
+    `changes` holds reason/exit_code/value/placement/checkpoint; UNSET ones are left alone.
+    """
+    to = TrialState(to)
+    if to not in ALLOWED_TRANSITIONS[trial.state]:
+        allowed = ", ".join(sorted(s.value for s in ALLOWED_TRANSITIONS[trial.state])) or "none"
+        raise InvalidTransition(
+            f"trial {trial.number} (id {trial.id}) of study {trial.study_id} cannot move from "
+            f"{trial.state.value} to {to.value}; allowed from {trial.state.value}: {allowed}"
+        )
+    columns: dict[str, Any] = {"state": to.value}
+    if to is TrialState.RUNNING:
+        columns["started_at"] = now
+    # finished_at describes the current state: set when it becomes final, cleared by a retry.
+    columns["finished_at"] = now if to.is_finished() else None
+    if to is TrialState.QUEUED and trial.state in (TrialState.FAILED, TrialState.INTERRUPTED):
+        columns["attempt"] = trial.attempt + 1
+    for field in ("reason", "exit_code", "value", "placement", "checkpoint"):
+        value = changes.get(field, UNSET)
+        if value is not UNSET:
+            columns[field] = value
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    # The state guard makes the update a compare-and-set even if a caller bypassed the lock.
+    sql = f"UPDATE trials SET {assignments} WHERE id = ? AND state = ?"
+    return sql, [*columns.values(), trial.id, trial.state.value]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+# Primary SQLite result codes that mean "the file cannot be used right now", as opposed to a bug
+# in our SQL (which must propagate as it is).
+_UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+
+
+def is_unavailable(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _UNAVAILABLE_CODES
+
+
+@contextlib.contextmanager
+def translate_errors(path: object) -> Iterator[None]:
+    """Map driver errors: IntegrityError -> Conflict, I/O-ish ones -> StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.IntegrityError as e:
+        raise Conflict(f"{e} (in the hpod database at {path})") from e
+    except sqlite3.Error as e:
+        if is_unavailable(e):
+            raise StoreUnavailable(f"the hpod database at {path} is unavailable: {e}") from e
+        raise

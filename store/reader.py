@@ -1,0 +1,193 @@
+"""A synchronous, read-only view of the database for the CLI and the TUI (other processes).
+
+It opens the file with `mode=ro`; in WAL mode a reader never blocks the daemon's writes and
+sees each committed transaction whole. `PRAGMA data_version` tells it cheaply whether anything
+changed since it last looked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, TypeVar
+
+from . import queries as q
+from . import schema
+from .errors import StoreUnavailable
+from .records import (
+    CommandRecord,
+    Direction,
+    EventRecord,
+    MetricPoint,
+    StudyRecord,
+    TrialCounts,
+    TrialRecord,
+    TrialState,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def connect_sync(path: str | Path, *, mode: Literal["ro", "rw"]) -> sqlite3.Connection:
+    """Open an existing, up-to-date hpod database without ever creating or migrating one.
+
+    Only the daemon creates and migrates the file, so a wrong path gives a clear error here
+    instead of an empty database nobody serves.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreUnavailable(_missing_message(path))
+    uri = f"{path.resolve().as_uri()}?mode={mode}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise StoreUnavailable(f"cannot open the hpod database at {path}: {e}") from e
+    try:
+        with q.translate_errors(path):
+            conn.execute(f"PRAGMA busy_timeout = {schema.BUSY_TIMEOUT_MS}")
+            version = q.user_version().convert(conn.execute("PRAGMA user_version").fetchall())
+        _check_version(version, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_version(version: int, path: Path) -> None:
+    schema.check_not_too_new(version, path=path)
+    if version == 0:
+        raise StoreUnavailable(
+            f"{path} is not an initialised hpod database yet (a daemon may be creating it); "
+            "try again in a moment"
+        )
+    if version < schema.LATEST_VERSION:
+        raise StoreUnavailable(
+            f"the hpod database at {path} has the older schema version {version}; "
+            "start a daemon on it (`hpod serve FOLDER`) once to upgrade it"
+        )
+
+
+def _missing_message(path: Path) -> str:
+    # The default layout is FOLDER/.hpod/hpod.db, so the folder to serve can usually be named.
+    folder = str(path.parent.parent) if path.parent.name == ".hpod" else "FOLDER"
+    return (
+        f"no hpod database at {path} — is a daemon serving this folder? "
+        f"start one with `hpod serve {folder}`"
+    )
+
+
+class StoreReader:
+    """Read-only access; use as a context manager or call close().
+
+    One instance may be handed to a worker thread, but must not be used by two threads at once.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._conn: sqlite3.Connection | None = connect_sync(self._path, mode="ro")
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"<StoreReader {self._path} {'open' if self._conn is not None else 'closed'}>"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Run several reads against one consistent state of the file (one read transaction).
+
+        The writer keeps committing meanwhile (WAL); this reader just does not see it until the
+        block ends. Nested use joins the outer snapshot.
+        """
+        conn = self._connection()
+        if conn.in_transaction:
+            yield
+            return
+        with q.translate_errors(self._path):
+            conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable(f"the reader of {self._path} is closed")
+        return self._conn
+
+    def _run(self, query: q.Query[T]) -> T:
+        with q.translate_errors(self._path):
+            rows = self._connection().execute(query.sql, query.params).fetchall()
+        return query.convert(rows)
+
+    # --- the writer's read methods, synchronously ---------------------------------------------
+
+    def find_study(self, name: str) -> StudyRecord | None:
+        return self._run(q.find_study(name))
+
+    def get_study(self, study_id: int) -> StudyRecord:
+        return self._run(q.get_study(study_id))
+
+    def list_studies(self) -> list[StudyRecord]:
+        return self._run(q.list_studies())
+
+    def get_trial(self, trial_id: int) -> TrialRecord:
+        return self._run(q.get_trial(trial_id))
+
+    def get_trial_by_number(self, study_id: int, number: int) -> TrialRecord:
+        return self._run(q.get_trial_by_number(study_id, number))
+
+    def list_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None
+    ) -> list[TrialRecord]:
+        return self._run(q.list_trials(study_id, states))
+
+    def count_trials(self, study_id: int) -> TrialCounts:
+        return self._run(q.count_trials(study_id))
+
+    def best_trial(self, study_id: int, direction: Direction) -> TrialRecord | None:
+        return self._run(q.best_trial(study_id, direction))
+
+    def list_events(
+        self, *, since_id: int = 0, study_id: int | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        return self._run(q.list_events(since_id=since_id, study_id=study_id, limit=limit))
+
+    def metrics(self, trial_id: int, *, since_id: int = 0) -> list[tuple[int, MetricPoint]]:
+        return self._run(q.metrics(trial_id, since_id=since_id))
+
+    def list_commands(self, *, since_id: int = 0) -> list[CommandRecord]:
+        return self._run(q.list_commands(since_id=since_id))
+
+    def pending_commands(self) -> list[CommandRecord]:
+        return self._run(q.pending_commands())
+
+    def get_command(self, command_id: int) -> CommandRecord:
+        return self._run(q.get_command(command_id))
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (the daemon, a CLI) has committed."""
+        return self._run(q.data_version())
