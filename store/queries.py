@@ -276,9 +276,9 @@ def trial_insert_params(
     return (study_id, dump_json(params), state.value, now, started, finished, study_id)
 
 
-def metric_rows(points: Sequence[MetricPoint]) -> Iterator[tuple[int, int, str, float, float]]:
-    # A generator: executemany consumes it without a second list of the batch.
-    return ((p.trial_id, p.step, p.name, p.value, p.time) for p in points)
+def metric_rows(points: Sequence[MetricPoint]) -> Sequence[tuple[int, int, str, float, float]]:
+    # MetricPoint is a tuple in the column order: executemany takes the batch as it is.
+    return points
 
 
 def progress_rows(

@@ -1,0 +1,312 @@
+"""The `hpod` command: argument parsing, logging set-up (only here), and dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpod import __version__
+from hpod.config import DaemonConfig, default_db_path, default_slots
+from hpod.errors import DaemonError, HpodError, StudySpecError
+
+logger = logging.getLogger("hpod")
+
+DESCRIPTION = """\
+hpod tunes hyperparameters overnight: drop study files into a folder, and a daemon runs each
+study's trials as subprocesses, stops the losers early, and keeps everything in one SQLite file.
+"""
+
+EPILOG = """\
+typical session:
+  hpod serve ~/studies                 run the daemon (Ctrl-C stops it cleanly)
+  cp digits.toml ~/studies/            the study starts within a second
+  hpod status ~/studies                progress of every study (--json for scripts)
+  hpod best ~/studies digits           the best trial's value and params
+  hpod trials ~/studies digits --format csv > digits.csv
+  hpod run digits.toml                 one study in the foreground, exits when done
+  hpod check digits.toml               validate a study file without running anything
+
+docs: docs/study-file.md (study files), docs/trial-protocol.md (writing a trial)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpod",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hpod {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the daemon on a folder of study files",
+        description="Watch FOLDER for study files (.toml, .yaml, .json) and run their trials. "
+        "Runs in the foreground (systemd-friendly); SIGTERM or Ctrl-C stop it cleanly, "
+        "a second Ctrl-C stops without waiting for trials to exit.",
+    )
+    serve.add_argument("folder", type=Path, help="the folder to watch")
+    _add_db(serve)
+    _add_run_options(serve)
+    serve.add_argument(
+        "--exit-when-idle",
+        action="store_true",
+        help="exit once every study present at start is finished (for scripts and tests)",
+    )
+
+    run = sub.add_parser(
+        "run",
+        help="run one study in the foreground until it is done",
+        description="Run the study in FILE with a progress line and exit when it is done "
+        "(exit code 0 when it completed). Results go to the same database as `hpod serve` "
+        "on the file's folder would use.",
+    )
+    run.add_argument("file", type=Path, help="the study file")
+    _add_db(run, default_help="FILE's folder/.hpod/hpod.db")
+    _add_run_options(run)
+
+    check = sub.add_parser(
+        "check",
+        help="validate study files without running anything",
+        description="Validate each FILE and print what the daemon would record: the study "
+        "it defines, or the error naming the file, the field and the fix.",
+    )
+    check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="print the normalised studies")
+
+    status = sub.add_parser("status", help="progress of every study",
+                            description="Show every study of FOLDER's database.")
+    _add_folder(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    best = sub.add_parser("best", help="the best trial of a study")
+    _add_folder(best, optional=False)
+    best.add_argument("study", help="the study's name")
+    best.add_argument("--json", action="store_true", help="machine-readable output")
+
+    trials = sub.add_parser("trials", help="list a study's trials (table, CSV or JSON)")
+    _add_folder(trials, optional=False)
+    trials.add_argument("study", help="the study's name")
+    trials.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    trials.add_argument("--state", action="append", metavar="STATE",
+                        help="only trials in STATE (repeatable): queued, running, complete, ...")
+
+    events = sub.add_parser("events", help="warnings and errors, newest last")
+    _add_folder(events)
+    events.add_argument("--study", help="only this study's events")
+    events.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+
+    for name, what in (("stop", "stop a study, or one trial with --trial"),
+                       ("pause", "pause a study: running trials finish, none start"),
+                       ("resume", "resume a paused, stopped or failed study")):
+        command = sub.add_parser(name, help=what, description=what[0].upper() + what[1:] +
+                                 ". The running daemon applies it within a second.")
+        _add_folder(command, optional=False)
+        command.add_argument("study", help="the study's name")
+        if name == "stop":
+            command.add_argument("--trial", type=int, metavar="N", help="only trial number N")
+        command.add_argument("--no-wait", action="store_true",
+                             help="do not wait for the daemon to apply it")
+    return parser
+
+
+def _add_db(parser: argparse.ArgumentParser, default_help: str = "FOLDER/.hpod/hpod.db") -> None:
+    parser.add_argument("--db", type=Path, metavar="PATH",
+                        help=f"the SQLite database (default: {default_help})")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slots", type=int, default=None, metavar="N",
+                        help=f"trials that may run at once on this machine "
+                        f"(default: one per core, {default_slots()} here)")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"))
+
+
+def _add_folder(parser: argparse.ArgumentParser, *, optional: bool = True) -> None:
+    if optional:
+        parser.add_argument("folder", type=Path, nargs="?", default=Path("."),
+                            help="the watched folder (default: the current folder)")
+    else:
+        parser.add_argument("folder", type=Path, help="the watched folder")
+    _add_db(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "serve": _serve,
+        "run": _run,
+        "check": _check,
+        "status": _status,
+        "best": _best,
+        "trials": _trials,
+        "events": _events,
+        "stop": _command,
+        "pause": _command,
+        "resume": _command,
+    }
+    try:
+        return handlers[args.command](args)
+    except HpodError as error:
+        print(f"hpod: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `hpod trials ... | head`
+        return 0
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _db_for(args: argparse.Namespace) -> Path:
+    if args.db is not None:
+        return args.db.resolve()
+    return default_db_path(args.folder.resolve())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from hpod.daemon import Daemon
+
+    folder = args.folder.resolve()
+    if not folder.is_dir():
+        raise DaemonError(f"{folder} is not a folder; create it, or name the folder to watch")
+    _configure_logging(args.log_level)
+    config = DaemonConfig(
+        db_path=_db_for(args),
+        folder=folder,
+        slots=args.slots or default_slots(),
+        exit_when_idle=args.exit_when_idle,
+    )
+    asyncio.run(Daemon(config).run())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hpod.run_once import run_study_file
+
+    _configure_logging(args.log_level)
+    return run_study_file(args.file.resolve(), db=args.db, slots=args.slots)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from hpod.spec import load_study_file
+
+    failures = 0
+    for path in args.files:
+        try:
+            spec = load_study_file(path)
+        except StudySpecError as error:
+            print(f"error: {error}")
+            failures += 1
+            continue
+        if args.json:
+            print(json.dumps(spec.to_dict(), indent=2))
+        else:
+            print(f"ok: {path}: study {spec.name}: {spec.space.dim} searched parameter(s), "
+                  f"suggester {spec.suggester.kind}, scheduler {spec.scheduler.kind}, "
+                  f"objective {spec.objective.direction.value} {spec.objective.metric}")
+    return 1 if failures else 0
+
+
+def _reader(args: argparse.Namespace):  # -> StoreReader
+    from hpod.store.reader import StoreReader
+
+    return StoreReader(_db_for(args))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from hpod import report
+
+    with _reader(args) as reader:
+        doc = report.status(reader)
+    print(json.dumps(doc, indent=2) if args.json else report.format_status(doc))
+    return 0
+
+
+def _find_study(reader, name: str):  # -> StudyRecord
+    study = reader.find_study(name)
+    if study is None:
+        known = ", ".join(s.name for s in reader.list_studies()) or "none yet"
+        raise DaemonError(f"no study named {name!r} in {reader.path} (studies: {known})")
+    return study
+
+
+def _best(args: argparse.Namespace) -> int:
+    from hpod import report
+
+    with _reader(args) as reader:
+        study = _find_study(reader, args.study)
+        best = report.best_dict(reader.best_trial(study.id, study.direction))
+    if best is None:
+        print(f"study {args.study} has no complete trial yet", file=sys.stderr)
+        return 1
+    print(json.dumps(best) if args.json else report.format_best(args.study, best))
+    return 0
+
+
+def _trials(args: argparse.Namespace) -> int:
+    from hpod import report
+    from hpod.store.records import TrialState
+
+    try:
+        states = [TrialState(s) for s in args.state] if args.state else None
+    except ValueError as error:
+        raise DaemonError(f"{error}; states are: {', '.join(s.value for s in TrialState)}") from None
+    with _reader(args) as reader:
+        study = _find_study(reader, args.study)
+        rows = report.trial_rows(reader.list_trials(study.id, states))
+    print(report.format_trials(rows, args.format))
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    from hpod import report
+
+    with _reader(args) as reader:
+        names = {s.id: s.name for s in reader.list_studies()}
+        study_id = _find_study(reader, args.study).id if args.study else None
+        events = reader.list_events(study_id=study_id, limit=1_000_000)
+    print(report.format_events(events[-args.limit:], names))
+    return 0
+
+
+def _command(args: argparse.Namespace) -> int:
+    from hpod.store.commands import submit_command, wait_command
+    from hpod.store.records import CommandAction, CommandState
+
+    action = {
+        "pause": CommandAction.PAUSE_STUDY,
+        "resume": CommandAction.RESUME_STUDY,
+        "stop": CommandAction.STOP_TRIAL if getattr(args, "trial", None) is not None
+        else CommandAction.STOP_STUDY,
+    }[args.command]
+    db = _db_for(args)
+    with _reader(args) as reader:
+        _find_study(reader, args.study)
+    command_id = submit_command(db, action, args.study, getattr(args, "trial", None))
+    if args.no_wait:
+        print(f"asked the daemon to {args.command} {args.study} (command {command_id})")
+        return 0
+    try:
+        done = wait_command(db, command_id, timeout=10.0)
+    except TimeoutError:
+        print(f"hpod: the daemon has not applied the command within 10 s; is a daemon serving "
+              f"{db}? (it stays queued and is applied when one starts)", file=sys.stderr)
+        return 1
+    print(done.result)
+    return 0 if done.state is CommandState.APPLIED else 1

@@ -1,0 +1,439 @@
+"""StudyController: one study's life in the daemon — the only place decisions become actions.
+
+It asks the suggester for points, launches trials on slots from the shared pool, feeds their
+reports to the scheduler, records outcomes, retries what looks transient, and decides when the
+study is complete. All state that matters is in the store; what is held here is rebuilt from
+it on start (`_restore`), so a restarted daemon continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpod.config import DaemonConfig
+from hpod.decision import Decision
+from hpod.errors import SearchExhausted
+from hpod.executor.base import Executor
+from hpod.ingest import MetricSink
+from hpod.slots import Slot, SlotPool
+from hpod.spec import StudySpec
+from hpod.store.records import (
+    EventLevel,
+    StudyRecord,
+    StudyState,
+    TrialRecord,
+    TrialState,
+)
+from hpod.store.store import Store
+from hpod.study_policy import StudyPolicy, history_events
+from hpod.trial_run import TrialOutcome, TrialRun
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StudyProgress:
+    """What a progress display needs, kept up to date in memory by the controller."""
+
+    name: str
+    state: StudyState
+    budget_trials: int | None
+    counts: dict[str, int] = field(default_factory=dict)
+    best_value: float | None = None
+    best_number: int | None = None
+
+
+class StudyController:
+    def __init__(
+        self,
+        *,
+        spec: StudySpec,
+        study: StudyRecord,
+        store: Store,
+        pool: SlotPool,
+        executor: Executor,
+        sink: MetricSink,
+        config: DaemonConfig,
+        on_change: Callable[[StudyProgress], None] = lambda _progress: None,
+    ) -> None:
+        self.spec = spec
+        self.study = study
+        self._store = store
+        self._pool = pool
+        self._executor = executor
+        self._sink = sink
+        self._config = config
+        self._on_change = on_change
+        self._policy = StudyPolicy(spec)
+        self._runs: dict[int, TrialRun] = {}
+        self._queue: deque[TrialRecord] = deque()
+        self._changed = asyncio.Event()
+        self._suggest_lock = asyncio.Lock()
+        self._n_created = 0
+        self._consecutive_failures = 0
+        self._exhausted = False
+        self._paused = study.state is StudyState.PAUSED
+        self._end: _End | None = None  # set once the study must end; trials then drain
+        self._finished: Counter[TrialState] = Counter()
+        self._paused_ids: set[int] = set()  # paused by the scheduler, waiting for a promotion
+        self._told_no_more = False
+        self.progress = StudyProgress(spec.name, study.state, spec.budget.trials)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def running(self) -> int:
+        return len(self._runs)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing will start by itself (paused, or waiting for an end)."""
+        return not self._runs and (self._paused or self._end is not None)
+
+    # -- commands from the daemon ------------------------------------------------------------
+
+    def update_spec(self, spec: StudySpec) -> None:
+        """A live edit of the study file: budget, parallel, env, timeouts apply to what comes."""
+        self.spec = spec
+        self._policy = StudyPolicy(spec, suggester=self._policy.suggester,
+                                   scheduler=self._policy.scheduler)
+        self.progress.budget_trials = spec.budget.trials
+        self._wake()
+
+    def stop(self, reason: str, *, grace: float | None = None) -> None:
+        """End the study for good (file removed, user's stop): running trials are stopped."""
+        self._finish(StudyState.STOPPED, TrialState.STOPPED, reason, grace)
+
+    def shutdown(self, *, grace: float | None = None) -> None:
+        """The daemon is stopping: trials are interrupted and requeued at the next start."""
+        self._finish(None, TrialState.INTERRUPTED, "the daemon shut down", grace)
+
+    def _finish(self, study_state: StudyState | None, trial_state: TrialState, reason: str,
+                grace: float | None) -> None:
+        if self._end is None:
+            self._end = _End(study_state, trial_state, reason)
+        for run in self._runs.values():
+            run.request_stop(trial_state, reason, self.spec.trial.grace if grace is None else grace)
+        self._wake()
+
+    def pause(self) -> None:
+        self._paused = True
+        self._wake()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def stop_trial(self, number: int) -> bool:
+        for run in self._runs.values():
+            if run.trial.number == number:
+                run.request_stop(TrialState.STOPPED, "stopped by the user", self.spec.trial.grace)
+                return True
+        return False
+
+    # -- the life of the study -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._restore()
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                wanted = StudyState.PAUSED if self._paused else StudyState.RUNNING
+                if self._end is None and self.study.state is not wanted:
+                    await self._set_state(wanted)
+                if self._end is None and self._budget_spent() and not self._told_no_more:
+                    # Lets a synchronous scheduler judge a cohort that will never fill up.
+                    self._told_no_more = True
+                    self._policy.no_more_trials()
+                await self._settle_paused()
+                if self._end is None and self._should_complete():
+                    await self._retire_paused("the study's budget is spent")
+                    self._end = _End(StudyState.COMPLETE, TrialState.STOPPED, None)
+                if self._end is not None:
+                    if not self._runs:
+                        break
+                    await self._wait_change()
+                    continue
+                if self._paused or not self._may_launch():
+                    await self._wait_change(self._policy.seconds_until_budget_ends(self.study))
+                    continue
+                slot = await self._acquire_slot()
+                if slot is None:
+                    continue
+                trial = await self._next_trial()
+                if trial is None:
+                    self._pool.release(self.name, slot)
+                    if self._runs:  # a trial that ends may change what can run next
+                        await self._wait_change()
+                    elif self._paused_ids and self._budget_spent():
+                        await self._retire_paused("the scheduler promoted it no further")
+                    continue
+                # Registered before the task runs, so the next turn of this loop counts it.
+                run = self._runs[trial.id] = self._new_run(trial, slot)
+                tg.create_task(self._run_trial(run, slot), name=f"{self.name}#{trial.number}")
+        end = self._end
+        if end.study_state is not None:
+            error = end.reason if end.study_state is StudyState.FAILED else None
+            await self._set_state(end.study_state, error=error)
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self, timeout: float | None = None) -> None:
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._changed.clear()
+
+    def _may_launch(self) -> bool:
+        if len(self._runs) >= self.spec.parallel:
+            return False
+        return bool(self._queue) or bool(self._paused_ids) or not self._budget_spent()
+
+    def _budget_spent(self) -> bool:
+        return self._exhausted or self._policy.budget_spent(self.study, self._n_created)
+
+    def _should_complete(self) -> bool:
+        return (
+            not self._runs and not self._queue and not self._paused_ids and self._budget_spent()
+        )
+
+    async def _settle_paused(self) -> None:
+        """Paused trials the scheduler has given up on become STOPPED."""
+        for trial_id in self._policy.take_stopped():
+            await self._stop_paused(trial_id, f"not promoted by the {self.spec.scheduler.kind} "
+                                              "scheduler")
+
+    async def _retire_paused(self, why: str) -> None:
+        for trial_id in sorted(self._paused_ids):
+            await self._stop_paused(trial_id, f"paused, then stopped: {why}")
+
+    async def _stop_paused(self, trial_id: int, reason: str) -> None:
+        if trial_id not in self._paused_ids:
+            return
+        self._paused_ids.discard(trial_id)
+        trial = await self._store.transition(trial_id, TrialState.STOPPED, reason=reason)
+        self._finished[TrialState.PAUSED] -= 1
+        self._finished[TrialState.STOPPED] += 1
+        await self._observe(trial)
+        self._publish()
+
+    async def _acquire_slot(self) -> Slot | None:
+        """A slot, or None when something changed while waiting (pause, stop, new budget)."""
+        acquire = asyncio.ensure_future(self._pool.acquire(self.name))
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({acquire, changed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+        if acquire.done():
+            return acquire.result()
+        acquire.cancel()
+        try:
+            await acquire
+        except asyncio.CancelledError:
+            pass
+        self._changed.clear()
+        return None
+
+    async def _next_trial(self) -> TrialRecord | None:
+        """What runs next: a requeued trial, a promoted paused one, else a new point."""
+        if self._queue:
+            return self._queue.popleft()
+        promoted = self._policy.next_resume()
+        if promoted is not None and promoted in self._paused_ids:
+            self._paused_ids.discard(promoted)
+            self._finished[TrialState.PAUSED] -= 1
+            return await self._store.get_trial(promoted)
+        if self._budget_spent():
+            return None
+        pending = [run.trial.params for run in self._runs.values()]
+        try:
+            async with self._suggest_lock:
+                # Fitting a GP blocks for up to a second: never on the event loop.
+                params = await asyncio.to_thread(self._policy.suggester.suggest, pending)
+        except SearchExhausted:
+            logger.info("study %s: the search space is exhausted", self.name)
+            self._exhausted = True
+            return None
+        trial = await self._store.create_trial(self.study.id, params)
+        self._n_created += 1
+        return trial
+
+    def _new_run(self, trial: TrialRecord, slot: Slot) -> TrialRun:
+        return TrialRun(
+            spec=self.spec,
+            trial=trial,
+            placement=slot.label,
+            store=self._store,
+            sink=self._sink,
+            executor=self._executor,
+            trial_dir=self._trial_dir(trial),
+            decide=self._policy.decide,
+            decision_timeout=self._policy.decision_timeout,
+        )
+
+    async def _run_trial(self, run: TrialRun, slot: Slot) -> None:
+        trial = run.trial
+        try:
+            await self._store.transition(trial.id, TrialState.RUNNING, placement=slot.label)
+            self._policy.on_start(trial)
+            if self._end is not None:  # the study ended while this trial was being set up
+                run.request_stop(self._end.trial_state, self._end.reason or "", 0)
+            self._publish()
+            outcome = await run.run()
+        finally:
+            self._runs.pop(trial.id, None)
+            self._pool.release(self.name, slot)
+        await self._record(trial, outcome)
+        self._wake()
+
+    def _trial_dir(self, trial: TrialRecord) -> Path:
+        return self._config.trials_dir / self.name / f"{trial.number:05d}"
+
+    async def _record(self, trial: TrialRecord, outcome: TrialOutcome) -> None:
+        final = await self._store.transition(
+            trial.id,
+            outcome.state,
+            reason=outcome.reason,
+            exit_code=outcome.exit_code,
+            value=outcome.value,
+        )
+        if final.state is TrialState.PAUSED:
+            self._paused_ids.add(final.id)
+        else:
+            self._policy.on_end(final)
+        self._finished[final.state] += 1
+        await self._observe(final)
+        level = EventLevel.INFO
+        if outcome.state is TrialState.FAILED:
+            level = EventLevel.WARNING
+            self._consecutive_failures += 1
+            await self._maybe_retry(final, outcome)
+        elif outcome.state is TrialState.COMPLETE:
+            self._consecutive_failures = 0
+        message = _describe(self.name, final, outcome)
+        logger.log(logging.WARNING if level is EventLevel.WARNING else logging.INFO, "%s", message)
+        if level is not EventLevel.INFO or outcome.state is TrialState.STOPPED:
+            await self._store.record_event(level, message, study_id=self.study.id,
+                                           trial_id=trial.id)
+        if self._consecutive_failures >= self.spec.max_failures and self._end is None:
+            reason = (
+                f"{self._consecutive_failures} trials in a row failed (max_failures = "
+                f"{self.spec.max_failures}); the last one: {outcome.reason}. Fix the trial, then "
+                "save the study file again (or run `hpod resume`) to continue"
+            )
+            logger.error("study %s stopped: %s", self.name, reason)
+            await self._store.record_event(EventLevel.ERROR, reason, study_id=self.study.id)
+            self._finish(StudyState.FAILED, TrialState.STOPPED, reason, None)
+        self._publish()
+
+    async def _maybe_retry(self, trial: TrialRecord, outcome: TrialOutcome) -> None:
+        if not outcome.transient or trial.attempt >= self.spec.trial.retries or self._end:
+            return
+        requeued = await self._store.transition(trial.id, TrialState.QUEUED)
+        self._finished[TrialState.FAILED] -= 1
+        self._queue.append(requeued)
+        await self._store.record_event(
+            EventLevel.INFO,
+            f"trial {self.name}#{trial.number} is retried "
+            f"(attempt {requeued.attempt + 1} of {self.spec.trial.retries + 1})",
+            study_id=self.study.id,
+            trial_id=trial.id,
+        )
+
+    async def _observe(self, trial: TrialRecord) -> None:
+        async with self._suggest_lock:
+            self._policy.observe(trial)
+        if trial.state is TrialState.COMPLETE and trial.value is not None:
+            best = self.progress.best_value
+            if best is None or self.spec.objective.direction.better(trial.value, best):
+                self.progress.best_value = trial.value
+                self.progress.best_number = trial.number
+
+    async def _restore(self) -> None:
+        """Rebuild everything held in memory from the store (start-up, restart, resume)."""
+        trials = await self._store.list_trials(self.study.id)
+        self._n_created = len(trials)
+        await self._replay_scheduler(trials)
+        for trial in trials:
+            if trial.state is TrialState.INTERRUPTED or (
+                trial.state is TrialState.PAUSED and self._policy.scheduler is None
+            ):
+                trial = await self._store.transition(trial.id, TrialState.QUEUED)
+            if trial.state is TrialState.QUEUED:
+                self._queue.append(trial)
+                continue
+            if trial.state is TrialState.PAUSED:
+                self._paused_ids.add(trial.id)
+            else:
+                await self._observe(trial)
+            self._finished[trial.state] += 1
+            if trial.state is TrialState.FAILED:
+                self._consecutive_failures += 1
+            elif trial.state is TrialState.COMPLETE:
+                self._consecutive_failures = 0
+        # A study the user resumed starts with a clean slate of failures.
+        if self.study.state is not StudyState.FAILED:
+            self._consecutive_failures = min(self._consecutive_failures,
+                                             self.spec.max_failures - 1)
+        else:
+            self._consecutive_failures = 0
+        self._publish()
+
+    async def _replay_scheduler(self, trials: list[TrialRecord]) -> None:
+        """The scheduler's rungs are rebuilt from the stored reports, never pickled."""
+        if self._policy.scheduler is None or not trials:
+            return
+        metrics = {
+            trial.id: [point for _row, point in await self._store.metrics(trial.id)]
+            for trial in trials
+            if trial.started_at is not None
+        }
+        self._policy.replay(history_events(trials, metrics, self.spec.objective.metric,
+                                           self.spec.scheduler.resource))
+
+    async def _set_state(self, state: StudyState, *, error: str | None = None) -> None:
+        if state is self.study.state and error == self.study.error:
+            return
+        previous = self.study.state
+        self.study = await self._store.update_study(self.study.id, state=state, error=error)
+        if state is not previous:
+            logger.info("study %s: %s", self.name, state.value)
+        self._publish()
+
+    def _publish(self) -> None:
+        counts = {state.value: self._finished[state] for state in TrialState}
+        counts[TrialState.RUNNING.value] = len(self._runs)
+        counts[TrialState.QUEUED.value] = len(self._queue)
+        self.progress.counts = counts
+        self.progress.state = self.study.state
+        self._on_change(self.progress)
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    study_state: StudyState | None  # None: leave the study's state as it is (daemon shutdown)
+    trial_state: TrialState  # what running trials become
+    reason: str | None
+
+
+def _describe(study: str, trial: TrialRecord, outcome: TrialOutcome) -> str:
+    head = f"trial {study}#{trial.number} {trial.state.value}"
+    if outcome.value is not None and not math.isnan(outcome.value):
+        head += f" with {outcome.value:.6g}"
+    if outcome.reason:
+        first_line = outcome.reason.splitlines()[0]
+        head += f": {first_line}"
+    if trial.started_at and trial.finished_at:
+        head += f" ({trial.finished_at - trial.started_at:.1f} s)"
+    return head

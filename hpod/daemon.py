@@ -1,0 +1,238 @@
+"""Daemon: start-up, the run, and a clean shutdown — owner of every long-lived task.
+
+    run()
+    ├─ lock the database (one daemon per database), open the store, reconcile trials a crash
+    │  left RUNNING, install signal handlers
+    ├─ TaskGroup: metric flusher · command poller · intake (watcher or fixed files) ·
+    │  one StudyController per study
+    └─ shutdown: stop intake, controllers interrupt their trials (SIGTERM, SIGKILL after the
+       grace), flush reports, close the store, log a summary
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from hpod.config import DaemonConfig
+from hpod.controller import StudyController, StudyProgress
+from hpod.errors import DaemonError
+from hpod.executor.base import Executor
+from hpod.executor.local import LocalExecutor
+from hpod.ingest import MetricSink
+from hpod.intake import StudyIntake
+from hpod.lock import DaemonLock
+from hpod.slots import SlotPool
+from hpod.spec import StudySpec
+from hpod.store import open_store
+from hpod.store.records import (
+    CommandAction,
+    CommandRecord,
+    CommandState,
+    EventLevel,
+    StudyRecord,
+)
+from hpod.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        executor: Executor | None = None,
+        on_progress: Callable[[StudyProgress], None] = lambda _progress: None,
+    ) -> None:
+        self.config = config
+        self._executor = executor if executor is not None else LocalExecutor()
+        self._on_progress = on_progress
+        self._pool = SlotPool(config.slots)
+        self._stop_requested = asyncio.Event()
+        self._force = False
+        self.controllers: dict[str, StudyController] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._idle_changed_event = asyncio.Event()
+
+    def __repr__(self) -> str:
+        running = sum(c.running for c in self.controllers.values())
+        return (
+            f"<Daemon db={self.config.db_path} studies={len(self.controllers)} "
+            f"running={running} slots={self._pool.in_use}/{self._pool.size}>"
+        )
+
+    def request_shutdown(self, force: bool = False) -> None:
+        """Signal-safe: only sets flags; the run loop does the work."""
+        if self._stop_requested.is_set():
+            force = True  # a second Ctrl-C: do not wait for trials to exit politely
+        self._force = self._force or force
+        self._stop_requested.set()
+        if self._force:
+            for controller in self.controllers.values():
+                controller.shutdown(grace=0)
+
+    async def run(self) -> None:
+        lock = DaemonLock(self.config.db_path)
+        lock.acquire()
+        try:
+            async with open_store(self.config.db_path) as store:
+                await self._serve(store)
+        finally:
+            lock.release()
+
+    async def _serve(self, store: Store) -> None:
+        await self._reconcile(store)
+        sink = MetricSink(store, interval=self.config.flush_interval)
+        restore_signals = self._install_signal_handlers()
+        try:
+            async with asyncio.TaskGroup() as tg:
+
+                def start(spec: StudySpec, study: StudyRecord) -> None:
+                    self._start_controller(tg, store, sink, spec, study)
+
+                intake = StudyIntake(self.config, store, start=start, live=self.controllers)
+                self._intake = intake
+                flusher = tg.create_task(sink.run(), name="metric-flusher")
+                commands = tg.create_task(self._command_loop(store), name="commands")
+                intake_task = tg.create_task(intake.run(), name="intake")
+                idle = tg.create_task(self._exit_when_idle(intake), name="idle-watch")
+                await self._stop_requested.wait()
+                await self._shutdown(intake, intake_task, commands, idle)
+                flusher.cancel()
+        finally:
+            restore_signals()
+        logger.info("daemon stopped; %d report(s) written this run", sink.written)
+
+    async def _reconcile(self, store: Store) -> None:
+        """Trials a killed daemon left RUNNING: their processes died with it (PDEATHSIG)."""
+        for trial in await store.interrupt_running():
+            message = (
+                f"trial #{trial.number} was running when the daemon stopped; it will run again"
+                + (" from its checkpoint" if trial.checkpoint else "")
+            )
+            logger.warning("%s", message)
+            await store.record_event(
+                EventLevel.WARNING, message, study_id=trial.study_id, trial_id=trial.id
+            )
+
+    def _start_controller(
+        self,
+        tg: asyncio.TaskGroup,
+        store: Store,
+        sink: MetricSink,
+        spec: StudySpec,
+        study: StudyRecord,
+    ) -> None:
+        controller = StudyController(
+            spec=spec,
+            study=study,
+            store=store,
+            pool=self._pool,
+            executor=self._executor,
+            sink=sink,
+            config=self.config,
+            on_change=self._progress_changed,
+        )
+        self.controllers[spec.name] = controller
+        self._tasks[spec.name] = tg.create_task(
+            self._run_controller(controller), name=f"study:{spec.name}"
+        )
+
+    async def _run_controller(self, controller: StudyController) -> None:
+        try:
+            await controller.run()
+        finally:
+            if self.controllers.get(controller.name) is controller:
+                del self.controllers[controller.name]
+                self._tasks.pop(controller.name, None)
+            self._idle_changed()
+
+    def _progress_changed(self, progress: StudyProgress) -> None:
+        self._on_progress(progress)
+        self._idle_changed()
+
+    def _idle_changed(self) -> None:
+        self._idle_changed_event.set()
+
+    async def _exit_when_idle(self, intake: StudyIntake) -> None:
+        if not self.config.exit_when_idle:
+            return
+        await intake.initial_scan_done.wait()
+        while not all(c.idle for c in self.controllers.values()):
+            await self._idle_changed_event.wait()
+            self._idle_changed_event.clear()
+        logger.info("nothing left to run (--exit-when-idle): shutting down")
+        self._stop_requested.set()
+
+    async def _shutdown(self, intake: StudyIntake, *tasks: asyncio.Task[None]) -> None:
+        grace = 0.0 if self._force else None
+        running = sum(c.running for c in self.controllers.values())
+        logger.info("shutting down: stopping intake, %d running trial(s) to stop", running)
+        intake.stop()
+        for task in tasks:
+            task.cancel()
+        for controller in list(self.controllers.values()):
+            controller.shutdown(grace=grace)
+        pending = [t for t in self._tasks.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending)
+        logger.info("all trials stopped")
+
+    async def _command_loop(self, store: Store) -> None:
+        """Apply commands written by `hpod stop|pause|resume` and the TUI.
+
+        They come from other processes, so there is nothing to await but time: a cheap
+        `PRAGMA data_version` tells when another connection committed anything at all.
+        """
+        seen = -1
+        while True:
+            version = await store.data_version()
+            if version != seen:
+                seen = version
+                for command in await store.pending_commands():
+                    state, result = await self._apply(command)
+                    await store.finish_command(command.id, state, result)
+                    logger.info("command %s %s: %s", command.action.value, command.study, result)
+            await asyncio.sleep(self.config.command_interval)
+
+    async def _apply(self, command: CommandRecord) -> tuple[CommandState, str]:
+        controller = self.controllers.get(command.study)
+        action = command.action
+        if action is CommandAction.RESUME_STUDY:
+            if controller is not None:
+                controller.resume()
+                return CommandState.APPLIED, f"study {command.study} resumed"
+            started = await self._intake.restart(command.study)
+            if started:
+                return CommandState.APPLIED, f"study {command.study} restarted"
+            return CommandState.REJECTED, f"no study {command.study!r} with a valid file"
+        if controller is None:
+            return CommandState.REJECTED, f"study {command.study!r} is not running"
+        if action is CommandAction.PAUSE_STUDY:
+            controller.pause()
+            return CommandState.APPLIED, f"study {command.study} paused: no new trials start"
+        if action is CommandAction.STOP_STUDY:
+            controller.stop("stopped by the user")
+            return CommandState.APPLIED, f"study {command.study} stopped"
+        if action is CommandAction.STOP_TRIAL:
+            if command.trial_number is None or not controller.stop_trial(command.trial_number):
+                return CommandState.REJECTED, f"trial #{command.trial_number} is not running"
+            return CommandState.APPLIED, f"trial {command.study}#{command.trial_number} stopped"
+        return CommandState.REJECTED, f"unknown command {action}"
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {sig: signal.getsignal(sig) for sig in signals}
+        for sig in signals:
+            loop.add_signal_handler(sig, self.request_shutdown)
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
+
+        return restore

@@ -1,0 +1,66 @@
+"""Reports on their way into SQLite: buffered in memory, written in one transaction per flush.
+
+A trial may report thousands of steps a second; one transaction each would make SQLite's fsync
+the bottleneck. The flusher writes whatever has accumulated at most every `interval` seconds,
+and `flush()` lets a trial's end make its reports durable before its final state is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from hpod.store.records import MetricPoint
+from hpod.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class MetricSink:
+    def __init__(self, store: Store, *, interval: float) -> None:
+        self._store = store
+        self._interval = interval
+        self._points: list[MetricPoint] = []
+        self._progress: dict[int, tuple[int, float | None]] = {}
+        self._has_data = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.written = 0
+
+    def add(self, trial_id: int, step: int, metrics: dict[str, float], objective: str) -> None:
+        # NOTE: the hot path of ingest (once per report): kept to the bare minimum.
+        now = time.time()
+        points = self._points
+        for name, value in metrics.items():
+            points.append(MetricPoint(trial_id, step, name, value, now))
+        value = metrics.get(objective)
+        if value is None:
+            previous = self._progress.get(trial_id)
+            if previous is not None:
+                value = previous[1]  # keep the last objective value when this report lacks it
+        self._progress[trial_id] = (step, value)
+        if not self._has_data.is_set():
+            self._has_data.set()
+
+    async def run(self) -> None:
+        """The flusher: owned by the daemon's TaskGroup, cancelled at shutdown."""
+        try:
+            while True:
+                await self._has_data.wait()
+                # NOTE: a batching window, not synchronisation: reports that arrive meanwhile
+                # share this flush's transaction.
+                await asyncio.sleep(self._interval)
+                await self.flush()
+        finally:
+            await asyncio.shield(self.flush())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._points and not self._progress:
+                self._has_data.clear()
+                return
+            points, self._points = self._points, []
+            progress, self._progress = self._progress, {}
+            self._has_data.clear()
+            await self._store.add_metrics(points, progress)
+            self.written += len(points)

@@ -1,0 +1,249 @@
+"""Study files in, studies out: validates each file the watcher reports and decides what it
+means — a new study, a live edit of a running one, a refused edit, an invalid file, a removal.
+
+Every outcome is recorded (study row, event), so `hpod status` and the TUI show exactly what
+`hpod check` prints; a bad file never disturbs another study.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpod.config import DaemonConfig
+from hpod.errors import StudySpecError
+from hpod.spec import StudySpec, load_study_file
+from hpod.store.records import Direction, EventLevel, StudyRecord, StudyState
+from hpod.store.store import Store
+from hpod.watcher import StudyFileEvent, watch_study_files
+
+if TYPE_CHECKING:
+    from hpod.controller import StudyController
+
+logger = logging.getLogger(__name__)
+
+StartFn = Callable[[StudySpec, StudyRecord], None]
+
+
+class StudyIntake:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        store: Store,
+        *,
+        start: StartFn,
+        live: Mapping[str, StudyController],
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._start = start
+        self._live = live
+        self._names: dict[Path, str] = {}  # study file -> the study name it defines
+        self._fingerprints: dict[Path, tuple[int, int, bytes]] = {}
+        self._stop = asyncio.Event()
+        self.initial_scan_done = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        if self._config.study_files:
+            for path in self._config.study_files:
+                await self.handle(StudyFileEvent(path, present=path.is_file()))
+            self.initial_scan_done.set()
+            return
+        assert self._config.folder is not None
+        logger.info("watching %s for study files", self._config.folder)
+        async for batch in watch_study_files(
+            self._config.folder, self._stop, debounce_ms=self._config.debounce_ms
+        ):
+            for event in batch:
+                await self.handle(event)
+            self.initial_scan_done.set()
+
+    async def restart(self, name: str) -> bool:
+        """`hpod resume` on a study that is not running (failed, stopped): read its file again."""
+        path = next((p for p, n in self._names.items() if n == name), None)
+        if path is None:
+            return False
+        self._fingerprints.pop(path, None)
+        await self.handle(StudyFileEvent(path, present=path.is_file()))
+        return name in self._live
+
+    async def handle(self, event: StudyFileEvent) -> None:
+        path = event.path
+        if not event.present:
+            await self._removed(path)
+            return
+        fingerprint = _fingerprint(path)
+        if fingerprint is not None and self._fingerprints.get(path) == fingerprint:
+            return  # the watcher saw a change that did not change the file
+        if fingerprint is not None:
+            self._fingerprints[path] = fingerprint
+        try:
+            spec = load_study_file(path)
+        except StudySpecError as error:
+            await self._invalid(path, str(error))
+            return
+        await self._valid(path, spec, initial=event.initial)
+
+    async def _valid(self, path: Path, spec: StudySpec, *, initial: bool) -> None:
+        name = spec.name
+        owner = next((p for p, n in self._names.items() if n == name and p != path), None)
+        if owner is not None and owner.exists():
+            await self._invalid(
+                path,
+                f"{path}: field `name`: the study name `{name}` is already used by {owner.name}. "
+                "Fix: give this study another `name`.",
+            )
+            return
+        previous = self._names.get(path)
+        if previous is not None and previous != name:
+            await self._retire(previous, f"its file {path.name} now defines study `{name}`")
+        self._names[path] = name
+
+        controller = self._live.get(name)
+        if controller is not None:
+            await self._edit(controller, spec)
+            return
+        record = await self._store.find_study(name)
+        if record is None:
+            record = await self._store.create_study(
+                name,
+                str(path),
+                spec=spec.to_dict(),
+                identity=spec.identity(),
+                direction=spec.objective.direction,
+                metric=spec.objective.metric,
+            )
+            await self._event(EventLevel.INFO, f"study {name} added from {path.name}", record)
+        else:
+            if record.spec is not None and record.identity != spec.identity():
+                await self._refuse(record, _identity_refusal(name))
+                return
+            if initial and record.state in (StudyState.STOPPED, StudyState.FAILED):
+                logger.info(
+                    "study %s is %s; save its file again or run `hpod resume` to continue",
+                    name, record.state.value,
+                )
+                return
+            state = StudyState.PAUSED if record.state is StudyState.PAUSED else StudyState.RUNNING
+            record = await self._store.update_study(
+                record.id,
+                spec=spec.to_dict(),
+                identity=spec.identity(),
+                path=str(path),
+                direction=spec.objective.direction,
+                metric=spec.objective.metric,
+                state=state,
+                error=None,
+            )
+        self._start(spec, record)
+
+    async def _edit(self, controller: StudyController, spec: StudySpec) -> None:
+        """A running study's file changed: apply what may change, refuse the rest."""
+        refusal = _edit_refusal(controller.spec, spec)
+        if refusal is not None:
+            await self._refuse(controller.study, refusal)
+            return
+        controller.update_spec(spec)
+        await self._store.update_study(controller.study.id, spec=spec.to_dict(), error=None)
+        await self._event(
+            EventLevel.INFO,
+            f"study {spec.name}: new definition applied (budget {_budget_words(spec)}, "
+            f"parallel {spec.parallel})",
+            controller.study,
+        )
+
+    async def _refuse(self, record: StudyRecord, message: str) -> None:
+        logger.warning("%s", message)
+        await self._store.update_study(record.id, error=message)
+        await self._event(EventLevel.ERROR, message, record)
+
+    async def _invalid(self, path: Path, message: str) -> None:
+        name = self._names.get(path, path.stem)
+        logger.warning("%s", message)
+        controller = self._live.get(name)
+        if controller is not None:
+            note = f"{message} (study {name} keeps running with its last valid definition)"
+            await self._refuse(controller.study, note)
+            return
+        record = await self._store.find_study(name)
+        if record is None:
+            record = await self._store.create_study(
+                name, str(path), spec=None, identity="", direction=Direction.MINIMIZE,
+                metric="", state=StudyState.INVALID, error=message,
+            )
+        elif record.spec is None or record.path == str(path):
+            state = StudyState.INVALID if record.spec is None else record.state
+            record = await self._store.update_study(
+                record.id, state=state, error=message, path=str(path)
+            )
+        self._names[path] = name
+        await self._event(EventLevel.ERROR, message, record)
+
+    async def _removed(self, path: Path) -> None:
+        self._fingerprints.pop(path, None)
+        name = self._names.pop(path, None)
+        if name is not None:
+            await self._retire(name, f"its study file {path.name} was removed")
+
+    async def _retire(self, name: str, why: str) -> None:
+        controller = self._live.get(name)
+        if controller is not None:
+            controller.stop(f"study stopped: {why}")
+            await self._event(EventLevel.INFO, f"study {name} stopped: {why}", controller.study)
+            return
+        record = await self._store.find_study(name)
+        if record is not None and record.state is StudyState.INVALID:
+            await self._store.update_study(record.id, state=StudyState.STOPPED, error=None)
+
+    async def _event(self, level: EventLevel, message: str, record: StudyRecord | None) -> None:
+        await self._store.record_event(
+            level, message, study_id=record.id if record is not None else None
+        )
+
+
+def _fingerprint(path: Path) -> tuple[int, int, bytes] | None:
+    """mtime, size and content hash: saving a file unchanged still counts as a change (that is
+    how a user restarts a failed study), a watcher echo does not."""
+    try:
+        stat = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, digest
+
+
+def _identity_refusal(name: str) -> str:
+    return (
+        f"study {name}: its command, space or objective changed, which would mix trials of "
+        "different searches in one study. Fix: give the study a new `name` to start a new "
+        "one, or restore the file's previous definition"
+    )
+
+
+def _edit_refusal(old: StudySpec, new: StudySpec) -> str | None:
+    if old.identity() != new.identity():
+        return _identity_refusal(new.name) + " (it keeps running with its previous definition)"
+    for field in ("suggester", "scheduler", "seed"):
+        if getattr(old, field) != getattr(new, field):
+            return (
+                f"study {new.name}: `{field}` cannot change while the study runs (it keeps "
+                f"running with its previous `{field}`). Fix: restore it, or give the study a new "
+                "`name` to start over with the new one"
+            )
+    return None
+
+
+def _budget_words(spec: StudySpec) -> str:
+    parts = []
+    if spec.budget.trials is not None:
+        parts.append(f"{spec.budget.trials} trials")
+    if spec.budget.hours is not None:
+        parts.append(f"{spec.budget.hours:g} h")
+    return " or ".join(parts) or "none"

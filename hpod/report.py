@@ -1,0 +1,178 @@
+"""What the read-side commands print: `status`, `best`, `trials`, `events`.
+
+Pure functions from store records to JSON-able dicts and text; the CLI does the I/O.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hpod.store.reader import StoreReader
+from hpod.store.records import EventRecord, StudyRecord, TrialRecord, TrialState
+
+STATUS_COUNT_KEYS = ("queued", "running", "complete", "stopped", "failed", "paused", "interrupted")
+
+
+def json_number(value: float | None) -> float | str | None:
+    """JSON has no NaN/inf: say them as strings rather than emit invalid JSON."""
+    if value is None:
+        return None
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    return value
+
+
+def best_dict(trial: TrialRecord | None) -> dict[str, Any] | None:
+    if trial is None:
+        return None
+    return {"value": json_number(trial.value), "params": trial.params, "trial": trial.number}
+
+
+def study_status(reader: StoreReader, study: StudyRecord) -> dict[str, Any]:
+    counts = reader.count_trials(study.id)
+    best = reader.best_trial(study.id, study.direction) if study.spec is not None else None
+    spec = study.spec or {}
+    return {
+        "name": study.name,
+        "state": study.state.value,
+        "path": study.path,
+        "trials": {key: getattr(counts, key) for key in STATUS_COUNT_KEYS},
+        "budget": spec.get("budget"),
+        "objective": {"metric": study.metric, "direction": study.direction.value}
+        if study.spec is not None
+        else None,
+        "best": best_dict(best),
+        "error": study.error,
+        "elapsed_s": round((study.finished_at or time.time()) - study.created_at, 1),
+    }
+
+
+def status(reader: StoreReader) -> dict[str, Any]:
+    return {"studies": [study_status(reader, s) for s in reader.list_studies()]}
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    studies = doc["studies"]
+    if not studies:
+        return "no studies yet: drop a study file into the watched folder"
+    rows = [("STUDY", "STATE", "DONE/BUDGET", "RUN", "FAIL", "STOP", "BEST", "TRIAL")]
+    errors = []
+    for study in studies:
+        trials = study["trials"]
+        done = trials["complete"] + trials["stopped"] + trials["failed"]
+        budget = (study.get("budget") or {}).get("trials")
+        best = study["best"]
+        rows.append(
+            (
+                study["name"],
+                study["state"],
+                f"{done}/{budget if budget is not None else '-'}",
+                str(trials["running"]),
+                str(trials["failed"]),
+                str(trials["stopped"]),
+                _short(best["value"]) if best else "-",
+                f"#{best['trial']}" if best else "-",
+            )
+        )
+        if study["error"]:
+            errors.append(f"{study['name']}: {study['error']}")
+    text = _table(rows)
+    if errors:
+        text += "\n\nerrors:\n" + "\n".join(f"  {line}" for line in errors)
+    return text
+
+
+def format_best(name: str, doc: dict[str, Any]) -> str:
+    params = "\n".join(f"  {key} = {value!r}" for key, value in doc["params"].items())
+    return f"study {name}: best value {_short(doc['value'])} (trial #{doc['trial']})\n{params}"
+
+
+def trial_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    rows = []
+    for trial in trials:
+        duration = None
+        if trial.started_at is not None:
+            duration = round((trial.finished_at or time.time()) - trial.started_at, 3)
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.value,
+                "value": json_number(trial.value),
+                "last_step": trial.last_step,
+                "duration_s": duration,
+                "attempt": trial.attempt,
+                "placement": trial.placement,
+                "params": trial.params,
+                "reason": trial.reason,
+            }
+        )
+    return rows
+
+
+def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    param_names = sorted({name for row in rows for name in row["params"]})
+    head = ["trial", "state", "value", "last_step", "duration_s", *param_names, "reason"]
+    records = [
+        [
+            row["trial"],
+            row["state"],
+            row["value"],
+            row["last_step"],
+            row["duration_s"],
+            *(row["params"].get(name) for name in param_names),
+            (row["reason"] or "").splitlines()[0] if row["reason"] else "",
+        ]
+        for row in rows
+    ]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(head)
+        writer.writerows(records)
+        return out.getvalue().rstrip("\n")
+    table = [tuple(head)] + [tuple(_cell(v) for v in rec) for rec in records]
+    return _table(table)
+
+
+def format_events(events: Sequence[EventRecord], names: dict[int, str]) -> str:
+    lines = []
+    for event in events:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
+        where = names.get(event.study_id, "") if event.study_id is not None else "daemon"
+        lines.append(f"{when}  {event.level.value:<7}  {where:<16}  {event.message}")
+    return "\n".join(lines) if lines else "no events"
+
+
+def finished_states() -> tuple[TrialState, ...]:
+    return (TrialState.COMPLETE, TrialState.STOPPED, TrialState.FAILED)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in rows
+    )

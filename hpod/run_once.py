@@ -1,0 +1,93 @@
+"""`hpod run FILE`: one study in the foreground with a progress line; exits when it is done."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from hpod.config import DaemonConfig, default_db_path, default_slots
+from hpod.controller import StudyProgress
+from hpod.errors import DaemonError
+from hpod.store.records import StudyState
+
+BAR_WIDTH = 24
+
+
+class ProgressLine:
+    """A redrawn line on a terminal; one line per change otherwise (logs, CI)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = ""
+
+    def update(self, progress: StudyProgress) -> None:
+        text = render(progress)
+        if text == self._last:
+            return
+        self._last = text
+        if self._tty:
+            self._stream.write("\r\x1b[2K" + text)
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._tty and self._last:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def render(progress: StudyProgress) -> str:
+    counts = progress.counts
+    done = counts.get("complete", 0) + counts.get("stopped", 0) + counts.get("failed", 0)
+    budget = progress.budget_trials
+    if budget:
+        filled = min(BAR_WIDTH, round(BAR_WIDTH * done / budget))
+        bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{budget}"
+    else:
+        bar = f"{done} done"
+    parts = [f"{progress.name} {bar}", f"{counts.get('running', 0)} running"]
+    if counts.get("failed"):
+        parts.append(f"{counts['failed']} failed")
+    if counts.get("stopped"):
+        parts.append(f"{counts['stopped']} stopped")
+    if progress.best_value is not None:
+        parts.append(f"best {progress.best_value:.6g} (#{progress.best_number})")
+    return " · ".join(parts)
+
+
+def run_study_file(path: Path, *, db: Path | None, slots: int | None,
+                   stream: TextIO = sys.stderr) -> int:
+    from hpod.daemon import Daemon
+    from hpod.spec import load_study_file
+    from hpod.store.reader import StoreReader
+
+    spec = load_study_file(path)  # a broken file is reported here, before anything starts
+    db_path = db.resolve() if db is not None else default_db_path(path.parent)
+    config = DaemonConfig(
+        db_path=db_path,
+        study_files=(path,),
+        slots=slots or default_slots(),
+        exit_when_idle=True,
+    )
+    line = ProgressLine(stream)
+    try:
+        asyncio.run(Daemon(config, on_progress=line.update).run())
+    finally:
+        line.close()
+    with StoreReader(db_path) as reader:
+        study = reader.find_study(spec.name)
+        if study is None:
+            raise DaemonError(f"study {spec.name} was not recorded in {db_path}")
+        best = reader.best_trial(study.id, study.direction)
+    if study.error:
+        print(f"study {spec.name}: {study.error}", file=stream)
+    if best is not None:
+        print(f"study {spec.name} {study.state.value}: best {spec.objective.metric} = "
+              f"{best.value:.6g} (trial #{best.number}) with {best.params}", file=stream)
+    print(f"results: {db_path} (hpod status {path.parent}, hpod trials {path.parent} "
+          f"{spec.name})", file=stream)
+    return 0 if study.state is StudyState.COMPLETE else 1

@@ -1,0 +1,187 @@
+"""Asynchronous successive halving (ASHA; Li et al., MLSys 2020), stopping and promotion variants.
+
+Stop mode (default; needs no checkpoints), research notes §2.2. When a trial first reaches rung
+k its value enters the rung, and it continues iff fewer than max(1, floor(n * q_k)) of the n
+entries (itself included) are strictly better: ties continue. While the rung holds fewer than
+eta entries every trial continues (nothing to compare with yet), except that a NaN/inf value
+never wins a tie, so a diverged trial stops as soon as the rung has eta entries.
+
+Pause mode (promotion, §2.3 and the paper's Algorithm 2). A trial reaching rung k pauses. When a
+slot frees, `next_resume()` scans the rungs from the top down and returns the best not yet
+promoted paused trial among the top floor(n * q_k) of its rung (rungs with fewer than eta
+entries promote nobody); it resumes from its checkpoint and trains to the next rung. When the
+trial that just reached a rung is itself the one Algorithm 2 would promote next, it is told to
+CONTINUE instead of pausing: the same schedule, without a checkpoint round-trip.
+
+A resumed trial that restarts from scratch re-reports steps at or below its rung; they are
+ignored (syne-tune's `ignore_data`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from enum import Enum
+
+from hpod.decision import Decision
+from hpod.schedule.base import (
+    SchedulerBase,
+    check_choice,
+    check_reduction_factor,
+    check_resources,
+)
+from hpod.schedule.rungs import Entry, Ladder, Rung, merge_snapshots, rung_levels
+
+logger = logging.getLogger(__name__)
+
+MODES = ("stop", "pause")
+
+
+class _Status(Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"  # told STOP; its further reports get STOP again
+    ENDED = "ended"
+
+
+class ASHAScheduler(SchedulerBase):
+    """ASHA over one or more independent rung ladders ("brackets"); this class uses one."""
+
+    def __init__(
+        self,
+        *,
+        max_resource: float | None = None,
+        direction: str = "minimize",
+        min_resource: float = 1,
+        reduction_factor: float = 3,
+        mode: str = "stop",
+    ) -> None:
+        super().__init__(direction)
+        check_resources(min_resource, max_resource, required=True)
+        assert max_resource is not None  # checked just above; narrows the type
+        self.eta = check_reduction_factor(reduction_factor)
+        self.mode = check_choice("mode", mode, MODES)
+        self.min_resource = min_resource
+        self.max_resource = max_resource
+        self.levels = rung_levels(min_resource, max_resource, self.eta)
+        self._ladders = [Ladder(levels, max_resource) for levels in self._bracket_levels()]
+        self._status: dict[int, _Status] = {}
+        self._bracket: dict[int, int] = {}
+
+    # Brackets: ASHA has one ladder starting at min_resource; async Hyperband overrides these.
+    def _bracket_levels(self) -> list[tuple[float, ...]]:
+        return [self.levels]
+
+    def _assign_bracket(self, trial_id: int) -> int:
+        return 0
+
+    def bracket_of(self, trial_id: int) -> int:
+        return self._bracket[trial_id]
+
+    # --- events ----------------------------------------------------------------------------
+    def on_start(self, trial_id: int) -> None:
+        self._seen()
+        status = self._status.get(trial_id)
+        if status is None:
+            bracket = self._assign_bracket(trial_id)
+            self._bracket[trial_id] = bracket
+            self._ladders[bracket].add_trial(trial_id)
+        elif status is _Status.PAUSED:
+            # A resume: promoted by next_resume(), or resumed from outside (after a restart or
+            # by a user). Either way it now trains towards the next rung.
+            ladder = self._ladders[self._bracket[trial_id]]
+            rung = ladder.rungs[ladder.current_rung(trial_id)]
+            rung.promoted.add(trial_id)
+        elif status is not _Status.RUNNING:
+            raise ValueError(f"trial {trial_id} was {status.value}; it cannot start again")
+        self._status[trial_id] = _Status.RUNNING
+
+    def on_report(self, trial_id: int, step: float, value: float) -> Decision:
+        self._seen()
+        status = self._status.get(trial_id)
+        if status is None:
+            raise ValueError(f"trial {trial_id} reported before on_start()")
+        if status in (_Status.STOPPED, _Status.ENDED):
+            return Decision.STOP
+        if status is _Status.PAUSED:
+            return Decision.PAUSE
+        ladder = self._ladders[self._bracket[trial_id]]
+        k = ladder.crossing(trial_id, step)
+        if k is None:
+            return Decision.CONTINUE
+        entry = ladder.record(trial_id, k, self.score(value), float(value))
+        if self.mode == "stop":
+            return self._stop_rule(trial_id, ladder, k, entry)
+        return self._pause_rule(trial_id, ladder, k)
+
+    def on_complete(self, trial_id: int) -> None:
+        self._seen()
+        if trial_id not in self._status:
+            raise ValueError(f"trial {trial_id} completed before on_start()")
+        # NOTE: its rung entries stay (syne-tune's on_trial_error): they were real observations.
+        # A paused trial that ends is never promoted.
+        self._status[trial_id] = _Status.ENDED
+
+    def next_resume(self) -> int | None:
+        if self.mode != "pause":
+            return None
+        found = self._promotable()
+        if found is None:
+            return None
+        ladder_index, k, entry = found
+        rung = self._ladders[ladder_index].rungs[k]
+        rung.promoted.add(entry.trial_id)
+        logger.debug("promoting trial %d from rung %s", entry.trial_id, rung.level)
+        return entry.trial_id
+
+    def next_milestone(self, trial_id: int) -> float | None:
+        if trial_id not in self._bracket:
+            return None
+        return self._ladders[self._bracket[trial_id]].next_milestone(trial_id)
+
+    def rungs_snapshot(self) -> dict[float, list[tuple[int, float]]]:
+        return merge_snapshots([ladder.snapshot() for ladder in self._ladders], self._sign)
+
+    # --- rules -----------------------------------------------------------------------------
+    def _stop_rule(self, trial_id: int, ladder: Ladder, k: int, entry: Entry) -> Decision:
+        rung = ladder.rungs[k]
+        if len(rung) < self.eta or rung.n_better(entry) < max(1, rung.keep()):
+            return Decision.CONTINUE
+        self._status[trial_id] = _Status.STOPPED
+        return Decision.STOP
+
+    def _pause_rule(self, trial_id: int, ladder: Ladder, k: int) -> Decision:
+        self._status[trial_id] = _Status.PAUSED
+        found = self._promotable()
+        if found is not None and found[2].trial_id == trial_id:
+            ladder.rungs[k].promoted.add(trial_id)
+            self._status[trial_id] = _Status.RUNNING
+            return Decision.CONTINUE
+        return Decision.PAUSE
+
+    def _promotable(self) -> tuple[int, int, Entry] | None:
+        """Algorithm 2's choice: the highest rung first (across brackets, lowest bracket on a
+        tie), then the best paused, not yet promoted entry within the top floor(n * q_k)."""
+        best: tuple[float, int, int, Entry] | None = None
+        for b, ladder in enumerate(self._ladders):
+            for k in range(len(ladder.rungs) - 1, -1, -1):
+                rung = ladder.rungs[k]
+                if best is not None and rung.level <= best[0]:
+                    break
+                entry = self._promotable_in(rung)
+                if entry is not None:
+                    best = (rung.level, b, k, entry)
+                    break
+        return None if best is None else (best[1], best[2], best[3])
+
+    def _promotable_in(self, rung: Rung) -> Entry | None:
+        if len(rung) < self.eta:
+            return None
+        for entry in rung.ranked()[: rung.keep()]:
+            if math.isinf(entry.score):
+                return None
+            if entry.trial_id in rung.promoted:
+                continue
+            if self._status.get(entry.trial_id) is _Status.PAUSED:
+                return entry
+        return None

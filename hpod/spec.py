@@ -1,0 +1,201 @@
+"""Study files: load (TOML, YAML, JSON), validate, and normalise into a frozen StudySpec.
+
+Every problem raises StudySpecError whose `str()` is one line naming the file, the field and the
+fix: exactly what the daemon records for an invalid study and what `hpod check` prints. The
+fields are documented in docs/study-file.md; the sections' parsers live in hpod.spec_sections,
+the file reading in hpod.spec_files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpod.errors import SpaceError, StudySpecError
+from hpod.space import Space
+from hpod.spec_fields import Fields, clean_error
+from hpod.spec_files import check_shape, read_study_data
+from hpod.spec_sections import (
+    FINITE_SUGGESTERS,
+    Budget,
+    Objective,
+    Resources,
+    SchedulerSpec,
+    SuggesterSpec,
+    TrialOptions,
+    parse_budget,
+    parse_command,
+    parse_env,
+    parse_objective,
+    parse_resources,
+    parse_scheduler,
+    parse_suggester,
+    parse_trial,
+    parse_workdir,
+)
+
+__all__ = ["StudySpec", "Objective", "Budget", "SuggesterSpec", "SchedulerSpec", "Resources",
+           "TrialOptions", "load_study_file", "parse_study", "TOP_LEVEL_KEYS"]
+
+TOP_LEVEL_KEYS = ("name", "command", "workdir", "env", "objective", "budget", "parallel", "seed",
+                  "space", "suggester", "scheduler", "resources", "trial", "max_failures")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study. Paths are absolute; `command[0]` is a resolved executable."""
+
+    name: str
+    path: Path
+    command: tuple[str, ...]
+    workdir: Path
+    objective: Objective
+    space: Space
+    env: dict[str, str] = field(default_factory=dict)
+    budget: Budget = Budget()
+    parallel: int = 1
+    seed: int | None = None
+    suggester: SuggesterSpec = SuggesterSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources: Resources = Resources()
+    trial: TrialOptions = TrialOptions()
+    max_failures: int = 5  # consecutive failed trials before the study is marked failed
+    # The command as written in the file: what identity() hashes, so that moving the virtualenv
+    # hpod runs from (which changes the resolved `python`) does not look like a new command.
+    source_command: tuple[str, ...] = ()
+
+    def identity(self) -> str:
+        """sha256 (hex) of what may not change under a running study: command, space, objective.
+
+        budget, parallel and the rest may change live; a change here means a new study."""
+        payload = {
+            "command": list(self.source_command or self.command),
+            "space": self.space.to_dict(),
+            "objective": {"metric": self.objective.metric,
+                          "direction": str(self.objective.direction)},
+        }
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised study as JSON-able data (what the store keeps)."""
+        s = self.scheduler
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "command": list(self.command),
+            "workdir": str(self.workdir),
+            "env": dict(self.env),
+            "objective": {"metric": self.objective.metric, "direction": str(self.objective.direction)},
+            "budget": {"trials": self.budget.trials, "hours": self.budget.hours},
+            "parallel": self.parallel,
+            "seed": self.seed,
+            "space": self.space.to_dict(),
+            "suggester": {"kind": self.suggester.kind, **self.suggester.options},
+            "scheduler": {"kind": s.kind, "resource": s.resource, "min_resource": s.min_resource,
+                          "max_resource": s.max_resource, "reduction_factor": s.reduction_factor,
+                          "brackets": s.brackets, "grace": s.grace, "mode": s.mode,
+                          "options": dict(s.options)},
+            "resources": {"gpus_per_trial": self.resources.gpus_per_trial},
+            "trial": {"timeout": self.trial.timeout, "retries": self.trial.retries,
+                      "stall_timeout": self.trial.stall_timeout, "grace": self.trial.grace},
+            "max_failures": self.max_failures,
+        }
+
+
+def load_study_file(path: str | Path) -> StudySpec:
+    """Read and validate a study file; the format follows the extension (.toml .yaml .yml .json)."""
+    path = Path(path)
+    try:
+        data = read_study_data(path)
+    except StudySpecError as e:
+        raise clean_error(e) from None
+    return parse_study(data, path=path)
+
+
+def parse_study(data: Mapping[str, Any], *, path: Path) -> StudySpec:
+    """Validate already-loaded data as if it came from the file at `path` (relative paths in it
+    resolve against that file's folder). Raises StudySpecError, and nothing else."""
+    path = Path(path)
+    try:
+        return _parse(check_shape(data, path), path)
+    except StudySpecError as e:
+        raise clean_error(e) from None
+    except RecursionError:
+        raise clean_error(StudySpecError("is nested too deeply", path=str(path),
+                                         fix="flatten it")) from None
+
+
+def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
+    f = Fields(path=str(path))
+    f.known_keys(data, "", TOP_LEVEL_KEYS)
+    data = {k: v for k, v in data.items() if v is not None}  # null means "the default"
+    folder = path.resolve().parent
+
+    name = _name(f, data.get("name"), path)
+    env = parse_env(f, data.get("env"))
+    source = data.get("command")
+    command = parse_command(f, source, folder, env)
+    workdir = parse_workdir(f, data.get("workdir"), folder)
+    objective = parse_objective(f, data.get("objective"))
+    space = _space(f, data.get("space"))
+    suggester = parse_suggester(f, data.get("suggester"), _suggester_options)
+    if suggester.kind in FINITE_SUGGESTERS:
+        try:
+            space.grid_size()
+        except SpaceError as e:
+            f.fail(e.field, f"suggester kind {suggester.kind!r} needs a finite space, but {e.message}",
+                   e.fix)
+    return StudySpec(
+        name=name,
+        path=path,
+        command=command,
+        workdir=workdir,
+        objective=objective,
+        space=space,
+        env=env,
+        budget=parse_budget(f, data.get("budget"), suggester.kind),
+        parallel=f.integer(data.get("parallel", 1), "parallel", low=1, high=1024),
+        seed=f.integer(data["seed"], "seed", low=0, high=2**63 - 1) if "seed" in data else None,
+        suggester=suggester,
+        scheduler=parse_scheduler(f, data.get("scheduler")),
+        resources=parse_resources(f, data.get("resources")),
+        trial=parse_trial(f, data.get("trial")),
+        max_failures=f.integer(data.get("max_failures", 5), "max_failures", low=1, high=10**6),
+        source_command=tuple(str(a) for a in source or ()),  # a list: parse_command checked it
+    )
+
+
+def _name(f: Fields, raw: Any, path: Path) -> str:
+    if raw is None:
+        if not _NAME_RE.fullmatch(path.stem):
+            f.fail("name", f"the file name {path.stem!r} cannot be a study name",
+                   'set name = "..." (letters, digits, "_", ".", "-"), or rename the file')
+        return path.stem
+    text = f.string(raw, "name", max_len=100)
+    if not _NAME_RE.fullmatch(text):
+        f.fail("name", f"invalid study name {text!r}",
+               'use letters, digits, "_", ".", "-", starting with a letter or digit')
+    return text
+
+
+def _space(f: Fields, raw: Any) -> Space:
+    if raw is None:
+        f.fail("space", "is required but missing",
+               'add a [space] table, e.g. lr = { type = "float", low = 1e-4, high = 1e-1, log = true }')
+    try:
+        return Space.from_dict(raw)
+    except SpaceError as e:  # add the file name the space parser does not know
+        raise SpaceError(e.message, path=f.path, field=e.field, fix=e.fix) from None
+
+
+def _suggester_options(kind: str) -> frozenset[str] | None:
+    from hpod.suggest import suggester_options
+
+    return suggester_options(kind)

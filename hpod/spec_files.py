@@ -1,0 +1,175 @@
+"""Reading a study file from disk into plain data: TOML, YAML or JSON by extension.
+
+Every failure (missing, unreadable, too large, binary, empty, syntax error) is a StudySpecError
+naming the file, with the line and column when the parser knows them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from hpod.errors import StudySpecError
+from hpod.spec_fields import describe, join
+
+MAX_BYTES = 1 << 20  # study files are a page of text; a megabyte is certainly a mistake
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+
+
+def _fail(path: Path, message: str, fix: str | None = None, field: str | None = None) -> NoReturn:
+    raise StudySpecError(" ".join(message.split()), path=str(path), field=field, fix=fix)
+
+
+def read_study_data(path: Path) -> Any:
+    """The parsed content of a study file (normally a dict; checked by check_shape after)."""
+    suffix = path.suffix.lower()
+    loaders: dict[str, Callable[[Path, str], Any]] = {
+        ".toml": _load_toml, ".yaml": _load_yaml, ".yml": _load_yaml, ".json": _load_json}
+    if suffix not in loaders:
+        _fail(path, f"unsupported file type {suffix or '(no extension)'!r}",
+              "name it *.toml, *.yaml, *.yml or *.json")
+    text = _read_text(path)
+    try:
+        return loaders[suffix](path, text)
+    except RecursionError:
+        _fail(path, f"is nested too deeply (more than {MAX_DEPTH} levels)", "flatten it")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                _fail(path, "is not a regular file", "point hpod at a study file")
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        _fail(path, "does not exist", "check the path")
+    except IsADirectoryError:
+        _fail(path, "is a folder, not a study file", "point hpod at a study file")
+    except PermissionError:
+        _fail(path, "cannot be read: permission denied", f"chmod u+r {path}")
+    except OSError as e:
+        _fail(path, f"cannot be read: {e.strerror or e}", "check the file")
+    if len(raw) > MAX_BYTES:
+        _fail(path, f"is larger than {MAX_BYTES // 1024} KiB", "a study file is a short text file; "
+              "keep data and code elsewhere")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        _fail(path, f"is a binary file (NUL byte at offset {nul})", "save it as UTF-8 text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        _fail(path, f"is not UTF-8 text (invalid byte at offset {e.start})", "save it as UTF-8 text")
+    if not text.strip():
+        _fail(path, "is empty", "write a study: command, objective, budget and [space] "
+              "(see docs/study-file.md)")
+    return text
+
+
+def _load_toml(path: Path, text: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        _fail(path, f"TOML syntax error: {e}", "fix the syntax at that position")
+
+
+# YAML 1.1 (PyYAML) reads `1e-5` and `1.5e3` as strings (it wants a dot and a signed exponent),
+# YAML 1.2 as floats; learning rates are written that way, so hpod follows 1.2 for exponents.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and reads
+    `1e-5` as a number."""
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0] and _EXPONENT_FLOAT.fullmatch(value):
+            return "tag:yaml.org,2002:float"
+        return super().resolve(kind, value, implicit)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = e.problem or e.context or "invalid YAML"
+        _fail(path, f"YAML error{where}: {what}", "fix the YAML at that position")
+    except yaml.YAMLError as e:
+        _fail(path, f"YAML error: {e}", "fix the syntax")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _load_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as e:
+        _fail(path, f"JSON syntax error at line {e.lineno}, column {e.colno}: {e.msg}",
+              "fix the syntax at that position")
+    except _DuplicateKey as e:
+        _fail(path, f"JSON error: duplicate key {e.args[0]!r}", "keep one of them")
+
+
+def check_shape(data: Any, path: Path) -> Mapping[str, Any]:
+    """Top level is a table; every key everywhere is a string; depth and size are bounded.
+
+    Iterative, so a hostile file (or a YAML structure that contains itself) cannot overflow the
+    stack or loop forever.
+    """
+    if not isinstance(data, Mapping):
+        _fail(path, f"must hold a table of settings at the top level, got {describe(data)}",
+              "start the file with `command = [...]` (TOML) or `command: [...]` (YAML)")
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    nodes = 0
+    while stack:
+        value, field, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            _fail(path, f"is too large (more than {MAX_NODES} values)", "simplify it")
+        if depth > MAX_DEPTH:
+            shown = field if len(field) <= 40 else field[:40] + "..."
+            _fail(path, f"is nested too deeply (more than {MAX_DEPTH} levels)", "flatten it",
+                  field=shown)
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    _fail(path, f"has a key that is not a string: {describe(key)}", "quote the key",
+                          field=field or None)
+                stack.append((item, join(field, key), depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, join(field, i), depth + 1) for i, item in enumerate(value))
+    return data

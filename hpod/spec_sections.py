@@ -1,0 +1,295 @@
+"""The tables of a study file other than `[space]`: their frozen records and their parsers.
+
+Each parser takes the raw value (None when the key is absent or null), checks it with a Fields
+and returns the record; hpod.spec puts them together into a StudySpec.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpod.spec_fields import Fields, describe, join
+from hpod.store.records import Direction
+
+SUGGESTER_KINDS = ("random", "grid", "gp", "gp-grid", "tpe")
+FINITE_SUGGESTERS = ("grid", "gp-grid")  # need a finite space; run until it is exhausted
+SCHEDULER_KINDS = ("fifo", "sh", "hyperband", "asha", "async-hyperband", "median")
+RUNG_SCHEDULERS = ("sh", "hyperband", "asha", "async-hyperband")  # need max_resource
+_PYTHON_WORDS = ("python", "python3")
+_METRIC_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_./\-]{0,99}")
+_RESERVED_METRICS = ("step", "checkpoint")  # keys with a meaning of their own on the report pipe
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_SECONDS = 1e7  # about 115 days
+_MAX_RESOURCE = 1e12
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: Direction
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int | None = None
+    hours: float | None = None
+
+
+@dataclass(frozen=True)
+class SuggesterSpec:
+    kind: str = "random"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    kind: str = "fifo"
+    resource: str | None = None  # the reported metric that counts progress; None: the step
+    min_resource: float | None = None
+    max_resource: float | None = None
+    reduction_factor: float = 3.0
+    brackets: int | None = None  # async-hyperband; None: all the brackets the rungs allow
+    grace: float | None = None
+    mode: str = "stop"  # "stop" | "pause": what a losing trial is told
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus_per_trial: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrialOptions:
+    timeout: float | None = None  # seconds of wall time before the trial is stopped
+    retries: int = 0  # how many times a failed trial is run again with the same params
+    stall_timeout: float | None = None  # seconds without a report before the trial is stopped
+    grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+
+
+def _table(f: Fields, raw: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    table = f.table({} if raw is None else raw, name)
+    f.known_keys(table, name, allowed)
+    return {k: v for k, v in table.items() if v is not None}  # null means "the default"
+
+
+def parse_command(f: Fields, raw: Any, folder: Path, env: Mapping[str, str]) -> tuple[str, ...]:
+    """argv with argv[0] resolved to an executable and file arguments made absolute."""
+    if raw is None:
+        f.fail("command", "is required but missing", 'add command = ["python", "train.py"]')
+    if isinstance(raw, str):
+        try:
+            hint = json.dumps(shlex.split(raw))
+        except ValueError:
+            hint = '["python", "train.py"]'
+        f.fail("command", "must be a list of arguments, not a string (hpod never uses a shell)",
+               f"write it as a list: command = {hint}")
+    if not isinstance(raw, list):
+        f.fail("command", f"must be a list of arguments, got {describe(raw)}",
+               'write it as a list: command = ["python", "train.py"]')
+    if not raw:
+        f.fail("command", "must not be empty", 'write command = ["python", "train.py"]')
+    if len(raw) > 10_000:
+        f.fail("command", f"has {len(raw)} arguments (at most 10000)", "pass fewer arguments")
+    args: list[str] = []
+    for i, arg in enumerate(raw):
+        if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+            arg = str(arg)
+        args.append(f.string(arg, join("command", i), max_len=100_000, nonempty=(i == 0)))
+    return (_executable(f, args[0], folder, env), *(_argument(a, folder) for a in args[1:]))
+
+
+def _executable(f: Fields, word: str, folder: Path, env: Mapping[str, str]) -> str:
+    if word in _PYTHON_WORDS and sys.executable:
+        return sys.executable  # the interpreter running hpod: a virtualenv just works
+    if "/" in word:
+        exe = Path(os.path.normpath(folder / os.path.expanduser(word)))
+        try:
+            exists, runnable = exe.exists(), exe.is_file() and os.access(exe, os.X_OK)
+        except (OSError, ValueError):  # a name too long for the file system, and the like
+            exists = runnable = False
+        if not exists:
+            f.fail("command[0]", f"command {word!r} was not found (looked for {exe})",
+                   "check the path; relative paths start from the study file's folder")
+        if not runnable:
+            f.fail("command[0]", f"command {word!r} is not an executable file ({exe})",
+                   f"chmod +x {exe}, or run it through its interpreter: [\"bash\", \"{word}\"]")
+        return str(exe)
+    found = shutil.which(word, path=env.get("PATH"))
+    if found is None:
+        f.fail("command[0]", f"command {word!r} was not found on PATH",
+               "install it, check the spelling, or give its path")
+    return found
+
+
+def _argument(arg: str, folder: Path) -> str:
+    """A file next to the study file becomes absolute, so it works from any workdir."""
+    if not arg or arg.startswith("-") or os.path.isabs(arg) or "\x00" in arg:
+        return arg
+    try:
+        candidate = folder / arg
+        if candidate.is_file():
+            return os.path.normpath(candidate)
+    except (OSError, ValueError):  # a name too long for the file system is just an argument
+        pass
+    return arg
+
+
+def parse_workdir(f: Fields, raw: Any, folder: Path) -> Path:
+    if raw is None:
+        return folder
+    text = f.string(raw, "workdir", max_len=4096)
+    path = Path(os.path.normpath(folder / os.path.expanduser(text)))
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if not is_dir:
+        f.fail("workdir", f"folder {text!r} does not exist ({path})",
+               "create it, or fix the path (relative paths start from the study file's folder)")
+    return path
+
+
+def parse_env(f: Fields, raw: Any) -> dict[str, str]:
+    table = f.table({} if raw is None else raw, "env")
+    if len(table) > 1000:
+        f.fail("env", f"has {len(table)} variables (at most 1000)", "set fewer variables")
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        name = join("env", key)
+        if not _ENV_RE.fullmatch(key):
+            f.fail(name, f"invalid variable name {key!r}", "use letters, digits and '_'")
+        if key.startswith("HPOD_"):
+            f.fail(name, f"{key!r} is reserved: hpod sets the HPOD_* variables itself",
+                   "use another name")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(f.number(value, name)) if isinstance(value, float) else str(value)
+        out[key] = f.string(value, name, max_len=100_000, nonempty=False)
+    return out
+
+
+def parse_metric(f: Fields, raw: Any, field_name: str) -> str:
+    text = f.string(raw, field_name, max_len=100)
+    if not _METRIC_RE.fullmatch(text):
+        f.fail(field_name, f"invalid metric name {text!r}",
+               "use letters, digits, '_', '.', '/', '-' (starting with a letter or '_')")
+    if text in _RESERVED_METRICS:
+        f.fail(field_name, f"{text!r} is reserved by the report protocol",
+               "report the metric under another name")
+    return text
+
+
+def parse_objective(f: Fields, raw: Any) -> Objective:
+    if raw is None:
+        f.fail("objective", "is required but missing",
+               'add objective = { metric = "val_loss", direction = "minimize" }')
+    table = _table(f, raw, "objective", ("metric", "direction"))
+    metric = parse_metric(f, f.required(table, "metric", "objective", 'add metric = "val_loss"'),
+                          "objective.metric")
+    word = f.required(table, "direction", "objective", 'add direction = "minimize" or "maximize"')
+    direction = f.choice(word, "objective.direction", ("minimize", "maximize"),
+                         aliases={"min": "minimize", "max": "maximize"})
+    return Objective(metric, Direction(direction))
+
+
+def parse_budget(f: Fields, raw: Any, suggester: str) -> Budget:
+    table = _table(f, raw, "budget", ("trials", "hours"))
+    trials = f.integer(table["trials"], "budget.trials", low=1, high=10**9) if "trials" in table else None
+    hours = f.number(table["hours"], "budget.hours", positive=True, high=1e5) if "hours" in table else None
+    if trials is None and hours is None and suggester not in FINITE_SUGGESTERS:
+        f.fail("budget", "is required: give a number of trials, hours, or both",
+               "add budget = { trials = 50 } (only a grid search may run without a budget)")
+    return Budget(trials, hours)
+
+
+def parse_suggester(f: Fields, raw: Any, known_options: Any) -> SuggesterSpec:
+    """`known_options(kind)` -> the option names a kind takes, or None to pass them unchecked."""
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    table = f.table({} if raw is None else raw, "suggester")
+    kind = table.get("kind")
+    kind = "random" if kind is None else f.choice(kind, "suggester.kind", SUGGESTER_KINDS)
+    options = {k: v for k, v in table.items() if k != "kind" and v is not None}
+    allowed = known_options(kind)
+    if allowed is not None:
+        f.known_keys(options, "suggester", ["kind", *sorted(allowed)], context=f"for kind {kind!r}")
+    return SuggesterSpec(kind, options)
+
+
+def parse_scheduler(f: Fields, raw: Any) -> SchedulerSpec:
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    table = _table(f, raw, "scheduler", ("kind", "resource", "min_resource", "max_resource",
+                                         "reduction_factor", "brackets", "grace", "mode", "options"))
+    kind = f.choice(table.get("kind", "fifo"), "scheduler.kind", SCHEDULER_KINDS)
+
+    def resource(key: str) -> float | None:
+        if key not in table:
+            return None
+        return f.number(table[key], f"scheduler.{key}", positive=True, high=_MAX_RESOURCE)
+
+    low, high = resource("min_resource"), resource("max_resource")
+    if low is not None and high is not None and low >= high:
+        f.fail("scheduler.min_resource", f"min_resource ({low:g}) must be less than max_resource ({high:g})",
+               "lower min_resource or raise max_resource")
+    if kind in RUNG_SCHEDULERS and high is None:
+        f.fail("scheduler.max_resource", f"is required for kind {kind!r}",
+               "add max_resource = <the resource (e.g. epochs) of a full trial>")
+    factor = f.number(table.get("reduction_factor", 3.0), "scheduler.reduction_factor", high=100.0)
+    if factor <= 1:
+        f.fail("scheduler.reduction_factor", f"must be greater than 1, got {factor:g}",
+               "use 2, 3 or 4 (3 is the usual choice)")
+    return SchedulerSpec(
+        kind=kind,
+        resource=parse_metric(f, table["resource"], "scheduler.resource") if "resource" in table else None,
+        min_resource=low,
+        max_resource=high,
+        reduction_factor=factor,
+        brackets=f.integer(table["brackets"], "scheduler.brackets", low=1, high=100)
+        if "brackets" in table else None,
+        grace=f.number(table["grace"], "scheduler.grace", low=0.0, high=_MAX_RESOURCE)
+        if "grace" in table else None,
+        mode=f.choice(table.get("mode", "stop"), "scheduler.mode", ("stop", "pause")),
+        options=dict(f.table(table.get("options", {}), "scheduler.options")),
+    )
+
+
+def parse_resources(f: Fields, raw: Any) -> Resources:
+    table = _table(f, raw, "resources", ("gpus_per_trial",))
+    gpus = f.number(table.get("gpus_per_trial", 0), "resources.gpus_per_trial", low=0.0, high=1024.0)
+    if 0 < gpus < 1:
+        share = round(1 / gpus)
+        if abs(share * gpus - 1) > 1e-6:
+            f.fail("resources.gpus_per_trial", f"a fraction of a GPU must divide 1, got {gpus:g}",
+                   f"use 1/{share} = {1 / share:g} so {share} trials share one GPU")
+        gpus = 1 / share
+    elif gpus >= 1 and not gpus.is_integer():
+        f.fail("resources.gpus_per_trial", f"must be a whole number of GPUs above 1, got {gpus:g}",
+               f"use {math.floor(gpus)} or {math.ceil(gpus)}")
+    return Resources(gpus)
+
+
+def parse_trial(f: Fields, raw: Any) -> TrialOptions:
+    table = _table(f, raw, "trial", ("timeout", "retries", "stall_timeout", "grace"))
+
+    def seconds(key: str) -> float | None:
+        if key not in table:
+            return None
+        return f.number(table[key], f"trial.{key}", positive=True, high=_MAX_SECONDS)
+
+    return TrialOptions(
+        timeout=seconds("timeout"),
+        retries=f.integer(table.get("retries", 0), "trial.retries", low=0, high=100),
+        stall_timeout=seconds("stall_timeout"),
+        grace=f.number(table.get("grace", 10.0), "trial.grace", low=0.0, high=3600.0),
+    )

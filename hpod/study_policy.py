@@ -1,0 +1,168 @@
+"""A study's search policy: which point to try next (suggester), whether a running trial goes
+on (scheduler), and when the budget is spent. Pure and synchronous; the controller acts on it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hpod.decision import Decision
+from hpod.schedule import Scheduler, make_scheduler
+from hpod.schedule.base import Ended, Event, Reported, Started
+from hpod.spec import StudySpec
+from hpod.store.records import MetricPoint, StudyRecord, TrialRecord, TrialState
+from hpod.suggest import make_suggester
+from hpod.suggest.base import Suggester
+
+# How long a trial waits for the answer to a report when the scheduler may stop it. Long
+# enough for a busy daemon to answer, short enough that a stalled daemon does not stall GPUs.
+DECISION_TIMEOUT = 10.0
+
+
+class StudyPolicy:
+    def __init__(self, spec: StudySpec, *, suggester: Suggester | None = None,
+                 scheduler: Scheduler | None = None) -> None:
+        self.spec = spec
+        self.suggester = suggester if suggester is not None else build_suggester(spec)
+        self.scheduler = scheduler if scheduler is not None else build_scheduler(spec)
+
+    @property
+    def decision_timeout(self) -> float:
+        # Under fifo no report can end a trial, so trials need not wait for the answer: their
+        # reporting rate is then bound by the pipe, not by a round trip per report.
+        return 0.0 if self.scheduler is None else DECISION_TIMEOUT
+
+    def budget_spent(self, study: StudyRecord, n_created: int) -> bool:
+        budget = self.spec.budget
+        if budget.trials is not None and n_created >= budget.trials:
+            return True
+        left = self.seconds_until_budget_ends(study)
+        return left is not None and left <= 0
+
+    def seconds_until_budget_ends(self, study: StudyRecord) -> float | None:
+        if self.spec.budget.hours is None:
+            return None
+        return study.created_at + self.spec.budget.hours * 3600.0 - time.time()
+
+    def decide(self, trial_id: int, step: float, value: float) -> Decision:
+        if self.scheduler is None:
+            return Decision.CONTINUE
+        return self.scheduler.on_report(trial_id, step, value)
+
+    def on_start(self, trial: TrialRecord) -> None:
+        if self.scheduler is not None:
+            self.scheduler.on_start(trial.id)
+
+    def on_end(self, trial: TrialRecord) -> None:
+        if self.scheduler is not None:
+            self.scheduler.on_complete(trial.id)
+
+    def observe(self, trial: TrialRecord) -> None:
+        """Tell the suggester about a finished trial; failures are remembered, not modelled."""
+        if trial.state is TrialState.COMPLETE:
+            self.suggester.observe(trial.params, _finite(trial.value))
+        elif trial.state is TrialState.FAILED:
+            self.suggester.observe(trial.params, None)
+        elif trial.state is TrialState.STOPPED:
+            # A trial stopped early carries a value at a lower resource (ASHA's rung).
+            resource = float(trial.last_step) if trial.last_step is not None else None
+            self.suggester.observe(trial.params, _finite(trial.value), resource)
+
+    def replay(self, events: list[Event]) -> None:
+        """Rebuild the scheduler's rungs after a restart from the stored history, in order."""
+        if self.scheduler is not None:
+            self.scheduler.replay(events)
+
+    def next_resume(self) -> int | None:
+        """A paused trial the scheduler promotes now (it runs again before any new point)."""
+        return self.scheduler.next_resume() if self.scheduler is not None else None
+
+    def take_stopped(self) -> list[int]:
+        """Paused trials the scheduler will never promote: they are stopped for good."""
+        return self.scheduler.take_stopped() if self.scheduler is not None else []
+
+    def no_more_trials(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.on_no_more_trials()
+
+
+def build_suggester(spec: StudySpec) -> Suggester:
+    return make_suggester(
+        spec.suggester.kind,
+        spec.space,
+        seed=spec.seed,
+        direction=spec.objective.direction.value,
+        **spec.suggester.options,
+    )
+
+
+def build_scheduler(spec: StudySpec) -> Scheduler | None:
+    """The study's scheduler; None for fifo, where no report can change a trial's course."""
+    options = spec.scheduler
+    if options.kind == "fifo":
+        return None
+    given: dict[str, Any] = {
+        "direction": spec.objective.direction.value,
+        "min_resource": options.min_resource,
+        "max_resource": options.max_resource,
+        "reduction_factor": options.reduction_factor,
+        "mode": options.mode,
+        "brackets": options.brackets,
+        "grace": options.grace,
+        "seed": spec.seed,
+        **options.options,
+    }
+    accepted = SCHEDULER_OPTIONS[options.kind]
+    return make_scheduler(options.kind, **{k: v for k, v in given.items() if k in accepted})
+
+
+# Which of the study file's [scheduler] options each kind takes (the rest do not apply to it).
+SCHEDULER_OPTIONS: dict[str, frozenset[str]] = {
+    "sh": frozenset({"direction", "min_resource", "max_resource", "reduction_factor",
+                     "cohort_size"}),
+    "hyperband": frozenset({"direction", "min_resource", "max_resource", "reduction_factor"}),
+    "asha": frozenset({"direction", "min_resource", "max_resource", "reduction_factor", "mode"}),
+    "async-hyperband": frozenset({"direction", "min_resource", "max_resource",
+                                  "reduction_factor", "mode", "brackets", "seed"}),
+    "median": frozenset({"direction", "grace", "min_trials", "max_resource"}),
+}
+
+
+def history_events(
+    trials: Sequence[TrialRecord],
+    metrics: Mapping[int, Sequence[MetricPoint]],
+    objective: str,
+    resource: str | None,
+) -> list[Event]:
+    """The scheduler's view of a study's past, in time order: starts, reports, ends.
+
+    A report's step is the `resource` metric of the same report when the study names one.
+    """
+    timed: list[tuple[float, int, Event]] = []
+    for trial in trials:
+        if trial.started_at is None:
+            continue
+        timed.append((trial.started_at, 0, Started(trial.id)))
+        points = metrics.get(trial.id, ())
+        by_step: dict[int, dict[str, MetricPoint]] = {}
+        for point in points:
+            by_step.setdefault(point.step, {})[point.name] = point
+        for step, named in by_step.items():
+            reported = named.get(objective)
+            if reported is None:
+                continue
+            position = named[resource].value if resource and resource in named else step
+            timed.append((reported.time, 1, Reported(trial.id, float(position), reported.value)))
+        if trial.state.is_finished() and trial.finished_at is not None:
+            timed.append((trial.finished_at, 2, Ended(trial.id)))
+    timed.sort(key=lambda item: (item[0], item[1]))
+    return [event for _time, _order, event in timed]
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return value

@@ -1,0 +1,282 @@
+"""One attempt of one trial, from launch to its recorded outcome.
+
+The run owns the trial's process for its whole life: it feeds reports to the sink and the
+scheduler, answers each report, enforces the timeout, the stall timeout and the grace after a
+stop decision, and turns the way the process ended into a state and a reason in words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpod.decision import Decision
+from hpod.errors import LaunchError
+from hpod.executor.base import Executor, RunningTrial, TrialExit
+from hpod.ingest import MetricSink
+from hpod.spec import StudySpec
+from hpod.store.records import EventLevel, TrialRecord, TrialState
+from hpod.store.store import Store
+from hpod.wire import CheckpointNote, Report, WireProblem
+
+logger = logging.getLogger(__name__)
+
+# A trial that writes junk on every line should not flood the events table.
+MAX_PROTOCOL_WARNINGS = 5
+# After the process exits, leftover children may hold the report pipe open; how long to wait
+# for the pipe to drain before giving up on the rest.
+DRAIN_TIMEOUT = 5.0
+
+DecideFn = Callable[[int, float, float], Decision]
+
+
+@dataclass(frozen=True, slots=True)
+class TrialOutcome:
+    state: TrialState
+    value: float | None
+    reason: str | None
+    exit_code: int | None = None
+    transient: bool = False  # worth a retry: a crash or a kill, not a missing metric
+
+
+@dataclass(slots=True)
+class _StopRequest:
+    state: TrialState
+    reason: str
+    grace: float
+
+
+class TrialRun:
+    def __init__(
+        self,
+        *,
+        spec: StudySpec,
+        trial: TrialRecord,
+        placement: str,
+        store: Store,
+        sink: MetricSink,
+        executor: Executor,
+        trial_dir: Path,
+        decide: DecideFn,
+        decision_timeout: float,
+    ) -> None:
+        self.spec = spec
+        self.trial = trial
+        self.placement = placement
+        self._store = store
+        self._sink = sink
+        self._executor = executor
+        self.trial_dir = trial_dir
+        self._decide = decide
+        self._decision_timeout = decision_timeout
+        self._wake = asyncio.Event()
+        self._launched_at = time.monotonic()
+        self._stop: _StopRequest | None = None
+        # The scheduler's verdict (STOP or PAUSE), where, and by when the trial must have exited.
+        self._verdict: Decision | None = None
+        self._verdict_deadline: float | None = None
+        self._last_value: float | None = None
+        self._last_step: int | None = None
+        self._last_report = time.monotonic()
+        self._stopped_at_step: float | None = None
+        self._warnings = 0
+        self._objective = spec.objective.metric
+
+    # -- control from outside -------------------------------------------------------------
+
+    def request_stop(self, state: TrialState, reason: str, grace: float) -> None:
+        """Ask the trial to end: SIGTERM to its process group, SIGKILL after `grace` seconds."""
+        if self._stop is None:
+            self._stop = _StopRequest(state, reason, grace)
+            self._wake.set()
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.spec.env)
+        env.update(
+            {
+                "HPOD_PARAMS": json.dumps(self.trial.params),
+                "HPOD_TRIAL_ID": str(self.trial.id),
+                "HPOD_TRIAL_NUMBER": str(self.trial.number),
+                "HPOD_STUDY": self.spec.name,
+                "HPOD_TRIAL_DIR": str(self.trial_dir),
+                "HPOD_ATTEMPT": str(self.trial.attempt),
+                "HPOD_DECISION_TIMEOUT": f"{self._decision_timeout:g}",
+                # Trial logs should be readable while the trial runs, not when it exits.
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.pop("HPOD_RESUME_FROM", None)
+        if self.trial.checkpoint:
+            env["HPOD_RESUME_FROM"] = self.trial.checkpoint
+        return env
+
+    async def run(self) -> TrialOutcome:
+        self.trial_dir.mkdir(parents=True, exist_ok=True)
+        self._launched_at = self._last_report = time.monotonic()
+        try:
+            running = await self._executor.launch(
+                self.spec.command,
+                env=self.environment(),
+                cwd=self.spec.workdir,
+                trial_dir=self.trial_dir,
+            )
+        except LaunchError as exc:
+            return TrialOutcome(TrialState.FAILED, None, f"could not start: {exc}")
+        logger.info(
+            "trial %s#%d started on %s (pid %d)",
+            self.spec.name, self.trial.number, self.placement, running.pid,
+        )
+        async with running:
+            exit_ = await self._supervise(running)
+        return self._classify(exit_)
+
+    async def _supervise(self, running: RunningTrial) -> TrialExit:
+        async with asyncio.TaskGroup() as tg:
+            consume = tg.create_task(self._consume(running))
+            exited = tg.create_task(running.wait())
+            while True:
+                wake = tg.create_task(self._wake.wait())
+                done, _ = await asyncio.wait(
+                    {exited, wake}, timeout=self._time_left(), return_when=asyncio.FIRST_COMPLETED
+                )
+                wake.cancel()
+                if exited in done:
+                    break
+                self._wake.clear()
+                if self._stop is None:
+                    self._check_deadlines()
+                if self._stop is not None:
+                    await running.stop(self._stop.grace)
+                    break
+            exit_ = await exited
+            # Leftover children of the trial may keep the report pipe open; they go with the
+            # process group, then the reader sees EOF after the last buffered line.
+            await running.stop(0)
+            try:
+                await asyncio.wait_for(asyncio.shield(consume), DRAIN_TIMEOUT)
+            except TimeoutError:
+                consume.cancel()
+        await self._sink.flush()
+        return exit_
+
+    def _time_left(self) -> float | None:
+        now = time.monotonic()
+        deadlines = []
+        if self.spec.trial.timeout:
+            deadlines.append(self._launched_at + self.spec.trial.timeout)
+        if self.spec.trial.stall_timeout:
+            deadlines.append(self._last_report + self.spec.trial.stall_timeout)
+        if self._verdict_deadline is not None:
+            deadlines.append(self._verdict_deadline)
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        grace = self.spec.trial.grace
+        timeout, stall = self.spec.trial.timeout, self.spec.trial.stall_timeout
+        if timeout and now >= self._launched_at + timeout:
+            self.request_stop(TrialState.FAILED, f"timed out after {timeout:g} s", grace)
+        elif stall and now >= self._last_report + stall:
+            self.request_stop(
+                TrialState.FAILED, f"stalled: no report for {stall:g} s", grace
+            )
+        elif self._verdict_deadline is not None and now >= self._verdict_deadline:
+            # A paused trial that does not exit has not saved a usable checkpoint either.
+            self.request_stop(
+                TrialState.STOPPED,
+                f"{self._verdict_reason()}; it did not exit within {grace:g} s, so it was "
+                "terminated",
+                0,
+            )
+
+    async def _consume(self, running: RunningTrial) -> None:
+        # Under fifo the trial does not wait for answers, so "continue" is not sent at all:
+        # at tens of thousands of reports a second, that halves the syscalls on both sides.
+        answer_continue = self._decision_timeout > 0
+        async for batch in running.batches():
+            self._last_report = time.monotonic()
+            for message in batch:
+                if isinstance(message, Report):
+                    decision = self._on_report(message)
+                    if answer_continue or decision is not Decision.CONTINUE:
+                        running.decide(decision, message.step)
+                elif isinstance(message, CheckpointNote):
+                    await self._store.set_checkpoint(self.trial.id, message.path)
+                elif isinstance(message, WireProblem):
+                    await self._protocol_warning(message)
+
+    def _on_report(self, report: Report) -> Decision:
+        metrics = report.metrics
+        self._last_step = report.step
+        self._sink.add(self.trial.id, report.step, metrics, self._objective)
+        value = metrics.get(self._objective)
+        if value is None:
+            return self._verdict or Decision.CONTINUE
+        self._last_value = value
+        if self._verdict is not None:
+            return self._verdict  # repeated to a trial that reports on after its verdict
+        resource = self.spec.scheduler.resource
+        step = metrics.get(resource, report.step) if resource else report.step
+        decision = self._decide(self.trial.id, float(step), value)
+        if decision is not Decision.CONTINUE:
+            self._verdict = decision
+            self._stopped_at_step = float(step)
+            self._verdict_deadline = time.monotonic() + self.spec.trial.grace
+            self._wake.set()  # the supervisor re-arms its deadline
+        return decision
+
+    async def _protocol_warning(self, problem: WireProblem) -> None:
+        self._warnings += 1
+        if self._warnings > MAX_PROTOCOL_WARNINGS:
+            return
+        text = f"trial {self.spec.name}#{self.trial.number} wrote a line that is not the hpod protocol ({problem.reason}): {problem.line_preview!r}"
+        if self._warnings == MAX_PROTOCOL_WARNINGS:
+            text += " — further protocol problems of this trial are not recorded"
+        logger.warning("%s", text)
+        await self._store.record_event(
+            EventLevel.WARNING, text, study_id=self.trial.study_id, trial_id=self.trial.id
+        )
+
+    def _verdict_reason(self) -> str:
+        kind = self.spec.scheduler.kind
+        what = "paused" if self._verdict is Decision.PAUSE else "stopped early"
+        return f"{what} by the {kind} scheduler at step {self._stopped_at_step:g}"
+
+    def _classify(self, exit_: TrialExit) -> TrialOutcome:
+        value = self._last_value
+        code = exit_.returncode
+        if self._stop is not None:  # the user, the shutdown or a deadline ended it
+            return TrialOutcome(self._stop.state, value, self._stop.reason, code)
+        if self._verdict is not None:  # it obeyed the scheduler's stop or pause
+            state = TrialState.PAUSED if self._verdict is Decision.PAUSE else TrialState.STOPPED
+            return TrialOutcome(state, value, self._verdict_reason(), code)
+        if not exit_.ok:
+            return TrialOutcome(TrialState.FAILED, value, exit_.describe(), code, transient=True)
+        metric = self.spec.objective.metric
+        if value is None:
+            return TrialOutcome(
+                TrialState.FAILED,
+                None,
+                f"exited with code 0 but never reported the objective `{metric}`; report it "
+                f"with hpod.trial.report(step, {metric}=...) or a line like "
+                f'{{"step": 1, "{metric}": 0.5}} on the report pipe',
+                code,
+            )
+        if math.isnan(value) or math.isinf(value):
+            return TrialOutcome(
+                TrialState.FAILED,
+                value,
+                f"the objective `{metric}` was {value} at its last report (step {self._last_step})",
+                code,
+            )
+        return TrialOutcome(TrialState.COMPLETE, value, None, code)

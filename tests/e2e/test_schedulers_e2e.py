@@ -1,0 +1,84 @@
+"""Early stopping in the real daemon: a stop decision reaches the trial in the answer to the
+report that lost, and the trial stops at that rung exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hpod.store import StoreReader
+
+from helpers import FIXTURE_TRIALS, hpod_cli, study_status, write_study
+
+pytestmark = pytest.mark.slow
+
+
+def _study(kind: str, extra: str = "") -> str:
+    return f"""
+command = ["python", "{FIXTURE_TRIALS / 'quadratic.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 12 }}
+parallel = 2
+seed = 3
+[scheduler]
+kind = "{kind}"
+min_resource = 1
+max_resource = 9
+reduction_factor = 3
+{extra}
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+steps = 9
+"""
+
+
+def test_asha_stops_losers_exactly_at_a_rung(tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "asha", _study("asha"))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    study = study_status(tmp_path, "asha")
+    assert study["state"] == "complete"
+    rows = json.loads(hpod_cli("trials", tmp_path, "asha", "--format", "json").stdout)
+    assert len(rows) == 12
+    stopped = [row for row in rows if row["state"] == "stopped"]
+    complete = [row for row in rows if row["state"] == "complete"]
+    assert stopped, "with 12 trials and eta = 3, ASHA must stop some at a rung"
+    assert complete
+    for row in stopped:
+        # The rungs are 1, 3 and 9: a stopped trial's last report is at a rung, no epoch more.
+        assert row["last_step"] in (1, 3), row
+        assert "stopped early by the asha scheduler" in row["reason"]
+    for row in complete:
+        assert row["last_step"] == 9
+    best = json.loads(hpod_cli("best", tmp_path, "asha", "--json").stdout)
+    assert best["value"] == min(row["value"] for row in complete)
+
+
+def test_asha_promotion_pauses_and_resumes_from_checkpoints(tmp_path: Path,
+                                                            start_daemon) -> None:
+    write_study(tmp_path, "promo", _study("asha", 'mode = "pause"'))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    assert study_status(tmp_path, "promo")["state"] == "complete"
+    rows = json.loads(hpod_cli("trials", tmp_path, "promo", "--format", "json").stdout)
+    assert len(rows) == 12
+    assert {row["state"] for row in rows} <= {"complete", "stopped"}
+    complete = [row for row in rows if row["state"] == "complete"]
+    assert complete and all(row["last_step"] == 9 for row in complete)
+    # A promoted trial resumed from its checkpoint: its folder holds the step it paused at,
+    # and it reported every step exactly once (a restart from scratch would repeat step 1).
+    resumed = [row for row in complete
+               if (tmp_path / ".hpod" / "trials" / "promo" / f"{row['trial']:05d}" /
+                   "checkpoint.txt").exists()]
+    assert resumed, "some complete trial must have been paused and promoted"
+    with StoreReader(tmp_path / ".hpod" / "hpod.db") as reader:
+        study = reader.find_study("promo")
+        for row in resumed:
+            trial = reader.get_trial_by_number(study.id, row["trial"])
+            steps = [point.step for _id, point in reader.metrics(trial.id)]
+            assert steps == list(range(1, 10)), steps
+    for row in rows:
+        if row["state"] == "stopped":
+            assert row["last_step"] in (1, 3)

@@ -1,0 +1,271 @@
+"""The daemon end to end: a real `hpod serve` process, real trial subprocesses, a real SQLite
+file, observed only through the CLI a user would run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    FIXTURE_TRIALS,
+    hpod_cli,
+    quadratic_study,
+    status_json,
+    study_status,
+    wait_until,
+    write_study,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _values(folder: Path, study: str) -> list[dict]:
+    return json.loads(hpod_cli("trials", folder, study, "--format", "json").stdout)
+
+
+def test_random_study_of_30_trials_runs_to_completion(tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "quad", quadratic_study(trials=30, parallel=2))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+
+    doc = status_json(tmp_path)
+    (study,) = doc["studies"]
+    assert study["name"] == "quad"
+    assert study["state"] == "complete"
+    assert study["error"] is None
+    assert study["trials"] == {
+        "queued": 0, "running": 0, "complete": 30, "stopped": 0, "failed": 0,
+        "paused": 0, "interrupted": 0,
+    }
+    rows = _values(tmp_path, "quad")
+    assert sorted(row["trial"] for row in rows) == list(range(30))
+    best_value = min(row["value"] for row in rows)
+    best = json.loads(hpod_cli("best", tmp_path, "quad", "--json").stdout)
+    assert best["value"] == best_value
+    assert study["best"] == best
+    assert set(best) == {"value", "params", "trial"}
+    # Each trial got its own folder with its logs.
+    assert (tmp_path / ".hpod" / "trials" / "quad" / "00000" / "stdout.log").exists()
+
+
+def test_a_study_dropped_into_a_running_daemon_starts(tmp_path: Path, start_daemon) -> None:
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (tmp_path / ".hpod" / "hpod.db").exists(), what="the database")
+    wait_until(lambda: "watching" in daemon.log(), what="the watcher to start")
+    write_study(tmp_path, "late", quadratic_study(trials=4))
+    wait_until(lambda: (study_status(tmp_path, "late") or {}).get("state") == "complete",
+               what="the dropped study to complete")
+    assert daemon.terminate() == 0
+
+
+def test_broken_study_file_is_recorded_and_others_keep_running(tmp_path: Path,
+                                                               start_daemon) -> None:
+    write_study(tmp_path, "good", quadratic_study(trials=4))
+    (tmp_path / "bad.toml").write_text('command = ["python", "x.py"]\nparalel = 2\n')
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    good = study_status(tmp_path, "good")
+    bad = study_status(tmp_path, "bad")
+    assert good["state"] == "complete" and good["trials"]["complete"] == 4
+    assert bad["state"] == "invalid"
+    assert "bad.toml" in bad["error"] and "paralel" in bad["error"]
+    assert "parallel" in bad["error"]  # the did-you-mean
+    # `hpod check` prints exactly what the daemon recorded.
+    check = hpod_cli("check", tmp_path / "bad.toml", check=False)
+    assert check.returncode == 1
+    assert check.stdout.strip() == f"error: {bad['error']}"
+    events = hpod_cli("events", tmp_path).stdout
+    assert "paralel" in events
+
+
+def test_shell_script_trial(tmp_path: Path, start_daemon) -> None:
+    script = tmp_path / "trial.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        "x=$(printf '%s' \"$HPOD_PARAMS\" | sed 's/.*\"x\": *\\([-0-9.e]*\\).*/\\1/')\n"
+        "for step in 1 2 3; do\n"
+        "  loss=$(awk -v x=\"$x\" -v s=\"$step\" 'BEGIN { print (x-0.3)*(x-0.3) + 1/s }')\n"
+        "  printf '{\"step\": %s, \"loss\": %s}\\n' \"$step\" \"$loss\" >&\"$HPOD_REPORT_FD\"\n"
+        "done\n"
+    )
+    script.chmod(0o755)
+    write_study(tmp_path, "sh", f"""
+command = ["./trial.sh"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 6 }}
+parallel = 2
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    study = study_status(tmp_path, "sh")
+    assert study["trials"]["complete"] == 6, hpod_cli("trials", tmp_path, "sh").stdout
+    rows = _values(tmp_path, "sh")
+    for row in rows:
+        assert row["value"] == pytest.approx((row["params"]["x"] - 0.3) ** 2 + 1 / 3, abs=1e-5)
+    assert study["best"]["value"] == min(row["value"] for row in rows)
+
+
+def test_sigterm_interrupts_trials_and_a_restart_finishes_them(tmp_path: Path,
+                                                               start_daemon) -> None:
+    write_study(tmp_path, "slow", quadratic_study(
+        trials=4, parallel=2, extra_space="steps = 1000\nsleep = 0.05"))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {}).get("running") == 2,
+               what="two running trials")
+    pids = _trial_pids(tmp_path)
+    assert daemon.terminate() == 0, daemon.log()
+    rows = _values(tmp_path, "slow")
+    assert sorted(row["state"] for row in rows) == ["interrupted", "interrupted"]
+    assert all("shut down" in row["reason"] for row in rows)
+    for pid in pids:
+        assert not _alive(pid), f"trial process {pid} outlived the daemon"
+
+    # The restart requeues the interrupted trials with the same params and finishes the study.
+    before = {row["trial"]: row["params"] for row in rows}
+    restarted = start_daemon(tmp_path)
+    wait_until(lambda: all(row["state"] in ("running", "queued", "complete")
+                           for row in _values(tmp_path, "slow")) and
+               any(row["attempt"] >= 1 for row in _values(tmp_path, "slow")),
+               what="interrupted trials to be requeued")
+    after = {row["trial"]: row["params"] for row in _values(tmp_path, "slow")}
+    for number, params in before.items():
+        assert after[number] == params
+    assert restarted.terminate() == 0
+
+
+def test_kill_9_of_the_daemon_takes_the_trials_with_it(tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "slow", quadratic_study(
+        trials=2, parallel=2, extra_space="steps = 1000\nsleep = 0.05"))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {}).get("running") == 2,
+               what="two running trials")
+    pids = _trial_pids(tmp_path)
+    daemon.process.kill()
+    daemon.wait()
+    wait_until(lambda: not any(_alive(pid) for pid in pids), what="trials to die with the daemon")
+    # The store is intact and a new daemon marks them interrupted, then reruns them.
+    restarted = start_daemon(tmp_path)
+    wait_until(lambda: "was running when the daemon stopped" in hpod_cli("events", tmp_path).stdout,
+               what="the interrupted trials to be reported")
+    assert restarted.terminate() == 0
+
+
+def test_second_daemon_on_the_same_database_refuses(tmp_path: Path, start_daemon) -> None:
+    first = start_daemon(tmp_path)
+    wait_until(lambda: "watching" in first.log(), what="the first daemon")
+    second = start_daemon(tmp_path)
+    assert second.wait() == 2
+    assert "already serving" in second.log()
+    assert first.process.poll() is None
+    assert first.terminate() == 0
+
+
+def test_removing_the_file_stops_the_study_and_keeps_its_data(tmp_path: Path,
+                                                              start_daemon) -> None:
+    path = write_study(tmp_path, "gone", quadratic_study(
+        trials=50, parallel=2, extra_space="steps = 1000\nsleep = 0.05"))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "gone") or {}).get("trials", {}).get("running") == 2,
+               what="two running trials")
+    path.unlink()
+    wait_until(lambda: study_status(tmp_path, "gone")["state"] == "stopped",
+               what="the study to stop")
+    rows = _values(tmp_path, "gone")
+    assert rows and all(row["state"] == "stopped" for row in rows)
+    assert all("removed" in row["reason"] for row in rows)
+    assert daemon.terminate() == 0
+
+
+def test_live_edit_of_budget_applies_and_space_change_is_refused(tmp_path: Path,
+                                                                 start_daemon) -> None:
+    body = quadratic_study(trials=2, parallel=1)
+    write_study(tmp_path, "edit", body)
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "edit") or {}).get("state") == "complete",
+               what="the first budget")
+    write_study(tmp_path, "edit", quadratic_study(trials=5, parallel=1))
+    wait_until(lambda: study_status(tmp_path, "edit")["trials"]["complete"] == 5,
+               what="the raised budget to run")
+    write_study(tmp_path, "edit", quadratic_study(trials=5, parallel=1,
+                                                  extra_space='y = { type = "int", low = 1, high = 3 }'))
+    wait_until(lambda: "would mix trials" in (study_status(tmp_path, "edit")["error"] or ""),
+               what="the refusal to be recorded")
+    assert daemon.terminate() == 0
+
+
+def test_commands_stop_a_trial_and_pause_resume_a_study(tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "ctl", quadratic_study(
+        trials=3, parallel=1, extra_space="steps = 1000\nsleep = 0.05"))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "ctl") or {}).get("trials", {}).get("running") == 1,
+               what="a running trial")
+    paused = hpod_cli("pause", tmp_path, "ctl")
+    assert "paused" in paused.stdout
+    stopped = hpod_cli("stop", tmp_path, "ctl", "--trial", "0")
+    assert "stopped" in stopped.stdout
+    wait_until(lambda: study_status(tmp_path, "ctl")["state"] == "paused", what="paused state")
+    row = _values(tmp_path, "ctl")[0]
+    assert row["state"] == "stopped" and row["reason"] == "stopped by the user"
+    assert study_status(tmp_path, "ctl")["trials"]["running"] == 0
+    hpod_cli("resume", tmp_path, "ctl")
+    wait_until(lambda: study_status(tmp_path, "ctl")["trials"]["running"] == 1,
+               what="the resumed study to start a trial")
+    stop_study = hpod_cli("stop", tmp_path, "ctl")
+    assert "stopped" in stop_study.stdout
+    wait_until(lambda: study_status(tmp_path, "ctl")["state"] == "stopped", what="stopped study")
+    assert daemon.terminate() == 0
+
+
+def test_failing_trials_are_recorded_and_max_failures_stops_the_study(tmp_path: Path,
+                                                                      start_daemon) -> None:
+    write_study(tmp_path, "crashy", f"""
+command = ["python", "{FIXTURE_TRIALS / 'crash.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 20 }}
+max_failures = 3
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    write_study(tmp_path, "fine", quadratic_study(trials=3))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    crashy = study_status(tmp_path, "crashy")
+    assert crashy["state"] == "failed"
+    assert "3 trials in a row failed" in crashy["error"]
+    rows = _values(tmp_path, "crashy")
+    assert len(rows) == 3
+    assert all(row["state"] == "failed" for row in rows)
+    assert "exit code 1" in rows[0]["reason"] and "boom at step 2" in rows[0]["reason"]
+    assert study_status(tmp_path, "fine")["state"] == "complete"
+
+
+def test_hpod_run_runs_one_study_in_the_foreground(tmp_path: Path) -> None:
+    path = write_study(tmp_path, "fg", quadratic_study(trials=5, parallel=2))
+    result = hpod_cli("run", path, "--slots", "2")
+    assert "fg [" in result.stderr and "5/5" in result.stderr
+    assert "best loss" in result.stderr
+    assert study_status(tmp_path, "fg")["trials"]["complete"] == 5
+
+
+def _trial_pids(folder: Path) -> list[int]:
+    """The quadratic fixture writes its pid into its trial folder."""
+    return [int(p.read_text()) for p in (folder / ".hpod" / "trials").rglob("pid")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes; /proc tells.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

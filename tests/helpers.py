@@ -1,0 +1,114 @@
+"""Helpers shared by the tests: waiting on conditions, running the real `hpod` CLI, writing
+study files. (Importable as `helpers`: pytest puts tests/ on sys.path.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE_TRIALS = REPO / "tests" / "fixtures" / "trials"
+EXAMPLES = REPO / "examples"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy; fail clearly after `timeout`.
+
+    A generous timeout is not a wall-clock threshold: it only bounds how long a broken build
+    hangs, and a passing run never waits for it.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what or predicate}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+
+
+def hpod_cli(*args: str | Path, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "hpod", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"hpod {' '.join(map(str, args))} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+def status_json(folder: Path) -> dict[str, Any]:
+    return json.loads(hpod_cli("status", folder, "--json").stdout)
+
+
+def study_status(folder: Path, name: str) -> dict[str, Any] | None:
+    db = folder / ".hpod" / "hpod.db"
+    if not db.exists():
+        return None
+    result = hpod_cli("status", folder, "--json", check=False)
+    if result.returncode != 0:
+        return None
+    for study in json.loads(result.stdout)["studies"]:
+        if study["name"] == name:
+            return study
+    return None
+
+
+def write_study(folder: Path, name: str, body: str, suffix: str = ".toml") -> Path:
+    """Write a study file atomically, as a careful editor would (temp file, then rename)."""
+    path = folder / f"{name}{suffix}"
+    tmp = folder / f".{name}{suffix}.tmp"
+    tmp.write_text(body)
+    tmp.rename(path)
+    return path
+
+
+def quadratic_study(*, trials: int = 6, parallel: int = 2, extra_space: str = "",
+                    extra: str = "", seed: int = 0) -> str:
+    return f"""
+command = ["python", "{FIXTURE_TRIALS / 'quadratic.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = {trials} }}
+parallel = {parallel}
+seed = {seed}
+{extra}
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+{extra_space}
+"""
+
+
+@dataclass
+class DaemonProcess:
+    folder: Path
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+    def wait(self, timeout: float = 120) -> int:
+        return self.process.wait(timeout=timeout)
+
+

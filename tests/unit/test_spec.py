@@ -1,0 +1,334 @@
+"""Study files: every broken fixture gives one clear line; good ones parse alike in every format."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hpod.errors import StudySpecError
+from hpod.space import FloatParam, Space
+from hpod.spec import TOP_LEVEL_KEYS, StudySpec, load_study_file, parse_study
+from hpod.store.records import Direction
+
+STUDIES = Path(__file__).resolve().parents[1] / "fixtures" / "studies"
+GOOD, BROKEN = STUDIES / "good", STUDIES / "broken"
+
+# file -> (field the error names, or None for file-level errors; a fragment of the message)
+BROKEN_CASES: dict[str, tuple[str | None, str]] = {
+    "bad_name.toml": ("name", "invalid study name 'my study'"),
+    "bad_param_name.json": ("space.my lr", "invalid parameter name 'my lr'"),
+    "binary.toml": (None, "is a binary file"),
+    "bool_bound.toml": ("space.lr.low", "must be a number, got boolean true"),
+    "budget_missing.toml": ("budget", "is required"),
+    "budget_negative_hours.toml": ("budget.hours", "must be greater than 0"),
+    "budget_trials_huge.toml": ("budget.trials", "must be at most 1000000000"),
+    "budget_unknown_key.toml": ("budget.trails", "Did you mean 'trials'?"),
+    "choices_on_float.toml": ("space.lr.choices", "does not apply to type 'float'"),
+    "choices_string.toml": ("space.act.choices", "must be a list, got string 'relu'"),
+    "command_empty.toml": ("command", "must not be empty"),
+    "command_not_executable.toml": ("command[0]", "is not an executable file"),
+    "command_not_found.toml": ("command[0]", "'hpod-no-such-program' was not found on PATH"),
+    "command_path_missing.toml": ("command[0]", "'./missing.sh' was not found"),
+    "command_string.toml": ("command", 'write it as a list: command = ["python", "train.py", "--fast"]'),
+    "duplicate_choices.toml": ("space.act.choices[2]", "duplicate choice 'relu'"),
+    "empty.toml": (None, "is empty"),
+    "empty_choices.toml": ("space.act.choices", "must not be empty"),
+    "env_bool.toml": ("env.DEBUG", "must be a string, got boolean true"),
+    "env_reserved.toml": ("env.HPOD_PARAMS", "is reserved"),
+    "fixed_date.toml": ("space.start", "cannot be passed to a trial as JSON"),
+    "gpus_bad_fraction.toml": ("resources.gpus_per_trial", "must divide 1"),
+    "gpus_fractional_above_one.toml": ("resources.gpus_per_trial", "whole number"),
+    "grid_without_step.toml": ("space.lr", "needs a finite space"),
+    "infinite_bound.toml": ("space.lr.high", "must be a finite number"),
+    "int_fractional_bound.toml": ("space.units.low", "must be an integer, got number 16.5"),
+    "int_step_not_dividing.toml": ("space.units.step", "does not divide the range"),
+    "json_deep.json": ("space.x[0][0][0][0][0][0][0][0][0][0][0]...", "nested too deeply"),
+    "json_duplicate_key.json": (None, "duplicate key 'parallel'"),
+    "json_syntax.json": (None, "JSON syntax error at line 3, column 1"),
+    "latin1.yaml": (None, "is not UTF-8 text"),
+    "log_nonpositive.toml": ("space.lr.low", "needs low > 0"),
+    "log_with_step.toml": ("space.lr.step", "cannot be combined"),
+    "low_ge_high.toml": ("space.lr.low", "must be less than high"),
+    "max_failures_zero.toml": ("max_failures", "must be at least 1"),
+    "missing_param_high.toml": ("space.lr.high", "is required"),
+    "missing_param_type.toml": ("space.lr.type", "is missing"),
+    "missing_space.toml": ("space", "is required"),
+    "nan_choice.toml": ("space.x.choices[1]", "must be finite"),
+    "objective_bad_direction.toml": ("objective.direction", "Did you mean 'maximize'?"),
+    "objective_missing.toml": ("objective", "is required"),
+    "objective_no_direction.toml": ("objective.direction", "is required"),
+    "objective_reserved_metric.toml": ("objective.metric", "reserved"),
+    "parallel_huge.json": ("parallel", "must be at most 1024"),
+    "parallel_string.toml": ("parallel", "must be an integer, got string 'abc'"),
+    "parallel_zero.toml": ("parallel", "must be at least 1"),
+    "scheduler_bad_mode.toml": ("scheduler.mode", "unknown value 'kill'"),
+    "scheduler_min_ge_max.toml": ("scheduler.min_resource", "must be less than max_resource"),
+    "scheduler_no_max.toml": ("scheduler.max_resource", "is required for kind 'asha'"),
+    "scheduler_reduction_one.toml": ("scheduler.reduction_factor", "must be greater than 1"),
+    "scheduler_unknown_kind.toml": ("scheduler.kind", "Did you mean 'asha'?"),
+    "seed_negative.toml": ("seed", "must be at least 0"),
+    "space_not_table.toml": ("space", "must be a table"),
+    "space_only_fixed.toml": ("space", "no searched parameter"),
+    "step_not_dividing.toml": ("space.dropout.step", "step 0.2 does not divide the range"),
+    "step_zero.toml": ("space.dropout.step", "must be greater than 0"),
+    "string_bound.toml": ("space.lr.low", "must be a number, got string '0.001'"),
+    "suggester_unknown_kind.toml": ("suggester.kind", "Did you mean 'random'?"),
+    "suggester_unknown_option.toml": ("suggester.n_startup", "unknown key 'n_startup'"),
+    "toml_syntax.toml": (None, "TOML syntax error: Invalid value (at line 4, column 12)"),
+    "trial_negative_retries.toml": ("trial.retries", "must be at least 0"),
+    "trial_unknown_key.toml": ("trial.timout", "Did you mean 'timeout'?"),
+    "unknown_param_key.toml": ("space.lr.hgh", "Did you mean 'high'?"),
+    "unknown_param_type.toml": ("space.lr.type", "Did you mean 'float'?"),
+    "unknown_top_key.toml": ("paralel", "Did you mean 'parallel'?"),
+    "unsupported.ini": (None, "unsupported file type '.ini'"),
+    "workdir_missing.toml": ("workdir", "folder 'no-such-folder' does not exist"),
+    "yaml_duplicate_key.yaml": (None, "duplicate key 'parallel'"),
+    "yaml_not_table.yaml": (None, "table of settings at the top level, got a list"),
+    "yaml_syntax.yaml": (None, "YAML error at line 2, column 10"),
+}
+
+
+def load_error(path: Path) -> StudySpecError:
+    with pytest.raises(StudySpecError) as info:
+        load_study_file(path)
+    return info.value
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_CASES))
+def test_broken_file(name: str) -> None:
+    field, fragment = BROKEN_CASES[name]
+    error = load_error(BROKEN / name)
+    text = str(error)
+    assert error.field == field, text
+    assert fragment in text
+    assert text.startswith(str(BROKEN / name) + ": ")  # names the file
+    if field is not None:
+        assert f"field `{field}`" in text
+    assert "\n" not in text
+    assert error.fix and text.endswith(f"Fix: {error.fix}")
+
+
+def test_every_broken_fixture_has_a_case() -> None:
+    assert sorted(p.name for p in BROKEN.iterdir()) == sorted(BROKEN_CASES)
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    assert "does not exist" in str(load_error(tmp_path / "nope.toml"))
+    (tmp_path / "dir.toml").mkdir()
+    assert "is a folder" in str(load_error(tmp_path / "dir.toml"))
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    assert "is larger than 1024 KiB" in str(load_error(big))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert "nested too deeply" in str(load_error(deep))
+    deep_yaml = tmp_path / "deep.yaml"
+    deep_yaml.write_text("[" * 50_000 + "]" * 50_000)
+    assert "nested too deeply" in str(load_error(deep_yaml))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret.toml"
+    path.write_text("parallel = 1\n")
+    path.chmod(0)
+    assert "permission denied" in str(load_error(path))
+
+
+def test_yaml_reads_exponents_as_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("command: [python]\nobjective: {metric: loss, direction: min}\n"
+                    "budget: {trials: 1.5e3}\nspace:\n  lr: {type: float, low: 1e-5, high: 1E-1}\n"
+                    "  tag: \"1e-5\"\n")
+    spec = load_study_file(path)
+    assert spec.budget.trials == 1500
+    assert spec.space.params[0] == FloatParam("lr", 1e-5, 0.1)
+    assert spec.space.fixed == {"tag": "1e-5"}
+
+
+def test_yaml_that_contains_itself_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("command: &a [python, *a]\n")
+    assert "nested too deeply" in str(load_error(path))
+
+
+# -- good files ------------------------------------------------------------------------------
+
+def test_the_same_study_in_toml_yaml_and_json_parses_alike() -> None:
+    specs = [load_study_file(GOOD / f"digits.{ext}") for ext in ("toml", "yaml", "json")]
+    unpathed = [dataclasses.replace(s, path=Path("x")) for s in specs]
+    assert unpathed[0] == unpathed[1] == unpathed[2]
+    assert len({s.identity() for s in specs}) == 1
+    spec = specs[0]
+    assert spec.name == "digits"
+    assert spec.command == (sys.executable, str(GOOD / "train.py"), "--epochs", "30")
+    assert spec.source_command == ("python", "train.py", "--epochs", "30")
+    assert spec.workdir == GOOD
+    assert spec.env == {"OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    assert (spec.objective.metric, spec.objective.direction) == ("val_loss", Direction.MINIMIZE)
+    assert (spec.budget.trials, spec.budget.hours) == (30, 1.5)
+    assert (spec.parallel, spec.seed, spec.max_failures) == (2, 7, 5)
+    assert spec.space.params[0] == FloatParam("lr", 1e-5, 1e-1, log=True)
+    assert spec.space.fixed == {"epochs": 30, "layers": [64, 32]}
+    assert spec.suggester.kind == "random"
+    sched = spec.scheduler
+    assert (sched.kind, sched.min_resource, sched.max_resource, sched.reduction_factor) == \
+        ("asha", 1.0, 30.0, 3.0)
+    assert (spec.trial.timeout, spec.trial.retries, spec.trial.grace) == (600.0, 1, 10.0)
+    assert spec.resources.gpus_per_trial == 0.0
+
+
+def test_to_dict_is_json_and_names_every_field() -> None:
+    spec = load_study_file(GOOD / "digits.toml")
+    data = json.loads(json.dumps(spec.to_dict()))
+    assert set(data) == set(TOP_LEVEL_KEYS) | {"path"}
+    assert Space.from_dict(data["space"]) == spec.space
+    assert data["objective"] == {"metric": "val_loss", "direction": "minimize"}
+
+
+def test_a_grid_study_needs_no_budget() -> None:
+    spec = load_study_file(GOOD / "grid.toml")
+    assert spec.name == "small-grid"
+    assert spec.suggester.kind == "grid"
+    assert (spec.budget.trials, spec.budget.hours) == (None, None)
+    assert spec.space.grid_size() == 3 * 4 * 2
+    assert spec.objective.direction is Direction.MAXIMIZE
+
+
+def test_every_field_away_from_its_default() -> None:
+    spec = load_study_file(GOOD / "everything.toml")
+    assert spec.command == (sys.executable, "-u", str(GOOD / "train.py"), "--quiet")
+    assert spec.env == {"DATA_DIR": "/tmp", "REPEATS": "3"}
+    assert spec.objective.metric == "val/loss"
+    assert (spec.budget.trials, spec.budget.hours) == (None, 12.0)
+    assert (spec.parallel, spec.seed, spec.max_failures) == (4, 123, 10)
+    assert spec.space.fixed == {"note": "fixed string"}
+    assert spec.suggester.kind == "gp" and spec.suggester.options == {"acquisition": "ucb"}
+    assert dataclasses.asdict(spec.scheduler) == {
+        "kind": "hyperband", "resource": "epoch", "min_resource": 1.0, "max_resource": 81.0,
+        "reduction_factor": 3.0, "brackets": 4, "grace": 2.0, "mode": "pause",
+        "options": {"stop_last_rung": False}}
+    assert spec.resources.gpus_per_trial == 0.5
+    assert dataclasses.asdict(spec.trial) == {"timeout": 3600.0, "retries": 2,
+                                             "stall_timeout": 300.0, "grace": 30.0}
+
+
+# -- parse_study on data ---------------------------------------------------------------------
+
+def study(**fields) -> dict:
+    base = {"command": ["python", "train.py"],
+            "objective": {"metric": "loss", "direction": "min"},
+            "budget": {"trials": 5},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def parse(tmp_path: Path, **fields) -> StudySpec:
+    return parse_study(study(**fields), path=tmp_path / "s.toml")
+
+
+def test_command_words_resolve_against_the_study_folder(tmp_path: Path) -> None:
+    script = tmp_path / "bin" / "run.sh"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    spec = parse(tmp_path, command=["bin/run.sh", "config.yaml", "--lr", "missing.txt", 3])
+    assert spec.command == (str(script), str(tmp_path / "config.yaml"), "--lr", "missing.txt", "3")
+    assert parse(tmp_path, command=["sh", "-c", "true"]).command[0].endswith("/sh")
+    assert parse(tmp_path, command=[str(script)]).command == (str(script),)
+
+
+def test_command_lookup_uses_the_study_path_variable(tmp_path: Path) -> None:
+    tool = tmp_path / "tools" / "mytool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    spec = parse(tmp_path, command=["mytool"], env={"PATH": str(tool.parent)})
+    assert spec.command == (str(tool),)
+
+
+def test_relative_workdir_and_default_name(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    spec = parse(tmp_path, workdir="runs")
+    assert spec.workdir == tmp_path / "runs"
+    assert spec.name == "s"
+
+
+def test_bad_file_stem_asks_for_a_name(tmp_path: Path) -> None:
+    with pytest.raises(StudySpecError) as info:
+        parse_study(study(), path=tmp_path / "my study.toml")
+    assert info.value.field == "name"
+    assert parse_study(study(name="ok"), path=tmp_path / "my study.toml").name == "ok"
+
+
+def test_shorthands_and_nulls(tmp_path: Path) -> None:
+    spec = parse(tmp_path, suggester="grid", scheduler="median", budget=None, seed=None,
+                 space={"x": {"type": "int", "low": 0, "high": 3}},
+                 trial={"timeout": None}, resources={"gpus_per_trial": 0.25})
+    assert spec.suggester.kind == "grid" and spec.scheduler.kind == "median"
+    assert spec.seed is None and spec.trial.timeout is None
+    assert spec.resources.gpus_per_trial == 0.25
+
+
+def test_identity_follows_command_space_and_objective_only(tmp_path: Path) -> None:
+    base = parse(tmp_path).identity()
+    assert parse(tmp_path, parallel=3, budget={"hours": 2}).identity() == base
+    assert parse(tmp_path, command=["python", "other.py"]).identity() != base
+    assert parse(tmp_path, space={"x": {"type": "float", "low": 0.0, "high": 2.0}}).identity() != base
+    assert parse(tmp_path, objective={"metric": "loss", "direction": "max"}).identity() != base
+
+
+def test_errors_from_data_name_the_given_path(tmp_path: Path) -> None:
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, space={"x": {"type": "float", "low": 2.0, "high": 1.0}})
+    assert str(info.value).startswith(f"{tmp_path / 's.toml'}: field `space.x.low`")
+
+
+# -- properties ------------------------------------------------------------------------------
+
+WORDS = [*TOP_LEVEL_KEYS, "type", "low", "high", "log", "step", "choices", "kind", "metric",
+         "direction", "trials", "hours", "float", "int", "categorical", "python", "x"]
+SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+           | st.sampled_from(WORDS))
+JSONISH = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(WORDS) | st.text(max_size=6), inner, max_size=5),
+    max_leaves=25,
+)
+FIELDS = ["name", "command", "workdir", "env", "objective", "budget", "parallel", "seed", "space",
+          "suggester", "scheduler", "resources", "trial", "max_failures"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.dictionaries(st.sampled_from(WORDS) | st.text(max_size=6), JSONISH, max_size=8))
+def test_arbitrary_data_only_ever_raises_study_spec_error(tmp_path: Path, data: dict) -> None:
+    try:
+        parse_study(data, path=tmp_path / "h.toml")
+    except StudySpecError as e:
+        assert "\n" not in str(e)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(FIELDS), value=JSONISH, inner=st.sampled_from(["", "x", "objective"]))
+def test_one_arbitrary_field_in_a_valid_study(tmp_path: Path, field: str, value, inner: str) -> None:
+    data = study(scheduler={"kind": "asha", "max_resource": 9}, trial={"retries": 1})
+    if inner == "x" and field == "space":
+        data["space"] = {"x": value}
+    elif inner == "objective" and isinstance(value, dict):
+        data[field] = {**(data.get(field) or {}), **value} if isinstance(data.get(field), dict) else value
+    else:
+        data[field] = value
+    try:
+        parse_study(data, path=tmp_path / "h.toml")
+    except StudySpecError as e:
+        assert "\n" not in str(e)
