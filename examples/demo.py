@@ -49,6 +49,27 @@ def status(db: Path) -> str:
         return "starting the daemon..."
 
 
+def show_in_tui(db: Path, daemon: subprocess.Popen[bytes]) -> None:
+    """The live terminal UI on the demo's database; it closes when the daemon is done."""
+    from hpod.run_once import wait_for_database
+    from hpod.tui.entry import run_tui
+
+    if wait_for_database(db, daemon):
+        run_tui(db, exit_when=lambda: daemon.poll() is not None)
+
+
+def print_status_until_done(db: Path, daemon: subprocess.Popen[bytes]) -> None:
+    """Not on a terminal (CI, a pipe): `hpod status` again whenever it changes."""
+    last = ""
+    started = time.monotonic()
+    while daemon.poll() is None:
+        text = status(db)
+        if text != last:
+            print(f"[{time.monotonic() - started:5.1f} s]\n{text}\n", flush=True)
+            last = text
+        time.sleep(0.5)  # a display refresh rate, nothing waits on it
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=Path("build/demo"))
@@ -72,20 +93,11 @@ def main() -> int:
             stderr=subprocess.STDOUT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
-        last = ""
-        started = time.monotonic()
         try:
-            while daemon.poll() is None:
-                text = status(db)
-                if text != last:
-                    elapsed = f"[{time.monotonic() - started:5.1f} s]"
-                    if tty:
-                        sys.stdout.write("\x1b[H\x1b[2J" + f"hpod demo {elapsed}\n\n{text}\n")
-                    else:
-                        print(f"{elapsed}\n{text}\n")
-                    sys.stdout.flush()
-                    last = text
-                time.sleep(0.5)  # a display refresh rate, nothing waits on it
+            if tty and sys.stdin.isatty():
+                show_in_tui(db, daemon)
+            else:
+                print_status_until_done(db, daemon)
         except KeyboardInterrupt:
             daemon.terminate()
         code = daemon.wait()

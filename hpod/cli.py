@@ -9,10 +9,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hpod import __version__
 from hpod.config import DaemonConfig, default_db_path, default_slots
 from hpod.errors import DaemonError, HpodError, StudySpecError
+from hpod.store.errors import StoreError
 
 logger = logging.getLogger("hpod")
 
@@ -71,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file", type=Path, help="the study file")
     _add_db(run, default_help="FILE's folder/.hpod/hpod.db")
     _add_run_options(run)
+    run.add_argument("--plain", action="store_true",
+                     help="a progress line instead of the live UI (the default when not on a "
+                     "terminal)")
 
     check = sub.add_parser(
         "check",
@@ -103,6 +108,39 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--study", help="only this study's events")
     events.add_argument("--limit", type=int, default=50, help="how many (default 50)")
 
+    enqueue = sub.add_parser(
+        "enqueue",
+        help="run a configuration of yours next in a running study",
+        description="Ask the daemon to run this (full or partial) configuration before new "
+        "suggestions; missing parameters are filled in by the suggester. Values are typed by "
+        "the study's space: `hpod enqueue ~/studies digits lr=0.01 act=relu`.",
+    )
+    _add_folder(enqueue, optional=False)
+    enqueue.add_argument("study", help="the study's name")
+    enqueue.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    enqueue.add_argument("--no-wait", action="store_true",
+                         help="do not wait for the daemon to apply it")
+
+    tui = sub.add_parser(
+        "tui",
+        help="watch every study live in the terminal",
+        description="Open the terminal UI on FOLDER's database (read-only; it never slows the "
+        "daemon). Press ? inside for the keys.",
+    )
+    _add_folder(tui)
+
+    gpus = sub.add_parser(
+        "gpus",
+        help="the GPUs hpod finds and what each is doing",
+        description="List the GPUs (through NVML, else nvidia-smi), which of them trials may "
+        "use, and why the others are left alone.",
+    )
+    _add_gpu_options(gpus)
+
+    from hpod.export_optuna import add_export_parser
+
+    add_export_parser(sub)
+
     for name, what in (("stop", "stop a study, or one trial with --trial"),
                        ("pause", "pause a study: running trials finish, none start"),
                        ("resume", "resume a paused, stopped or failed study")):
@@ -117,6 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _memory_size(text: str) -> int:
+    from hpod.gpus import parse_memory_mb
+
+    try:
+        return parse_memory_mb(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpus", default="all", metavar="LIST",
+                        help="GPUs trials may use: all (default: those visible), none, or "
+                        "indices/UUIDs like 0,2")
+    parser.add_argument("--min-free-memory", type=_memory_size, default=1024, metavar="SIZE",
+                        help="leave a GPU alone when it has less free memory than this "
+                        "(e.g. 4GiB; default 1GiB; 0 turns it off); a study's "
+                        "[resources] min_free_memory overrides it")
+
+
 def _add_db(parser: argparse.ArgumentParser, default_help: str = "FOLDER/.hpod/hpod.db") -> None:
     parser.add_argument("--db", type=Path, metavar="PATH",
                         help=f"the SQLite database (default: {default_help})")
@@ -128,6 +185,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         f"(default: one per core, {default_slots()} here)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
+    _add_gpu_options(parser)
 
 
 def _add_folder(parser: argparse.ArgumentParser, *, optional: bool = True) -> None:
@@ -152,10 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stop": _command,
         "pause": _command,
         "resume": _command,
+        "enqueue": _enqueue,
+        "tui": _tui,
+        "gpus": _gpus,
+        "export": _export,
     }
     try:
         return handlers[args.command](args)
-    except HpodError as error:
+    except (HpodError, StoreError) as error:
         print(f"hpod: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -180,8 +242,6 @@ def _db_for(args: argparse.Namespace) -> Path:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from hpod.daemon import Daemon
-
     folder = args.folder.resolve()
     if not folder.is_dir():
         raise DaemonError(f"{folder} is not a folder; create it, or name the folder to watch")
@@ -191,16 +251,43 @@ def _serve(args: argparse.Namespace) -> int:
         folder=folder,
         slots=args.slots or default_slots(),
         exit_when_idle=args.exit_when_idle,
+        gpus=args.gpus,
+        min_free_memory_mb=args.min_free_memory,
     )
-    asyncio.run(Daemon(config).run())
+    asyncio.run(_daemon(config).run())
     return 0
+
+
+def _daemon(config: DaemonConfig, **kwargs: Any):  # -> Daemon
+    from hpod.daemon import Daemon
+
+    try:
+        return Daemon(config, **kwargs)
+    except ValueError as error:  # a --gpus selection naming a GPU that is not there
+        raise DaemonError(f"{error}; see `hpod gpus` for what is there") from None
 
 
 def _run(args: argparse.Namespace) -> int:
     from hpod.run_once import run_study_file
 
+    if not args.plain and sys.stdin.isatty() and sys.stdout.isatty():
+        from hpod.run_once import run_with_tui
+
+        return run_with_tui(args.file.resolve(), _run_argv(args))
     _configure_logging(args.log_level)
-    return run_study_file(args.file.resolve(), db=args.db, slots=args.slots)
+    return run_study_file(args.file.resolve(), db=args.db, slots=args.slots, gpus=args.gpus,
+                          min_free_memory_mb=args.min_free_memory)
+
+
+def _run_argv(args: argparse.Namespace) -> list[str]:
+    """The same `hpod run`, plain, for the daemon child of the live UI."""
+    argv = ["run", str(args.file.resolve()), "--plain", "--log-level", args.log_level,
+            "--gpus", args.gpus, "--min-free-memory", str(args.min_free_memory)]
+    if args.db is not None:
+        argv += ["--db", str(args.db.resolve())]
+    if args.slots is not None:
+        argv += ["--slots", str(args.slots)]
+    return argv
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -310,3 +397,55 @@ def _command(args: argparse.Namespace) -> int:
         return 1
     print(done.result)
     return 0 if done.state is CommandState.APPLIED else 1
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    from hpod.enqueue import parse_assignments
+    from hpod.space import Space
+    from hpod.store.commands import submit_command, wait_command
+    from hpod.store.records import CommandAction, CommandState
+
+    db = _db_for(args)
+    with _reader(args) as reader:
+        study = _find_study(reader, args.study)
+    if study.spec is None:
+        raise DaemonError(f"study {args.study} has no valid study file: {study.error}")
+    point = parse_assignments(Space.from_dict(study.spec["space"]), args.assignments)
+    command_id = submit_command(db, CommandAction.ENQUEUE, args.study, payload={"params": point})
+    if args.no_wait:
+        print(f"asked the daemon to enqueue {point} in {args.study} (command {command_id})")
+        return 0
+    try:
+        done = wait_command(db, command_id, timeout=10.0)
+    except TimeoutError:
+        print(f"hpod: the daemon has not applied the command within 10 s; is a daemon serving "
+              f"{db}?", file=sys.stderr)
+        return 1
+    print(done.result)
+    return 0 if done.state is CommandState.APPLIED else 1
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from hpod.tui.entry import run_tui
+
+    return run_tui(_db_for(args))
+
+
+def _gpus(args: argparse.Namespace) -> int:
+    from hpod.gpus import describe_gpus, discover_gpus
+
+    try:
+        inventory = discover_gpus(args.gpus)
+    except ValueError as error:
+        raise DaemonError(str(error)) from None
+    try:
+        print(describe_gpus(inventory, min_free_mb=args.min_free_memory))
+    finally:
+        inventory.close()
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hpod.export_optuna import run_export
+
+    return run_export(args)

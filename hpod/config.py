@@ -30,6 +30,11 @@ class DaemonConfig:
     folder: Path | None = None
     study_files: tuple[Path, ...] = ()
     slots: int = field(default_factory=default_slots)
+    # Which GPUs trials may use: "all" (those visible), "none", or indices/UUIDs ("0,2").
+    gpus: str = "all"
+    # A GPU with less free memory than this is left alone (someone else is using it); a study's
+    # [resources] min_free_memory overrides it.
+    min_free_memory_mb: int = 1024
     exit_when_idle: bool = False
     # Seconds between SIGTERM and SIGKILL for trials at shutdown when the study sets no grace.
     shutdown_grace: float = 10.0

@@ -15,14 +15,16 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from hpod.config import DaemonConfig
 from hpod.decision import Decision
+from hpod.enqueue import complete_point
 from hpod.errors import SearchExhausted
 from hpod.executor.base import Executor
 from hpod.ingest import MetricSink
-from hpod.slots import Slot, SlotPool
+from hpod.resources import Lease, PlacementError, ResourcePool
 from hpod.spec import StudySpec
 from hpod.store.records import (
     EventLevel,
@@ -36,6 +38,9 @@ from hpod.study_policy import StudyPolicy, history_events
 from hpod.trial_run import TrialOutcome, TrialRun
 
 logger = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = 600.0  # seconds: the backoff doubles up to this
+USER_ORIGIN = "user"  # the origin of points enqueued with `hpod enqueue`
 
 
 @dataclass(slots=True)
@@ -57,7 +62,7 @@ class StudyController:
         spec: StudySpec,
         study: StudyRecord,
         store: Store,
-        pool: SlotPool,
+        pool: ResourcePool,
         executor: Executor,
         sink: MetricSink,
         config: DaemonConfig,
@@ -74,15 +79,18 @@ class StudyController:
         self._policy = StudyPolicy(spec)
         self._runs: dict[int, TrialRun] = {}
         self._queue: deque[TrialRecord] = deque()
+        self._retry_at: dict[int, float] = {}  # trial id -> monotonic time its retry may start
+        # Enqueued points not yet made trials: (origin, partial params), in the order to run.
+        self._enqueued: deque[tuple[str, dict[str, Any]]] = deque()
         self._changed = asyncio.Event()
         self._suggest_lock = asyncio.Lock()
         self._n_created = 0
         self._consecutive_failures = 0
         self._exhausted = False
-        self._paused = study.state is StudyState.PAUSED
+        self._on_hold = study.state is StudyState.PAUSED  # the user paused the study
         self._end: _End | None = None  # set once the study must end; trials then drain
         self._finished: Counter[TrialState] = Counter()
-        self._paused_ids: set[int] = set()  # paused by the scheduler, waiting for a promotion
+        self._paused_trials: dict[int, TrialRecord] = {}  # paused by the scheduler, awaiting promotion
         self._told_no_more = False
         self.progress = StudyProgress(spec.name, study.state, spec.budget.trials)
 
@@ -97,7 +105,7 @@ class StudyController:
     @property
     def idle(self) -> bool:
         """Nothing runs and nothing will start by itself (paused, or waiting for an end)."""
-        return not self._runs and (self._paused or self._end is not None)
+        return not self._runs and (self._on_hold or self._end is not None)
 
     # -- commands from the daemon ------------------------------------------------------------
 
@@ -126,11 +134,11 @@ class StudyController:
         self._wake()
 
     def pause(self) -> None:
-        self._paused = True
+        self._on_hold = True
         self._wake()
 
     def resume(self) -> None:
-        self._paused = False
+        self._on_hold = False
         self._wake()
 
     def stop_trial(self, number: int) -> bool:
@@ -146,7 +154,7 @@ class StudyController:
         await self._restore()
         async with asyncio.TaskGroup() as tg:
             while True:
-                wanted = StudyState.PAUSED if self._paused else StudyState.RUNNING
+                wanted = StudyState.PAUSED if self._on_hold else StudyState.RUNNING
                 if self._end is None and self.study.state is not wanted:
                     await self._set_state(wanted)
                 if self._end is None and self._budget_spent() and not self._told_no_more:
@@ -162,27 +170,48 @@ class StudyController:
                         break
                     await self._wait_change()
                     continue
-                if self._paused or not self._may_launch():
-                    await self._wait_change(self._policy.seconds_until_budget_ends(self.study))
+                if self._on_hold or not self._may_launch():
+                    await self._wait_change(self._next_wakeup())
                     continue
-                slot = await self._acquire_slot()
-                if slot is None:
+                try:
+                    lease = await self._acquire_lease()
+                except PlacementError as error:  # e.g. 2 GPUs per trial on a 1-GPU machine
+                    await self._store.record_event(EventLevel.ERROR, str(error),
+                                                   study_id=self.study.id)
+                    self._finish(StudyState.FAILED, TrialState.STOPPED, str(error), None)
+                    continue
+                if lease is None:
                     continue
                 trial = await self._next_trial()
                 if trial is None:
-                    self._pool.release(self.name, slot)
-                    if self._runs:  # a trial that ends may change what can run next
-                        await self._wait_change()
-                    elif self._paused_ids and self._budget_spent():
+                    lease.release()
+                    if self._runs or self._queue:  # an end or a retry's time changes things
+                        await self._wait_change(self._next_wakeup())
+                    elif self._paused_trials and self._budget_spent():
                         await self._retire_paused("the scheduler promoted it no further")
                     continue
                 # Registered before the task runs, so the next turn of this loop counts it.
-                run = self._runs[trial.id] = self._new_run(trial, slot)
-                tg.create_task(self._run_trial(run, slot), name=f"{self.name}#{trial.number}")
+                run = self._runs[trial.id] = self._new_run(trial, lease)
+                tg.create_task(self._run_trial(run, lease), name=f"{self.name}#{trial.number}")
         end = self._end
         if end.study_state is not None:
             error = end.reason if end.study_state is StudyState.FAILED else None
+            changed = end.study_state is not self.study.state
             await self._set_state(end.study_state, error=error)
+            if changed and end.study_state is StudyState.COMPLETE:
+                await self._store.record_event(
+                    EventLevel.INFO, self._completion_summary(), study_id=self.study.id
+                )
+
+    def _completion_summary(self) -> str:
+        counts = ", ".join(
+            f"{n} {state.value}" for state, n in sorted(self._finished.items()) if n
+        )
+        text = f"study {self.name} complete: {counts or 'no trials'}"
+        if self.progress.best_value is not None:
+            text += (f"; best {self.spec.objective.metric} = {self.progress.best_value:.6g} "
+                     f"(trial #{self.progress.best_number})")
+        return text
 
     def _wake(self) -> None:
         self._changed.set()
@@ -197,14 +226,33 @@ class StudyController:
     def _may_launch(self) -> bool:
         if len(self._runs) >= self.spec.parallel:
             return False
-        return bool(self._queue) or bool(self._paused_ids) or not self._budget_spent()
+        return (
+            self._first_ready() is not None
+            or bool(self._paused_trials)
+            or any(origin == USER_ORIGIN for origin, _ in self._enqueued)
+            or not self._budget_spent()
+        )
+
+    def _first_ready(self) -> TrialRecord | None:
+        """The first queued trial whose retry delay has passed (requeued ones have none)."""
+        now = time.monotonic()
+        return next((t for t in self._queue if self._retry_at.get(t.id, 0.0) <= now), None)
+
+    def _next_wakeup(self) -> float | None:
+        """Seconds until something changes by the clock alone: a retry falls due, the budget's
+        hours run out. None: only an event can change anything."""
+        moments = [at - time.monotonic() for at in self._retry_at.values()]
+        budget_left = self._policy.seconds_until_budget_ends(self.study)
+        if budget_left is not None:
+            moments.append(budget_left)
+        return max(0.0, min(moments)) if moments else None
 
     def _budget_spent(self) -> bool:
         return self._exhausted or self._policy.budget_spent(self.study, self._n_created)
 
     def _should_complete(self) -> bool:
         return (
-            not self._runs and not self._queue and not self._paused_ids and self._budget_spent()
+            not self._runs and not self._queue and not self._paused_trials and self._budget_spent()
         )
 
     async def _settle_paused(self) -> None:
@@ -214,22 +262,29 @@ class StudyController:
                                               "scheduler")
 
     async def _retire_paused(self, why: str) -> None:
-        for trial_id in sorted(self._paused_ids):
+        for trial_id in sorted(self._paused_trials):
             await self._stop_paused(trial_id, f"paused, then stopped: {why}")
 
     async def _stop_paused(self, trial_id: int, reason: str) -> None:
-        if trial_id not in self._paused_ids:
+        if trial_id not in self._paused_trials:
             return
-        self._paused_ids.discard(trial_id)
+        self._paused_trials.pop(trial_id, None)
         trial = await self._store.transition(trial_id, TrialState.STOPPED, reason=reason)
         self._finished[TrialState.PAUSED] -= 1
         self._finished[TrialState.STOPPED] += 1
         await self._observe(trial)
         self._publish()
 
-    async def _acquire_slot(self) -> Slot | None:
-        """A slot, or None when something changed while waiting (pause, stop, new budget)."""
-        acquire = asyncio.ensure_future(self._pool.acquire(self.name))
+    async def _acquire_lease(self) -> Lease | None:
+        """A place to run (GPUs or a CPU slot), or None when something changed while waiting
+        (pause, stop, new budget)."""
+        resources = self.spec.resources
+        acquire = asyncio.ensure_future(self._pool.acquire(
+            self.name,
+            resources.gpus_per_trial,
+            resources.min_free_memory_mb,
+            memory_limit_mb=resources.gpu_memory_limit_mb,
+        ))
         changed = asyncio.ensure_future(self._changed.wait())
         try:
             await asyncio.wait({acquire, changed}, return_when=asyncio.FIRST_COMPLETED)
@@ -247,33 +302,64 @@ class StudyController:
 
     async def _next_trial(self) -> TrialRecord | None:
         """What runs next: a requeued trial, a promoted paused one, else a new point."""
-        if self._queue:
-            return self._queue.popleft()
+        ready = self._first_ready()
+        if ready is not None:
+            self._queue.remove(ready)
+            self._retry_at.pop(ready.id, None)
+            return ready
         promoted = self._policy.next_resume()
-        if promoted is not None and promoted in self._paused_ids:
-            self._paused_ids.discard(promoted)
+        if promoted is not None and promoted in self._paused_trials:
+            self._paused_trials.pop(promoted, None)
             self._finished[TrialState.PAUSED] -= 1
             return await self._store.get_trial(promoted)
-        if self._budget_spent():
+        enqueued = self._next_enqueued()
+        if enqueued is None and self._budget_spent():
             return None
-        pending = [run.trial.params for run in self._runs.values()]
         try:
-            async with self._suggest_lock:
-                # Fitting a GP blocks for up to a second: never on the event loop.
-                params = await asyncio.to_thread(self._policy.suggester.suggest, pending)
+            suggestion = await self._suggest()
         except SearchExhausted:
-            logger.info("study %s: the search space is exhausted", self.name)
-            self._exhausted = True
-            return None
-        trial = await self._store.create_trial(self.study.id, params)
+            if enqueued is None or len(enqueued[1]) < self.spec.space.dim:
+                logger.info("study %s: the search space is exhausted", self.name)
+                self._exhausted = True
+                return None
+            suggestion = enqueued[1]  # a full enqueued point needs no suggestion
+        origin, params = None, suggestion
+        if enqueued is not None:
+            origin, partial = enqueued
+            params = complete_point(self.spec.space, partial, suggestion)
+        trial = await self._store.create_trial(self.study.id, params, origin=origin)
         self._n_created += 1
         return trial
 
-    def _new_run(self, trial: TrialRecord, slot: Slot) -> TrialRun:
+    def _next_enqueued(self) -> tuple[str, dict[str, Any]] | None:
+        """Enqueued points run before new suggestions; the file's count against the budget,
+        the user's (`hpod enqueue`) run even when it is spent."""
+        if self._enqueued and (self._enqueued[0][0] == USER_ORIGIN or not self._budget_spent()):
+            return self._enqueued.popleft()
+        return None
+
+    async def _suggest(self) -> dict[str, Any]:
+        # Every point that has a trial but no result yet is pending: running, queued for a
+        # retry or a requeue, paused at a rung. After a restart this is what keeps a suggester
+        # from proposing them again.
+        pending = [run.trial.params for run in self._runs.values()]
+        pending += [trial.params for trial in self._queue]
+        pending += [trial.params for trial in self._paused_trials.values()]
+        async with self._suggest_lock:
+            # Fitting a GP blocks for up to a second: never on the event loop.
+            return await asyncio.to_thread(self._policy.suggester.suggest, pending)
+
+    def enqueue(self, partial: dict[str, Any]) -> None:
+        """`hpod enqueue`: run this (partial) point next, before new suggestions."""
+        self._enqueued.append((USER_ORIGIN, partial))
+        self._publish()
+        self._wake()
+
+    def _new_run(self, trial: TrialRecord, lease: Lease) -> TrialRun:
         return TrialRun(
             spec=self.spec,
             trial=trial,
-            placement=slot.label,
+            lease=lease,
             store=self._store,
             sink=self._sink,
             executor=self._executor,
@@ -282,19 +368,22 @@ class StudyController:
             decision_timeout=self._policy.decision_timeout,
         )
 
-    async def _run_trial(self, run: TrialRun, slot: Slot) -> None:
+    async def _run_trial(self, run: TrialRun, lease: Lease) -> None:
         trial = run.trial
         try:
-            await self._store.transition(trial.id, TrialState.RUNNING, placement=slot.label)
+            await self._store.transition(trial.id, TrialState.RUNNING, placement=lease.label)
             self._policy.on_start(trial)
             if self._end is not None:  # the study ended while this trial was being set up
                 run.request_stop(self._end.trial_state, self._end.reason or "", 0)
             self._publish()
             outcome = await run.run()
+            lease.release()  # the next trial may have the GPU while this one is recorded
+            # NOTE: the trial stays in _runs until its result is observed, so a suggestion
+            # made meanwhile sees its point as pending: a grid never proposes it twice.
+            await self._record(trial, outcome)
         finally:
+            lease.release()
             self._runs.pop(trial.id, None)
-            self._pool.release(self.name, slot)
-        await self._record(trial, outcome)
         self._wake()
 
     def _trial_dir(self, trial: TrialRecord) -> Path:
@@ -309,7 +398,7 @@ class StudyController:
             value=outcome.value,
         )
         if final.state is TrialState.PAUSED:
-            self._paused_ids.add(final.id)
+            self._paused_trials[final.id] = final
         else:
             self._policy.on_end(final)
         self._finished[final.state] += 1
@@ -342,10 +431,14 @@ class StudyController:
             return
         requeued = await self._store.transition(trial.id, TrialState.QUEUED)
         self._finished[TrialState.FAILED] -= 1
+        # Backoff: a GPU that ran out of memory, a file server that hiccupped — waiting a bit
+        # makes the retry worth more than an immediate one that fails the same way.
+        delay = min(MAX_RETRY_DELAY, self.spec.trial.retry_delay * 2 ** trial.attempt)
+        self._retry_at[requeued.id] = time.monotonic() + delay
         self._queue.append(requeued)
         await self._store.record_event(
             EventLevel.INFO,
-            f"trial {self.name}#{trial.number} is retried "
+            f"trial {self.name}#{trial.number} will be retried in {delay:g} s "
             f"(attempt {requeued.attempt + 1} of {self.spec.trial.retries + 1})",
             study_id=self.study.id,
             trial_id=trial.id,
@@ -365,6 +458,7 @@ class StudyController:
         trials = await self._store.list_trials(self.study.id)
         self._n_created = len(trials)
         await self._replay_scheduler(trials)
+        self._enqueue_from_file(trials)
         for trial in trials:
             if trial.state is TrialState.INTERRUPTED or (
                 trial.state is TrialState.PAUSED and self._policy.scheduler is None
@@ -374,7 +468,7 @@ class StudyController:
                 self._queue.append(trial)
                 continue
             if trial.state is TrialState.PAUSED:
-                self._paused_ids.add(trial.id)
+                self._paused_trials[trial.id] = trial
             else:
                 await self._observe(trial)
             self._finished[trial.state] += 1
@@ -389,6 +483,16 @@ class StudyController:
         else:
             self._consecutive_failures = 0
         self._publish()
+
+    def _enqueue_from_file(self, trials: list[TrialRecord]) -> None:
+        """The file's [[enqueue]] points that have no trial yet (each runs exactly once, also
+        across restarts: a trial records the point's index as its origin)."""
+        made = {trial.origin for trial in trials}
+        waiting = {origin for origin, _ in self._enqueued}
+        for index, partial in enumerate(self.spec.enqueue):
+            origin = f"file:{index}"
+            if origin not in made and origin not in waiting:
+                self._enqueued.append((origin, dict(partial)))
 
     async def _replay_scheduler(self, trials: list[TrialRecord]) -> None:
         """The scheduler's rungs are rebuilt from the stored reports, never pickled."""
@@ -414,7 +518,7 @@ class StudyController:
     def _publish(self) -> None:
         counts = {state.value: self._finished[state] for state in TrialState}
         counts[TrialState.RUNNING.value] = len(self._runs)
-        counts[TrialState.QUEUED.value] = len(self._queue)
+        counts[TrialState.QUEUED.value] = len(self._queue) + len(self._enqueued)
         self.progress.counts = counts
         self.progress.state = self.study.state
         self._on_change(self.progress)

@@ -18,13 +18,14 @@ from collections.abc import Callable
 
 from hpod.config import DaemonConfig
 from hpod.controller import StudyController, StudyProgress
-from hpod.errors import DaemonError
+from hpod.errors import DaemonError, SpaceError
 from hpod.executor.base import Executor
 from hpod.executor.local import LocalExecutor
 from hpod.ingest import MetricSink
 from hpod.intake import StudyIntake
 from hpod.lock import DaemonLock
-from hpod.slots import SlotPool
+from hpod.gpus import discover_gpus
+from hpod.resources import ResourcePool
 from hpod.spec import StudySpec
 from hpod.store import open_store
 from hpod.store.records import (
@@ -33,7 +34,10 @@ from hpod.store.records import (
     CommandState,
     EventLevel,
     StudyRecord,
+    StudyState,
+    TrialState,
 )
+from hpod.store.errors import StoreError
 from hpod.store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -50,7 +54,13 @@ class Daemon:
         self.config = config
         self._executor = executor if executor is not None else LocalExecutor()
         self._on_progress = on_progress
-        self._pool = SlotPool(config.slots)
+        self._inventory = discover_gpus(config.gpus)
+        self._pool = ResourcePool(
+            gpus=self._inventory.usable,
+            slots=config.slots,
+            probe=self._inventory.probe,
+            default_min_free_mb=config.min_free_memory_mb,
+        )
         self._stop_requested = asyncio.Event()
         self._force = False
         self.controllers: dict[str, StudyController] = {}
@@ -61,7 +71,7 @@ class Daemon:
         running = sum(c.running for c in self.controllers.values())
         return (
             f"<Daemon db={self.config.db_path} studies={len(self.controllers)} "
-            f"running={running} slots={self._pool.in_use}/{self._pool.size}>"
+            f"running={running} leases={self._pool.in_use}>"
         )
 
     def request_shutdown(self, force: bool = False) -> None:
@@ -80,11 +90,20 @@ class Daemon:
         try:
             async with open_store(self.config.db_path) as store:
                 await self._serve(store)
+        except Exception as error:
+            # A full disk or a file gone read-only ends the daemon (trials were killed with it
+            # and are requeued at the next start); say it in one line, not in a traceback.
+            store_error = _find_store_error(error)
+            if store_error is None:
+                raise
+            logger.error("stopping: %s", store_error)
+            raise DaemonError(str(store_error)) from None
         finally:
             lock.release()
 
     async def _serve(self, store: Store) -> None:
         await self._reconcile(store)
+        self._log_placement()
         sink = MetricSink(store, interval=self.config.flush_interval)
         restore_signals = self._install_signal_handlers()
         try:
@@ -104,7 +123,21 @@ class Daemon:
                 flusher.cancel()
         finally:
             restore_signals()
+            await self._pool.aclose()
+            self._inventory.close()
         logger.info("daemon stopped; %d report(s) written this run", sink.written)
+
+    def _log_placement(self) -> None:
+        usable = self._inventory.usable
+        if usable:
+            names = ", ".join(f"{gpu.index} ({gpu.name})" for gpu in usable)
+            logger.info("trials run on GPUs %s (found by %s), and on %d CPU slot(s) for "
+                        "studies with gpus_per_trial = 0", names, self._inventory.source,
+                        self.config.slots)
+        else:
+            logger.info("no GPU in use; trials run on %d CPU slot(s)", self.config.slots)
+        for note in self._inventory.notes:
+            logger.info("gpus: %s", note)
 
     async def _reconcile(self, store: Store) -> None:
         """Trials a killed daemon left RUNNING: their processes died with it (PDEATHSIG)."""
@@ -138,17 +171,38 @@ class Daemon:
         )
         self.controllers[spec.name] = controller
         self._tasks[spec.name] = tg.create_task(
-            self._run_controller(controller), name=f"study:{spec.name}"
+            self._run_controller(controller, store), name=f"study:{spec.name}"
         )
 
-    async def _run_controller(self, controller: StudyController) -> None:
+    async def _run_controller(self, controller: StudyController, store: Store) -> None:
         try:
             await controller.run()
+        except Exception as error:  # noqa: BLE001 — one study's failure must not end the night
+            # NOTE: a bug in one study's machinery (a suggester that raises, say) fails that
+            # study loudly, with the traceback in the log, and the other studies go on.
+            logger.exception("study %s failed with an internal error", controller.name)
+            await self._fail_study(store, controller, error)
         finally:
             if self.controllers.get(controller.name) is controller:
                 del self.controllers[controller.name]
                 self._tasks.pop(controller.name, None)
             self._idle_changed()
+
+    async def _fail_study(self, store: Store, controller: StudyController,
+                          error: Exception) -> None:
+        while isinstance(error, ExceptionGroup):  # the TaskGroups wrap the real error
+            error = error.exceptions[0]
+        message = (
+            f"study {controller.name} stopped by an internal error: {type(error).__name__}: "
+            f"{error}. This is a bug in hpod; the daemon's log has the traceback. Save the "
+            "study file again (or `hpod resume`) to retry"
+        )
+        study = controller.study
+        for trial in await store.list_trials(study.id, [TrialState.RUNNING]):
+            await store.transition(trial.id, TrialState.INTERRUPTED,
+                                   reason="its study stopped by an internal error")
+        await store.update_study(study.id, state=StudyState.FAILED, error=message)
+        await store.record_event(EventLevel.ERROR, message, study_id=study.id)
 
     def _progress_changed(self, progress: StudyProgress) -> None:
         self._on_progress(progress)
@@ -210,7 +264,13 @@ class Daemon:
                 return CommandState.APPLIED, f"study {command.study} restarted"
             return CommandState.REJECTED, f"no study {command.study!r} with a valid file"
         if controller is None:
-            return CommandState.REJECTED, f"study {command.study!r} is not running"
+            return CommandState.REJECTED, (
+                f"study {command.study!r} is not running; resume it (`hpod resume`), or raise "
+                "its budget in the study file" if action is CommandAction.ENQUEUE else
+                f"study {command.study!r} is not running"
+            )
+        if action is CommandAction.ENQUEUE:
+            return self._enqueue(controller, command)
         if action is CommandAction.PAUSE_STUDY:
             controller.pause()
             return CommandState.APPLIED, f"study {command.study} paused: no new trials start"
@@ -222,6 +282,20 @@ class Daemon:
                 return CommandState.REJECTED, f"trial #{command.trial_number} is not running"
             return CommandState.APPLIED, f"trial {command.study}#{command.trial_number} stopped"
         return CommandState.REJECTED, f"unknown command {action}"
+
+    def _enqueue(self, controller: StudyController,
+                 command: CommandRecord) -> tuple[CommandState, str]:
+        partial = (command.payload or {}).get("params")
+        if not isinstance(partial, dict) or not partial:
+            return CommandState.REJECTED, "an enqueue command needs params"
+        try:
+            point = controller.spec.space.validate(partial)
+        except SpaceError as error:
+            return CommandState.REJECTED, str(error)
+        controller.enqueue(point)
+        return CommandState.APPLIED, (
+            f"enqueued in study {command.study}: {point} runs before new suggestions"
+        )
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         loop = asyncio.get_running_loop()
@@ -236,3 +310,15 @@ class Daemon:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def _find_store_error(error: BaseException) -> StoreError | None:
+    """The StoreError inside the exception groups the TaskGroups wrap around it, if any."""
+    if isinstance(error, StoreError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _find_store_error(inner)
+            if found is not None:
+                return found
+    return None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING
 from hpod.config import DaemonConfig
 from hpod.errors import StudySpecError
 from hpod.spec import StudySpec, load_study_file
+from hpod.spec_fields import one_line
+from hpod.spec_files import MAX_BYTES
 from hpod.store.records import Direction, EventLevel, StudyRecord, StudyState
 from hpod.store.store import Store
 from hpod.watcher import StudyFileEvent, watch_study_files
@@ -43,7 +47,7 @@ class StudyIntake:
         self._start = start
         self._live = live
         self._names: dict[Path, str] = {}  # study file -> the study name it defines
-        self._fingerprints: dict[Path, tuple[int, int, bytes]] = {}
+        self._fingerprints: dict[Path, tuple[int, int, int, int, bytes]] = {}
         self._stop = asyncio.Event()
         self.initial_scan_done = asyncio.Event()
 
@@ -53,7 +57,7 @@ class StudyIntake:
     async def run(self) -> None:
         if self._config.study_files:
             for path in self._config.study_files:
-                await self.handle(StudyFileEvent(path, present=path.is_file()))
+                await self.handle(StudyFileEvent(path, present=os.path.lexists(path)))
             self.initial_scan_done.set()
             return
         assert self._config.folder is not None
@@ -71,12 +75,12 @@ class StudyIntake:
         if path is None:
             return False
         self._fingerprints.pop(path, None)
-        await self.handle(StudyFileEvent(path, present=path.is_file()))
+        await self.handle(StudyFileEvent(path, present=os.path.lexists(path)))
         return name in self._live
 
     async def handle(self, event: StudyFileEvent) -> None:
         path = event.path
-        if not event.present:
+        if not event.present or not os.path.lexists(path):
             await self._removed(path)
             return
         fingerprint = _fingerprint(path)
@@ -88,6 +92,13 @@ class StudyIntake:
             spec = load_study_file(path)
         except StudySpecError as error:
             await self._invalid(path, str(error))
+            return
+        except Exception as error:  # noqa: BLE001 - a file must never take the daemon down
+            logger.exception("reading study file %s failed unexpectedly", path)
+            await self._invalid(path, one_line(
+                f"{path}: hpod could not read this file ({type(error).__name__}: {error}); "
+                "this is a bug in hpod, please report it with the file. Fix: check the file "
+                "with `hpod check`") or "")
             return
         await self._valid(path, spec, initial=event.initial)
 
@@ -208,15 +219,26 @@ class StudyIntake:
         )
 
 
-def _fingerprint(path: Path) -> tuple[int, int, bytes] | None:
-    """mtime, size and content hash: saving a file unchanged still counts as a change (that is
-    how a user restarts a failed study), a watcher echo does not."""
+def _fingerprint(path: Path) -> tuple[int, int, int, int, bytes] | None:
+    """mtime, size, mode, owner and content hash: saving a file unchanged still counts as a
+    change (that is how a user restarts a failed study), and so does `chmod go-w` or `chown`
+    on a refused one (hpod.safety); a watcher echo does not.
+
+    None (always read again) for anything but a regular file of study-file size: opening a FIFO
+    could block, and hashing a 100 MB file for an error the reader gives from its size is waste.
+    """
     try:
-        stat = path.stat()
-        digest = hashlib.sha256(path.read_bytes()).digest()
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            digest = hashlib.sha256(os.read(fd, MAX_BYTES + 1)).digest()
+        finally:
+            os.close(fd)
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size, digest
+    return st.st_mtime_ns, st.st_size, st.st_mode, st.st_uid, digest
 
 
 def _identity_refusal(name: str) -> str:

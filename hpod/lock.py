@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -20,8 +21,17 @@ class DaemonLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            why = "read-only" if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else (
+                "unusable")
+            raise DaemonError(
+                f"the state folder {self.path.parent} is {why} ({error.strerror}): a daemon "
+                "needs to write its database there. Fix: make it writable, or give the daemon "
+                "another database with --db PATH"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

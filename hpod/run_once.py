@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -59,8 +62,8 @@ def render(progress: StudyProgress) -> str:
     return " · ".join(parts)
 
 
-def run_study_file(path: Path, *, db: Path | None, slots: int | None,
-                   stream: TextIO = sys.stderr) -> int:
+def run_study_file(path: Path, *, db: Path | None, slots: int | None, gpus: str = "all",
+                   min_free_memory_mb: int = 1024, stream: TextIO = sys.stderr) -> int:
     from hpod.daemon import Daemon
     from hpod.spec import load_study_file
     from hpod.store.reader import StoreReader
@@ -72,6 +75,8 @@ def run_study_file(path: Path, *, db: Path | None, slots: int | None,
         study_files=(path,),
         slots=slots or default_slots(),
         exit_when_idle=True,
+        gpus=gpus,
+        min_free_memory_mb=min_free_memory_mb,
     )
     line = ProgressLine(stream)
     try:
@@ -91,3 +96,49 @@ def run_study_file(path: Path, *, db: Path | None, slots: int | None,
     print(f"results: {db_path} (hpod status {path.parent}, hpod trials {path.parent} "
           f"{spec.name})", file=stream)
     return 0 if study.state is StudyState.COMPLETE else 1
+
+
+def run_with_tui(path: Path, plain_argv: list[str]) -> int:
+    """`hpod run` on a terminal: the study runs in a plain `hpod run` child (its log beside
+    the database), the live UI shows it, and both end when the study is done. Quitting the UI
+    early stops the study cleanly (its running trials are requeued at the next run)."""
+    from hpod.spec import load_study_file
+    from hpod.tui.entry import run_tui
+
+    spec = load_study_file(path)  # a broken file is reported here, before anything starts
+    db_flag = plain_argv.index("--db") + 1 if "--db" in plain_argv else None
+    db_path = Path(plain_argv[db_flag]) if db_flag else default_db_path(path.parent)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = db_path.parent / f"run-{spec.name}.log"
+    with log_path.open("w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "hpod", *plain_argv],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        try:
+            if not wait_for_database(db_path, child):
+                print(log_path.read_text(), file=sys.stderr)
+                return child.wait()
+            run_tui(db_path, exit_when=lambda: child.poll() is not None)
+        finally:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+            code = child.wait()
+    if code < 0:  # ended by our SIGTERM: the UI was quit before the study was done
+        code = 128 - code
+    # The child's last lines are its summary: the best trial and where the results are.
+    print("\n".join(log_path.read_text().splitlines()[-3:]))
+    return code
+
+
+def wait_for_database(db_path: Path, child: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+    """Until the child has created and initialised the database (True) or died (False)."""
+    from hpod.store.errors import StoreError
+    from hpod.store.reader import StoreReader
+
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            StoreReader(db_path).close()
+            return True
+        except StoreError:
+            time.sleep(0.05)  # another process is creating it: nothing to await but time
+    return False

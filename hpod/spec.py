@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpod.enqueue import parse_enqueue
 from hpod.errors import SpaceError, StudySpecError
+from hpod.safety import check_command
 from hpod.space import Space
 from hpod.spec_fields import Fields, clean_error
 from hpod.spec_files import check_shape, read_study_data
@@ -43,7 +45,8 @@ __all__ = ["StudySpec", "Objective", "Budget", "SuggesterSpec", "SchedulerSpec",
            "TrialOptions", "load_study_file", "parse_study", "TOP_LEVEL_KEYS"]
 
 TOP_LEVEL_KEYS = ("name", "command", "workdir", "env", "objective", "budget", "parallel", "seed",
-                  "space", "suggester", "scheduler", "resources", "trial", "max_failures")
+                  "space", "suggester", "scheduler", "resources", "trial", "max_failures",
+                  "enqueue")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
 
@@ -66,6 +69,9 @@ class StudySpec:
     resources: Resources = Resources()
     trial: TrialOptions = TrialOptions()
     max_failures: int = 5  # consecutive failed trials before the study is marked failed
+    # Points to run before any suggestion ([[enqueue]]), partial ones allowed; validated against
+    # `space`, and not part of identity(): enqueuing more points under a running study is fine.
+    enqueue: tuple[dict[str, Any], ...] = ()
     # The command as written in the file: what identity() hashes, so that moving the virtualenv
     # hpod runs from (which changes the resolved `python`) does not look like a new command.
     source_command: tuple[str, ...] = ()
@@ -106,17 +112,26 @@ class StudySpec:
             "trial": {"timeout": self.trial.timeout, "retries": self.trial.retries,
                       "stall_timeout": self.trial.stall_timeout, "grace": self.trial.grace},
             "max_failures": self.max_failures,
+            "enqueue": [dict(point) for point in self.enqueue],
         }
 
 
 def load_study_file(path: str | Path) -> StudySpec:
-    """Read and validate a study file; the format follows the extension (.toml .yaml .yml .json)."""
+    """Read and validate a study file; the format follows the extension (.toml .yaml .yml .json).
+
+    It also refuses a file, or a program it runs from its folder, that someone other than the
+    daemon's user could have written (hpod.safety)."""
     path = Path(path)
     try:
         data = read_study_data(path)
     except StudySpecError as e:
         raise clean_error(e) from None
-    return parse_study(data, path=path)
+    spec = parse_study(data, path=path)
+    try:
+        check_command(path, spec.command, spec.source_command)
+    except StudySpecError as e:
+        raise clean_error(e) from None
+    return spec
 
 
 def parse_study(data: Mapping[str, Any], *, path: Path) -> StudySpec:
@@ -152,6 +167,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
         except SpaceError as e:
             f.fail(e.field, f"suggester kind {suggester.kind!r} needs a finite space, but {e.message}",
                    e.fix)
+    budget = parse_budget(f, data.get("budget"), suggester.kind)
     return StudySpec(
         name=name,
         path=path,
@@ -160,7 +176,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
         objective=objective,
         space=space,
         env=env,
-        budget=parse_budget(f, data.get("budget"), suggester.kind),
+        budget=budget,
         parallel=f.integer(data.get("parallel", 1), "parallel", low=1, high=1024),
         seed=f.integer(data["seed"], "seed", low=0, high=2**63 - 1) if "seed" in data else None,
         suggester=suggester,
@@ -168,6 +184,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
         resources=parse_resources(f, data.get("resources")),
         trial=parse_trial(f, data.get("trial")),
         max_failures=f.integer(data.get("max_failures", 5), "max_failures", low=1, high=10**6),
+        enqueue=parse_enqueue(f, data.get("enqueue"), space, budget.trials),
         source_command=tuple(str(a) for a in source or ()),  # a list: parse_command checked it
     )
 

@@ -25,8 +25,14 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, int):
-        text = str(value) if abs(value) < 10**30 else f"{str(value)[:12]}... ({len(str(value))} digits)"
-        return f"integer {text}"
+        if abs(value) < 10**30:
+            return f"integer {value}"
+        # NOTE: str() refuses ints of more than 4300 digits; the digit count comes from the bits.
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        if digits > 4000:
+            return f"integer of about {digits} digits"
+        text = str(value)
+        return f"integer {text[:12]}... ({len(text)} digits)"
     if isinstance(value, float):
         return f"number {value!r}"
     if isinstance(value, str):

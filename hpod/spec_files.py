@@ -1,15 +1,18 @@
 """Reading a study file from disk into plain data: TOML, YAML or JSON by extension.
 
-Every failure (missing, unreadable, too large, binary, empty, syntax error) is a StudySpecError
-naming the file, with the line and column when the parser knows them.
+Every failure (missing, unreadable, not a regular file, untrusted, too large, binary, empty,
+syntax error, a value Python cannot build) is a StudySpecError naming the file, with the line and
+column when the parser knows them. Nothing here blocks: a FIFO is refused, never waited on.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import stat
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,11 +21,15 @@ from typing import Any, NoReturn
 import yaml
 
 from hpod.errors import StudySpecError
+from hpod.safety import check_study_file
 from hpod.spec_fields import describe, join
 
 MAX_BYTES = 1 << 20  # study files are a page of text; a megabyte is certainly a mistake
 MAX_DEPTH = 64
 MAX_NODES = 100_000
+# No setting needs an integer beyond a float's range; refusing them early also keeps error
+# messages from formatting numbers Python will not print (more than 4300 digits).
+MAX_INT_BITS = 1024
 SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
 
@@ -31,7 +38,11 @@ def _fail(path: Path, message: str, fix: str | None = None, field: str | None = 
 
 
 def read_study_data(path: Path) -> Any:
-    """The parsed content of a study file (normally a dict; checked by check_shape after)."""
+    """The parsed content of a study file (normally a dict; checked by check_shape after).
+
+    Refuses, before parsing, a file hpod must not trust (see hpod.safety): its commands would
+    run as the daemon's user.
+    """
     suffix = path.suffix.lower()
     loaders: dict[str, Callable[[Path, str], Any]] = {
         ".toml": _load_toml, ".yaml": _load_yaml, ".yml": _load_yaml, ".json": _load_json}
@@ -43,22 +54,51 @@ def read_study_data(path: Path) -> Any:
         return loaders[suffix](path, text)
     except RecursionError:
         _fail(path, f"is nested too deeply (more than {MAX_DEPTH} levels)", "flatten it")
+    except ValueError as e:
+        # The parsers' own syntax errors are handled in each loader; what is left is a value
+        # Python refuses to build, such as an integer of more than 4300 digits.
+        if "integer string conversion" in str(e):
+            _fail(path, f"holds an integer with more than {sys.get_int_max_str_digits()} digits",
+                  "no setting needs a number that long; fix the value")
+        _fail(path, f"holds a value that cannot be read: {e}", "fix the value")
 
 
 def _read_text(path: Path) -> str:
     try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                _fail(path, "is not a regular file", "point hpod at a study file")
-            raw = f.read(MAX_BYTES + 1)
+        link = os.lstat(path)
     except FileNotFoundError:
         _fail(path, "does not exist", "check the path")
-    except IsADirectoryError:
-        _fail(path, "is a folder, not a study file", "point hpod at a study file")
+    except OSError as e:
+        _fail(path, f"cannot be read: {e.strerror or e}", "check the file")
+    try:
+        # O_NONBLOCK: opening a FIFO named like a study file must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:  # lstat saw it: a symbolic link to nothing
+        _fail(path, f"is a symbolic link to {_link_target(path)}, which does not exist",
+              "point the link at a study file, or remove it")
     except PermissionError:
         _fail(path, "cannot be read: permission denied", f"chmod u+r {path}")
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            _fail(path, "is a symbolic link that cannot be followed (a loop of links)",
+                  "point the link at a study file, or remove it")
+        if e.errno == errno.ENXIO:  # a socket
+            _fail(path, "is not a regular file", "point hpod at a study file")
         _fail(path, f"cannot be read: {e.strerror or e}", "check the file")
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            _fail(path, "is a folder, not a study file", "point hpod at a study file")
+        if not stat.S_ISREG(st.st_mode):
+            _fail(path, f"is not a regular file (it is {_file_kind(st.st_mode)})",
+                  "point hpod at a study file")
+        # Judged on the descriptor that is read: swapping the file after the check gains nothing.
+        check_study_file(path, st, link=link if stat.S_ISLNK(link.st_mode) else None)
+        raw = _read_bounded(fd, MAX_BYTES + 1)
+    except OSError as e:
+        _fail(path, f"cannot be read: {e.strerror or e}", "check the file")
+    finally:
+        os.close(fd)
     if len(raw) > MAX_BYTES:
         _fail(path, f"is larger than {MAX_BYTES // 1024} KiB", "a study file is a short text file; "
               "keep data and code elsewhere")
@@ -73,6 +113,35 @@ def _read_text(path: Path) -> str:
         _fail(path, "is empty", "write a study: command, objective, budget and [space] "
               "(see docs/study-file.md)")
     return text
+
+
+def _read_bounded(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return repr(os.readlink(path))
+    except OSError:
+        return "a missing file"
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a plain file"
 
 
 def _load_toml(path: Path, text: str) -> Any:
@@ -172,4 +241,7 @@ def check_shape(data: Any, path: Path) -> Mapping[str, Any]:
                 stack.append((item, join(field, key), depth + 1))
         elif isinstance(value, (list, tuple)):
             stack.extend((item, join(field, i), depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            _fail(path, f"holds an integer of {value.bit_length()} bits, too large for any "
+                  "setting", "fix the value", field=field or None)
     return data

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpod.gpus import MEMORY_FORMS, parse_memory_mb
 from hpod.spec_fields import Fields, describe, join
 from hpod.store.records import Direction
 
@@ -67,12 +68,15 @@ class SchedulerSpec:
 @dataclass(frozen=True)
 class Resources:
     gpus_per_trial: float = 0.0
+    min_free_memory_mb: int | None = None  # None: the daemon's --min-free-memory
+    gpu_memory_limit_mb: int | None = None  # a cap hpod.keras applies in the trial; None: none
 
 
 @dataclass(frozen=True)
 class TrialOptions:
     timeout: float | None = None  # seconds of wall time before the trial is stopped
     retries: int = 0  # how many times a failed trial is run again with the same params
+    retry_delay: float = 5.0  # seconds before the first retry; doubles with each further one
     stall_timeout: float | None = None  # seconds without a report before the trial is stopped
     grace: float = 10.0  # seconds between SIGTERM and SIGKILL
 
@@ -265,7 +269,7 @@ def parse_scheduler(f: Fields, raw: Any) -> SchedulerSpec:
 
 
 def parse_resources(f: Fields, raw: Any) -> Resources:
-    table = _table(f, raw, "resources", ("gpus_per_trial",))
+    table = _table(f, raw, "resources", ("gpus_per_trial", "min_free_memory", "gpu_memory_limit"))
     gpus = f.number(table.get("gpus_per_trial", 0), "resources.gpus_per_trial", low=0.0, high=1024.0)
     if 0 < gpus < 1:
         share = round(1 / gpus)
@@ -276,11 +280,30 @@ def parse_resources(f: Fields, raw: Any) -> Resources:
     elif gpus >= 1 and not gpus.is_integer():
         f.fail("resources.gpus_per_trial", f"must be a whole number of GPUs above 1, got {gpus:g}",
                f"use {math.floor(gpus)} or {math.ceil(gpus)}")
-    return Resources(gpus)
+    limit = _memory(f, table, "gpu_memory_limit")
+    if limit == 0:
+        f.fail("resources.gpu_memory_limit", "must be more than 0",
+               'give a size such as "4GiB", or remove the key for no limit')
+    return Resources(gpus, _memory(f, table, "min_free_memory"), limit)
+
+
+def _memory(f: Fields, table: Mapping[str, Any], key: str) -> int | None:
+    """A memory size in MiB: an integer (MiB) or a string with a unit ("4GiB", "512MiB")."""
+    if key not in table:
+        return None
+    value = table[key]
+    try:
+        return parse_memory_mb(value)
+    except ValueError as e:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            f.fail(f"resources.{key}", str(e), 'give a size such as "4GiB"')
+        f.fail(f"resources.{key}", f"{describe(value)} is not a memory size",
+               f"write {MEMORY_FORMS}")
 
 
 def parse_trial(f: Fields, raw: Any) -> TrialOptions:
-    table = _table(f, raw, "trial", ("timeout", "retries", "stall_timeout", "grace"))
+    table = _table(f, raw, "trial", ("timeout", "retries", "retry_delay", "stall_timeout",
+                                     "grace"))
 
     def seconds(key: str) -> float | None:
         if key not in table:
@@ -290,6 +313,8 @@ def parse_trial(f: Fields, raw: Any) -> TrialOptions:
     return TrialOptions(
         timeout=seconds("timeout"),
         retries=f.integer(table.get("retries", 0), "trial.retries", low=0, high=100),
+        retry_delay=f.number(table.get("retry_delay", 5.0), "trial.retry_delay", low=0.0,
+                             high=3600.0),
         stall_timeout=seconds("stall_timeout"),
         grace=f.number(table.get("grace", 10.0), "trial.grace", low=0.0, high=3600.0),
     )

@@ -139,25 +139,37 @@ def history_events(
 ) -> list[Event]:
     """The scheduler's view of a study's past, in time order: starts, reports, ends.
 
-    A report's step is the `resource` metric of the same report when the study names one.
+    Every stored report carrying the objective is one Reported, also a step reported again by
+    a trial resumed from scratch: the live scheduler saw (and ignored) it too. A report's step
+    is the `resource` metric of the same report when the study names one.
+
+    The store keeps a trial's creation and its latest start, not every start: a trial paused
+    and promoted, or requeued after a kill, started several times. Its first start is replayed
+    at its creation (trials start in creation order, which bracket assignment depends on), and
+    its latest one where it happened when it reported before it. Starts in between are
+    inferred by the scheduler's replay: a paused trial's next report means it was resumed.
     """
     timed: list[tuple[float, int, Event]] = []
     for trial in trials:
         if trial.started_at is None:
             continue
-        timed.append((trial.started_at, 0, Started(trial.id)))
-        points = metrics.get(trial.id, ())
-        by_step: dict[int, dict[str, MetricPoint]] = {}
-        for point in points:
-            by_step.setdefault(point.step, {})[point.name] = point
-        for step, named in by_step.items():
+        # The metrics of one report share their time: (time, step) is the report.
+        reports: dict[tuple[float, int], dict[str, MetricPoint]] = {}
+        for point in metrics.get(trial.id, ()):
+            reports.setdefault((point.time, point.step), {})[point.name] = point
+        first = min((when for when, _step in reports), default=trial.started_at)
+        timed.append((min(trial.created_at, trial.started_at, first), 0, Started(trial.id)))
+        if first < trial.started_at:
+            timed.append((trial.started_at, 0, Started(trial.id)))
+        for (when, step), named in reports.items():
             reported = named.get(objective)
             if reported is None:
                 continue
             position = named[resource].value if resource and resource in named else step
-            timed.append((reported.time, 1, Reported(trial.id, float(position), reported.value)))
+            timed.append((when, 1, Reported(trial.id, float(position), reported.value)))
         if trial.state.is_finished() and trial.finished_at is not None:
             timed.append((trial.finished_at, 2, Ended(trial.id)))
+    # Stable: events at the same moment keep the trials' order (creation order).
     timed.sort(key=lambda item: (item[0], item[1]))
     return [event for _time, _order, event in timed]
 

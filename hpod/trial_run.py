@@ -21,6 +21,7 @@ from hpod.decision import Decision
 from hpod.errors import LaunchError
 from hpod.executor.base import Executor, RunningTrial, TrialExit
 from hpod.ingest import MetricSink
+from hpod.resources import Lease
 from hpod.spec import StudySpec
 from hpod.store.records import EventLevel, TrialRecord, TrialState
 from hpod.store.store import Store
@@ -59,7 +60,7 @@ class TrialRun:
         *,
         spec: StudySpec,
         trial: TrialRecord,
-        placement: str,
+        lease: Lease,
         store: Store,
         sink: MetricSink,
         executor: Executor,
@@ -69,7 +70,7 @@ class TrialRun:
     ) -> None:
         self.spec = spec
         self.trial = trial
-        self.placement = placement
+        self.lease = lease
         self._store = store
         self._sink = sink
         self._executor = executor
@@ -102,6 +103,9 @@ class TrialRun:
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.spec.env)
+        # The placement's own variables (CUDA_VISIBLE_DEVICES, TF memory growth when the GPU
+        # is shared) win over the study's: two trials must never end up on one card by accident.
+        env.update(self.lease.env)
         env.update(
             {
                 "HPOD_PARAMS": json.dumps(self.trial.params),
@@ -134,7 +138,7 @@ class TrialRun:
             return TrialOutcome(TrialState.FAILED, None, f"could not start: {exc}")
         logger.info(
             "trial %s#%d started on %s (pid %d)",
-            self.spec.name, self.trial.number, self.placement, running.pid,
+            self.spec.name, self.trial.number, self.lease.label, running.pid,
         )
         async with running:
             exit_ = await self._supervise(running)
@@ -211,11 +215,18 @@ class TrialRun:
                     if answer_continue or decision is not Decision.CONTINUE:
                         running.decide(decision, message.step)
                 elif isinstance(message, CheckpointNote):
+                    # The reports before a checkpoint are stored before the checkpoint is: a
+                    # trial resumed from it after a kill -9 never reports those steps again.
+                    await self._sink.flush()
                     await self._store.set_checkpoint(self.trial.id, message.path)
                 elif isinstance(message, WireProblem):
                     await self._protocol_warning(message)
 
     def _on_report(self, report: Report) -> Decision:
+        if self._verdict is Decision.PAUSE:
+            # Not stored: the resumed run reports these steps again from its checkpoint, and a
+            # replay after a restart reads a stored report after a pause as a resumed run.
+            return Decision.PAUSE
         metrics = report.metrics
         self._last_step = report.step
         self._sink.add(self.trial.id, report.step, metrics, self._objective)
@@ -256,7 +267,9 @@ class TrialRun:
         value = self._last_value
         code = exit_.returncode
         if self._stop is not None:  # the user, the shutdown or a deadline ended it
-            return TrialOutcome(self._stop.state, value, self._stop.reason, code)
+            # A timeout or a stall may not happen again (a hung file system, a busy GPU).
+            transient = self._stop.state is TrialState.FAILED
+            return TrialOutcome(self._stop.state, value, self._stop.reason, code, transient)
         if self._verdict is not None:  # it obeyed the scheduler's stop or pause
             state = TrialState.PAUSED if self._verdict is Decision.PAUSE else TrialState.STOPPED
             return TrialOutcome(state, value, self._verdict_reason(), code)

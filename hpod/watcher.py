@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,9 @@ class StudyFileEvent:
 
 
 def scan(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if is_study_file_name(p.name) and p.is_file()
-    )
+    """Every entry named like a study file, whatever it is: a folder, a FIFO or a broken link
+    named x.toml gets its error recorded instead of being silently ignored."""
+    return sorted(p for p in folder.iterdir() if is_study_file_name(p.name))
 
 
 async def watch_study_files(
@@ -78,6 +79,8 @@ async def watch_study_files(
 
 
 def _event(path: Path) -> StudyFileEvent:
-    present = path.is_file()
+    # lexists, not is_file: a name that is there but unusable (a loop of links, a folder) is
+    # reported by the reader with its reason; only a name that is gone is a removal.
+    present = os.path.lexists(path)
     logger.debug("study file %s %s", path, "changed" if present else "removed")
     return StudyFileEvent(path, present=present)

@@ -25,14 +25,18 @@ def submit_command(
     action: CommandAction,
     study: str,
     trial_number: int | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> int:
-    """Queue a command for the daemon serving `db_path`; returns its id (for wait_command)."""
+    """Queue a command for the daemon serving `db_path`; returns its id (for wait_command).
+
+    `payload` carries a command's data (the params of an enqueued point)."""
     action = CommandAction(action)
     if action is CommandAction.STOP_TRIAL and trial_number is None:
         raise ValueError(f"{action.value} needs the number of the trial to stop")
     if action is not CommandAction.STOP_TRIAL and trial_number is not None:
         raise ValueError(f"{action.value} acts on a whole study; it takes no trial number")
-    row = (time.time(), action.value, study, trial_number, CommandState.PENDING.value)
+    row = (time.time(), action.value, study, trial_number, CommandState.PENDING.value,
+           None if payload is None else q.dump_json(payload))
     conn = connect_sync(db_path, mode="rw")
     try:
         with q.translate_errors(db_path):

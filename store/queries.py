@@ -88,10 +88,12 @@ STUDY_COLUMNS = (
 )
 TRIAL_COLUMNS = (
     "id, study_id, number, params_json, state, attempt, value, last_step, reason, exit_code, "
-    "checkpoint, placement, created_at, started_at, finished_at"
+    "checkpoint, placement, created_at, started_at, finished_at, origin"
 )
 _EVENT_COLUMNS = "id, time, level, study_id, trial_id, message"
-_COMMAND_COLUMNS = "id, time, action, study, trial_number, state, applied_at, result"
+_COMMAND_COLUMNS = (
+    "id, time, action, study, trial_number, state, applied_at, result, payload"
+)
 
 
 def study_from_row(r: Row) -> StudyRecord:
@@ -104,7 +106,7 @@ def study_from_row(r: Row) -> StudyRecord:
 def trial_from_row(r: Row) -> TrialRecord:
     return TrialRecord(
         r[0], r[1], r[2], json.loads(r[3]), TrialState(r[4]), r[5], r[6], r[7], r[8], r[9],
-        r[10], r[11], r[12], r[13], r[14],
+        r[10], r[11], r[12], r[13], r[14], r[15],
     )  # fmt: skip
 
 
@@ -114,7 +116,8 @@ def _event_from_row(r: Row) -> EventRecord:
 
 def _command_from_row(r: Row) -> CommandRecord:
     return CommandRecord(
-        r[0], r[1], CommandAction(r[2]), r[3], r[4], CommandState(r[5]), r[6], r[7]
+        r[0], r[1], CommandAction(r[2]), r[3], r[4], CommandState(r[5]), r[6], r[7],
+        _load_json(r[8]),
     )
 
 
@@ -250,7 +253,7 @@ INSERT_STUDY = (
 # The number is computed in the same statement as the insert, so it is atomic per study.
 INSERT_TRIAL = (
     "INSERT INTO trials (study_id, number, params_json, state, created_at, started_at, "
-    "finished_at) SELECT ?, COALESCE(MAX(number) + 1, 0), ?, ?, ?, ?, ? FROM trials "
+    "finished_at, origin) SELECT ?, COALESCE(MAX(number) + 1, 0), ?, ?, ?, ?, ?, ? FROM trials "
     "WHERE study_id = ?"
 )
 INSERT_METRIC = "INSERT INTO metrics (trial_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)"
@@ -262,18 +265,20 @@ INSERT_EVENT = (
     "INSERT INTO events (time, level, study_id, trial_id, message) VALUES (?, ?, ?, ?, ?)"
 )
 INSERT_COMMAND = (
-    "INSERT INTO commands (time, action, study, trial_number, state) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO commands (time, action, study, trial_number, state, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 FINISH_COMMAND = "UPDATE commands SET state = ?, applied_at = ?, result = ? WHERE id = ?"
 
 
 def trial_insert_params(
-    study_id: int, params: Mapping[str, Any], state: TrialState, now: float
+    study_id: int, params: Mapping[str, Any], state: TrialState, now: float,
+    origin: str | None = None,
 ) -> tuple[Any, ...]:
     state = TrialState(state)
     started = now if state is TrialState.RUNNING else None
     finished = now if state.is_finished() else None
-    return (study_id, dump_json(params), state.value, now, started, finished, study_id)
+    return (study_id, dump_json(params), state.value, now, started, finished, origin, study_id)
 
 
 def metric_rows(points: Sequence[MetricPoint]) -> Sequence[tuple[int, int, str, float, float]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,6 +45,10 @@ def connect_sync(path: str | Path, *, mode: Literal["ro", "rw"]) -> sqlite3.Conn
     if not path.is_file():
         raise StoreUnavailable(_missing_message(path))
     uri = f"{path.resolve().as_uri()}?mode={mode}"
+    if mode == "ro" and _on_read_only_file_system(path):
+        # A WAL database needs its -shm file even to be read, and none can be created here;
+        # nothing can change the file on a read-only mount either, so SQLite may skip both.
+        uri += "&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as e:
@@ -57,6 +62,13 @@ def connect_sync(path: str | Path, *, mode: Literal["ro", "rw"]) -> sqlite3.Conn
         conn.close()
         raise
     return conn
+
+
+def _on_read_only_file_system(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _check_version(version: int, path: Path) -> None:

@@ -82,6 +82,7 @@ class CommandAction(StrEnum):
     RESUME_STUDY = "resume-study"
     STOP_STUDY = "stop-study"
     STOP_TRIAL = "stop-trial"
+    ENQUEUE = "enqueue"  # payload: {"params": {...}} (partial points are completed)
 
 
 class CommandState(StrEnum):
@@ -123,6 +124,7 @@ class TrialRecord:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    origin: str | None = None  # None: suggested; "file:<i>": enqueued in the file; "user"
 
 
 class MetricPoint(NamedTuple):
@@ -156,6 +158,7 @@ class CommandRecord:
     state: CommandState
     applied_at: float | None
     result: str | None
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

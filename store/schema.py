@@ -89,7 +89,14 @@ _V1: tuple[str, ...] = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# v2: where a trial came from (enqueued points must run exactly once, also across restarts),
+# and a JSON payload for commands that carry data (`hpod enqueue`'s params).
+_V2: tuple[str, ...] = (
+    "ALTER TABLE trials ADD COLUMN origin TEXT NULL",
+    "ALTER TABLE commands ADD COLUMN payload TEXT NULL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 LATEST_VERSION = len(MIGRATIONS)
 
 # Session settings every connection applies (they are not stored in the file, except

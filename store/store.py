@@ -195,9 +195,16 @@ class Store:
     # --- trials -------------------------------------------------------------------------------
 
     async def create_trial(
-        self, study_id: int, params: dict[str, Any], *, state: TrialState = TrialState.QUEUED
+        self,
+        study_id: int,
+        params: dict[str, Any],
+        *,
+        state: TrialState = TrialState.QUEUED,
+        origin: str | None = None,
     ) -> TrialRecord:
-        row = q.trial_insert_params(study_id, params, state, self._clock())
+        """`origin` says where the point came from: None for the suggester, "file:<i>" for the
+        study file's i-th enqueued point, "user" for `hpod enqueue`."""
+        row = q.trial_insert_params(study_id, params, state, self._clock(), origin)
         async with self._transaction() as conn:
             await _fetch(conn, q.get_study(study_id))  # NotFound rather than a foreign-key Conflict
             trial_id, _ = await _execute(conn, q.INSERT_TRIAL, row)
@@ -343,7 +350,10 @@ async def _configure(conn: aiosqlite.Connection, path: Path) -> None:
     if str(mode).lower() != "wal":
         # e.g. some network filesystems: it still works, but readers can then block the writer.
         logger.warning("the hpod database at %s could not use WAL (journal mode %s)", path, mode)
-    await conn.execute("PRAGMA synchronous = NORMAL")
+    # FULL: a commit is on disk when it returns, so a power cut loses no recorded outcome (with
+    # NORMAL the tail of the WAL may go, and with it trials that had completed). It costs one
+    # fsync per transaction, which the batched metric writes keep to a few per second.
+    await conn.execute("PRAGMA synchronous = FULL")
     await conn.execute("PRAGMA foreign_keys = ON")
 
 

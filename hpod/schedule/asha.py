@@ -14,7 +14,9 @@ trial that just reached a rung is itself the one Algorithm 2 would promote next,
 CONTINUE instead of pausing: the same schedule, without a checkpoint round-trip.
 
 A resumed trial that restarts from scratch re-reports steps at or below its rung; they are
-ignored (syne-tune's `ignore_data`).
+ignored (syne-tune's `ignore_data`). Replay after a restart sees only a trial's latest start:
+a paused trial's next report stands for the resume the store did not keep (base.replay), so a
+promoted trial's later rungs come back as they were.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class ASHAScheduler(SchedulerBase):
     def bracket_of(self, trial_id: int) -> int:
         return self._bracket[trial_id]
 
+    def _held_paused(self, trial_id: int) -> bool:
+        return self._status.get(trial_id) is _Status.PAUSED
+
     # --- events ----------------------------------------------------------------------------
     def on_start(self, trial_id: int) -> None:
         self._seen()
@@ -92,8 +97,9 @@ class ASHAScheduler(SchedulerBase):
             ladder = self._ladders[self._bracket[trial_id]]
             rung = ladder.rungs[ladder.current_rung(trial_id)]
             rung.promoted.add(trial_id)
-        elif status is not _Status.RUNNING:
-            raise ValueError(f"trial {trial_id} was {status.value}; it cannot start again")
+        elif status is _Status.STOPPED:
+            return  # requeued before it obeyed a STOP: its next report is told STOP again
+        # RUNNING (a requeue) or ENDED (a retry of a failed run): it trains on from its rungs.
         self._status[trial_id] = _Status.RUNNING
 
     def on_report(self, trial_id: int, step: float, value: float) -> Decision:

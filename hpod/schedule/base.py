@@ -10,6 +10,10 @@ the controller first drains `take_stopped()`, then asks `next_resume()`, and onl
 None and `should_start_new()` holds does it ask the suggester for a new point. When the budget
 allows no more new trials it calls `on_no_more_trials()` once, so synchronous cohorts that will
 never fill are judged with the members they have.
+
+A trial may start again after its `on_complete` (a retry of a failed run) or after a STOP (a
+restart requeued it before it exited): schedulers accept both, and a stopped trial is told
+STOP again at its next report.
 """
 
 from __future__ import annotations
@@ -122,7 +126,8 @@ class SchedulerBase:
     def replay(self, events: Iterable[Event]) -> list[Decision]:
         """Rebuild the state from stored history, in order; returns the decisions the reports got.
 
-        Must be called on a fresh scheduler built with the same options.
+        Must be called on a fresh scheduler built with the same options. A report from a trial
+        held paused counts as a start first: history may lack the starts of resumed trials.
         """
         if self._n_events:
             raise RuntimeError("replay() needs a fresh scheduler; this one has already seen events")
@@ -132,6 +137,12 @@ class SchedulerBase:
                 case Started(trial_id):
                     self.on_start(trial_id)
                 case Reported(trial_id, step, value):
+                    if self._held_paused(trial_id):
+                        # NOTE: live, a paused trial's reports never reach the scheduler (its
+                        # run answers them with the verdict), so this one is from a later run.
+                        # The store keeps a trial's latest start only: earlier resumes (a
+                        # promotion, a requeue) are inferred here, as the start they were.
+                        self.on_start(trial_id)
                     decisions.append(self.on_report(trial_id, step, value))
                 case Ended(trial_id):
                     self.on_complete(trial_id)
@@ -142,6 +153,10 @@ class SchedulerBase:
                 case _:
                     raise TypeError(f"not a scheduler event: {event!r}")
         return decisions
+
+    def _held_paused(self, trial_id: int) -> bool:
+        """True while the trial waits paused (schedulers that pause override this)."""
+        return False
 
     # Subclasses implement these and call _seen() first.
     def on_start(self, trial_id: int) -> None:

@@ -111,8 +111,11 @@ class CohortScheduler(SchedulerBase):
         elif status is _Status.PAUSED:
             if trial_id in self._resumable:
                 self._resumable.remove(trial_id)
-        elif status is not _Status.RUNNING:
-            raise ValueError(f"trial {trial_id} was {status.value}; it cannot start again")
+        elif status is _Status.STOPPED:
+            return  # requeued before it obeyed a STOP: its next report is told STOP again
+        elif status is _Status.ENDED:
+            self._status[trial_id] = self._retried(trial_id)
+            return
         self._status[trial_id] = _Status.RUNNING
 
     def on_report(self, trial_id: int, step: float, value: float) -> Decision:
@@ -163,6 +166,24 @@ class CohortScheduler(SchedulerBase):
             if not cohort.closed:
                 cohort.closed = True
                 self._advance(cohort)
+
+    def _held_paused(self, trial_id: int) -> bool:
+        return self._status.get(trial_id) is _Status.PAUSED
+
+    def _retried(self, trial_id: int) -> _Status:
+        """Where a retried member (a failed run started again) stands: its cohort went on
+        while it was down."""
+        cohort = self._cohort_of[trial_id]
+        k = cohort.next_k[trial_id]
+        if k > 0 and cohort.stage < k:
+            return _Status.PAUSED  # its last rung is not judged yet: it waits there
+        if k > 0 and trial_id not in cohort.rungs[k - 1].promoted:
+            return _Status.STOPPED  # it lost there
+        if k < len(cohort.rungs):
+            if cohort.stage != k:
+                return _Status.STOPPED  # the rung it owed was judged without it
+            cohort.expected.add(trial_id)
+        return _Status.RUNNING
 
     def next_resume(self) -> int | None:
         # Reserved by removal: two free slots must not get the same trial; a reservation that

@@ -269,3 +269,24 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_transient_failure_is_retried_after_a_delay(tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "flaky", f"""
+command = ["python", "{FIXTURE_TRIALS / 'flaky.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 2 }}
+parallel = 2
+[trial]
+retries = 1
+retry_delay = 0.2
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    study = study_status(tmp_path, "flaky")
+    assert study["state"] == "complete"
+    rows = _values(tmp_path, "flaky")
+    assert [(row["state"], row["attempt"]) for row in rows] == [("complete", 1), ("complete", 1)]
+    assert "will be retried in 0.2 s" in hpod_cli("events", tmp_path).stdout

@@ -137,18 +137,25 @@ async def test_a_saved_old_database_opens_with_its_data(tmp_path, dump):
         assert seeded.spec is not None and seeded.spec["metric"] == "loss"
         broken = await store.find_study("broken")
         assert broken is not None and (broken.state, broken.spec) == (StudyState.INVALID, None)
-        first, second = await store.list_trials(seeded.id)
+        trials = await store.list_trials(seeded.id)
+        first, second = trials[:2]  # what v1.sql seeded; later dumps add to it
         assert (first.state, first.value, first.params) == (TrialState.COMPLETE, 0.5, {"lr": 0.01})
+        assert first.origin is None
         assert second.state is TrialState.QUEUED
         values = [p.value for _, p in await store.metrics(first.id)]
         assert values[0] == 0.9 and math.isnan(values[1])
         assert [e.level for e in await store.list_events()] == [EventLevel.WARNING]
-        (command,) = await store.pending_commands()
+        commands = await store.pending_commands()
+        command = commands[0]
         assert (command.action, command.trial_number) == (CommandAction.STOP_TRIAL, 1)
         await store.finish_command(command.id, CommandState.APPLIED, "stopped")
+        if int(dump.stem[1:]) >= 2:
+            assert trials[2].origin == "file:0"
+            assert commands[1].action is CommandAction.ENQUEUE
+            assert commands[1].payload == {"params": {"x": 0.75}}
     assert schema_of(db_path) == schema_of(fresh)
     with StoreReader(db_path) as reader:
-        assert reader.count_trials(seeded.id).total == 2
+        assert reader.count_trials(seeded.id).total == len(trials)
 
 
 async def test_two_processes_creating_the_file_at_once_migrate_it_once(db_path):

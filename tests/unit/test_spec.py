@@ -40,6 +40,16 @@ BROKEN_CASES: dict[str, tuple[str | None, str]] = {
     "duplicate_choices.toml": ("space.act.choices[2]", "duplicate choice 'relu'"),
     "empty.toml": (None, "is empty"),
     "empty_choices.toml": ("space.act.choices", "must not be empty"),
+    "enqueue_empty_point.toml": ("enqueue[0]", "is empty"),
+    "enqueue_fixed_param.toml": ("enqueue[0].epochs", "'epochs' is fixed in [space] to 30"),
+    "enqueue_not_a_choice.toml": ("enqueue[0].act", "string 'gelu' is not one of"),
+    "enqueue_off_grid.toml": ("enqueue[0].units", "40 is not on the step grid"),
+    "enqueue_out_of_range.toml": ("enqueue[2].lr", "0.5 is outside [0.0001, 0.1]"),
+    "enqueue_over_budget.toml": ("enqueue", "has 3 points but budget.trials is 2"),
+    "enqueue_point_not_table.json": ("enqueue[1]", "must be a table of parameter values"),
+    "enqueue_single_table.yaml": ("enqueue", "must be a list of tables, got a single table"),
+    "enqueue_string_number.toml": ("enqueue[0].lr", "must be a number, got string '0.01'"),
+    "enqueue_unknown_param.toml": ("enqueue[1].lrr", "Did you mean 'lr'?"),
     "env_bool.toml": ("env.DEBUG", "must be a string, got boolean true"),
     "env_reserved.toml": ("env.HPOD_PARAMS", "is reserved"),
     "fixed_date.toml": ("space.start", "cannot be passed to a trial as JSON"),
@@ -217,7 +227,8 @@ def test_every_field_away_from_its_default() -> None:
         "options": {"stop_last_rung": False}}
     assert spec.resources.gpus_per_trial == 0.5
     assert dataclasses.asdict(spec.trial) == {"timeout": 3600.0, "retries": 2,
-                                             "stall_timeout": 300.0, "grace": 30.0}
+                                             "retry_delay": 1.5, "stall_timeout": 300.0,
+                                             "grace": 30.0}
 
 
 # -- parse_study on data ---------------------------------------------------------------------
@@ -293,6 +304,92 @@ def test_errors_from_data_name_the_given_path(tmp_path: Path) -> None:
     assert str(info.value).startswith(f"{tmp_path / 's.toml'}: field `space.x.low`")
 
 
+# -- enqueued configurations ---------------------------------------------------------------
+
+ENQUEUE_TOML = """\
+command = ["python", "train.py"]
+objective = { metric = "loss", direction = "minimize" }
+budget = { trials = 20 }
+
+[space]
+lr = { type = "float", low = 1e-4, high = 1e-1, log = true }
+dropout = { type = "float", low = 0.0, high = 0.5, step = 0.1 }
+units = { type = "int", low = 16, high = 256, step = 16 }
+act = { type = "categorical", choices = ["relu", "tanh"] }
+epochs = 30
+
+[[enqueue]]                 # a full point
+lr = 0.001
+dropout = 0.2
+units = 64
+act = "relu"
+
+[[enqueue]]                 # a partial one: the suggester fills in the rest
+lr = 0.01
+units = 128.0
+"""
+
+ENQUEUED = ({"lr": 0.001, "dropout": 0.2, "units": 64, "act": "relu"},
+            {"lr": 0.01, "units": 128})
+
+
+def test_enqueued_points_parse_alike_in_toml_yaml_and_json(tmp_path: Path) -> None:
+    import yaml
+
+    toml_path = tmp_path / "enq.toml"
+    toml_path.write_text(ENQUEUE_TOML)
+    spec = load_study_file(toml_path)
+    assert spec.enqueue == ENQUEUED
+    assert type(spec.enqueue[1]["units"]) is int  # normalised: 128.0 is the int 128
+    data = {"command": ["python", "train.py"], "objective": {"metric": "loss", "direction": "min"},
+            "budget": {"trials": 20}, "space": spec.space.to_dict(),
+            "enqueue": [dict(p) for p in reversed(ENQUEUED)]}
+    (tmp_path / "enq.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "enq.json").write_text(json.dumps(data))
+    for ext in ("yaml", "json"):
+        assert load_study_file(tmp_path / f"enq.{ext}").enqueue == tuple(reversed(ENQUEUED))
+
+
+def test_enqueued_points_are_in_to_dict_but_not_in_the_identity(tmp_path: Path) -> None:
+    path = tmp_path / "enq.toml"
+    path.write_text(ENQUEUE_TOML)
+    spec = load_study_file(path)
+    assert json.loads(json.dumps(spec.to_dict()))["enqueue"] == [dict(p) for p in ENQUEUED]
+    path.write_text(ENQUEUE_TOML.split("[[enqueue]]")[0])
+    plain = load_study_file(path)
+    assert plain.enqueue == () and plain.to_dict()["enqueue"] == []
+    assert plain.identity() == spec.identity()  # adding points under a running study is fine
+
+
+def test_enqueue_null_means_none(tmp_path: Path) -> None:
+    assert parse(tmp_path, enqueue=None).enqueue == ()
+    assert parse(tmp_path, enqueue=[]).enqueue == ()
+
+
+def test_enqueue_errors_from_data(tmp_path: Path) -> None:
+    def field_of(**fields) -> str | None:
+        with pytest.raises(StudySpecError) as info:
+            parse(tmp_path, **fields)
+        assert "\n" not in str(info.value) and info.value.fix
+        return info.value.field
+
+    assert field_of(enqueue="x=0.5") == "enqueue"
+    assert field_of(enqueue=[{"x": 0.5}, {"x": True}]) == "enqueue[1].x"
+    assert field_of(enqueue=[{"x": 10**400}]) == "enqueue[0].x"
+    assert field_of(enqueue=[{"x": float("nan")}]) == "enqueue[0].x"
+    assert field_of(enqueue=[{"x": [0.5]}]) == "enqueue[0].x"
+    assert field_of(enqueue=[{"x": 0.1}] * 6) == "enqueue"  # budget.trials is 5
+    assert field_of(enqueue=[{1: 0.1}]) == "enqueue[0]"
+    cat = {"c": {"type": "categorical", "choices": ["a", None]}}
+    assert field_of(space=cat, enqueue=[{"c": ["a"]}]) == "enqueue[0].c"
+    assert parse(tmp_path, space=cat, enqueue=[{"c": None}]).enqueue == ({"c": None},)
+    # a grid study has no budget: any number of points may be enqueued
+    grid = parse(tmp_path, suggester="grid", budget=None, space={"x": {"type": "int", "low": 0,
+                                                                      "high": 3}},
+                 enqueue=[{"x": 1}] * 10)
+    assert len(grid.enqueue) == 10
+
+
 # -- properties ------------------------------------------------------------------------------
 
 WORDS = [*TOP_LEVEL_KEYS, "type", "low", "high", "log", "step", "choices", "kind", "metric",
@@ -306,7 +403,7 @@ JSONISH = st.recursive(
     max_leaves=25,
 )
 FIELDS = ["name", "command", "workdir", "env", "objective", "budget", "parallel", "seed", "space",
-          "suggester", "scheduler", "resources", "trial", "max_failures"]
+          "suggester", "scheduler", "resources", "trial", "max_failures", "enqueue"]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -324,6 +421,8 @@ def test_one_arbitrary_field_in_a_valid_study(tmp_path: Path, field: str, value,
     data = study(scheduler={"kind": "asha", "max_resource": 9}, trial={"retries": 1})
     if inner == "x" and field == "space":
         data["space"] = {"x": value}
+    elif inner == "x" and field == "enqueue":
+        data["enqueue"] = [{"x": value}] if not isinstance(value, list) else value
     elif inner == "objective" and isinstance(value, dict):
         data[field] = {**(data.get(field) or {}), **value} if isinstance(data.get(field), dict) else value
     else:

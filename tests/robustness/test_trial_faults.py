@@ -1,0 +1,108 @@
+"""Trial faults injected for real: one daemon, one study per fault, real processes and signals,
+then the store checked for exact counts and a reason in words for every trial.
+
+Each study runs two trials one after the other, so every fault happens twice in the same study:
+the second trial starting at all shows that the first one's slot was released and the study went
+on. A well-behaved study runs beside them and must complete.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from helpers import hpod_cli, study_status, write_study
+from hpod.store import EventLevel, StoreReader, TrialState
+from robustness_support import alive, db_of, fault_study, integrity, recorded_pids, trials_of
+
+pytestmark = pytest.mark.slow
+
+COMPLETE, FAILED = TrialState.COMPLETE, TrialState.FAILED
+TIMEOUTS = "timeout = 1\ngrace = 0.3"
+STALL = "stall_timeout = 1\ngrace = 0.3"
+
+# mode -> ([trial] options, the state both trials end in, fragments every reason holds)
+FAULTS: dict[str, tuple[str, TrialState, tuple[str, ...]]] = {
+    "exit3": ("", FAILED, ("exit code 3", "Disk quota exceeded (simulated)")),
+    "segv": ("", FAILED, ("killed by SIGSEGV", "about to crash in native code")),
+    "oom": ("", FAILED, ("killed by SIGKILL (out of memory? see dmesg)",
+                         "CUDA out of memory (simulated)")),
+    "hang": (TIMEOUTS, FAILED, ("timed out after 1 s",)),
+    "term_hang": (TIMEOUTS, FAILED, ("timed out after 1 s",)),
+    "stall": (STALL, FAILED, ("stalled: no report for 1 s",)),
+    "close_hang": (STALL, FAILED, ("stalled: no report for 1 s",)),
+    "close_exit": ("", FAILED, ("exited with code 0 but never reported the objective `loss`",)),
+    "nan": ("", FAILED, ("the objective `loss` was nan at its last report (step 1)",)),
+    "inf": ("", FAILED, ("the objective `loss` was inf at its last report (step 1)",)),
+    "fork_fail": ("", FAILED, ("exit code 1", "parent gives up, its child lives on")),
+    "fork_ok": ("", COMPLETE, ()),
+    "garbage": ("", COMPLETE, ()),
+    "megaline": ("", COMPLETE, ()),
+    "ok": ("", COMPLETE, ()),
+}
+
+
+def test_every_fault_is_recorded_with_its_reason_and_the_studies_go_on(tmp_path: Path,
+                                                                         start_daemon) -> None:
+    for mode, (options, _state, _fragments) in FAULTS.items():
+        write_study(tmp_path, mode, fault_study(mode, trial=options))
+    daemon = start_daemon(tmp_path, "--exit-when-idle", "--slots", "4")
+    assert daemon.wait(timeout=240) == 0, daemon.log()
+
+    for mode, (_options, state, fragments) in FAULTS.items():
+        trials = trials_of(tmp_path, mode)
+        assert Counter(t.state for t in trials) == {state: 2}, (mode, trials)
+        for trial in trials:
+            assert trial.attempt == 0 and trial.finished_at is not None, (mode, trial)
+            if state is COMPLETE:
+                assert trial.reason is None and trial.value == trial.params["x"], (mode, trial)
+            for fragment in fragments:
+                assert fragment in (trial.reason or ""), (mode, trial.reason)
+        status = study_status(tmp_path, mode)
+        assert status["state"] == "complete" and status["error"] is None, status
+
+    with StoreReader(db_of(tmp_path)) as reader:
+        events = reader.list_events(limit=100_000)
+        names = {s.id: s.name for s in reader.list_studies()}
+    warnings = Counter(names[e.study_id] for e in events
+                       if e.level is EventLevel.WARNING and "not the hpod protocol" in e.message)
+    # Seven junk lines per garbage trial; five are recorded, the fifth saying the rest are not.
+    assert warnings == {"garbage": 10, "megaline": 2}
+    capped = [e for e in events if "further protocol problems" in e.message]
+    assert len(capped) == 2
+    assert all("line longer than 1048576 bytes" in e.message
+               for e in events if names.get(e.study_id) == "megaline"
+               and e.level is EventLevel.WARNING)
+
+    # Whole process groups went: forked children and SIGTERM-ignoring trials too.
+    pids = recorded_pids(tmp_path / ".hpod" / "trials")
+    assert len(pids) == 2 * len(FAULTS) + 4  # + the children of fork_fail and fork_ok
+    assert [pid for pid in pids if alive(pid)] == []
+    assert integrity(db_of(tmp_path)) == "ok"
+    # The CLI reads it all back without trouble.
+    assert "oom" in hpod_cli("events", tmp_path, "--limit", "500").stdout
+
+
+def test_max_failures_counts_only_failures_in_a_row(tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "always", fault_study("exit3", trials=20,
+                                                extra="max_failures = 3").replace(
+        "max_failures = 100\n", ""))
+    write_study(tmp_path, "alternate", fault_study("odd_fail", trials=8,
+                                                   extra="max_failures = 2").replace(
+        "max_failures = 100\n", ""))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait(timeout=120) == 0, daemon.log()
+
+    always = trials_of(tmp_path, "always")
+    assert [t.state for t in always] == [FAILED] * 3
+    status = study_status(tmp_path, "always")
+    assert status["state"] == "failed"
+    assert "3 trials in a row failed (max_failures = 3)" in status["error"]
+    assert "exit code 3" in status["error"]
+
+    # A success between two failures resets the count: this study runs its whole budget.
+    alternate = trials_of(tmp_path, "alternate")
+    assert [t.state for t in alternate] == [COMPLETE, FAILED] * 4
+    assert study_status(tmp_path, "alternate")["state"] == "complete"

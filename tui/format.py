@@ -1,0 +1,62 @@
+"""How numbers, durations and times read on screen: short, fixed-width friendly, never raising."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+MISSING = "-"
+
+
+def value(v: float | None, digits: int = 4) -> str:
+    """A metric value in `digits` significant digits: 0.01234, 1.235e-05, 1234, nan."""
+    if v is None:
+        return MISSING
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}g}"
+
+
+def param(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v).lower()
+    if isinstance(v, float):
+        return value(v, 3)
+    return str(v)
+
+
+def duration(seconds: float | None) -> str:
+    """12s, 3m04s, 2h05m, 3d04h: two units at most, so a column stays narrow."""
+    if seconds is None or math.isnan(seconds):
+        return MISSING
+    s = int(max(0.0, seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def clock(ts: float | None, now: float | None = None) -> str:
+    """Local wall-clock time; the date too when it is not today."""
+    if ts is None:
+        return MISSING
+    local = time.localtime(ts)
+    if now is not None and time.localtime(now)[:3] != local[:3]:
+        return time.strftime("%m-%d %H:%M", local)
+    return time.strftime("%H:%M:%S", local)
+
+
+def count(n: int) -> str:
+    return str(n) if n else "·"
+
+
+def truncate(text: str, width: int) -> str:
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"

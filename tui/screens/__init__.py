@@ -1,0 +1,1 @@
+"""One Screen per module: studies (overview), study, trial, events, help, confirm."""

@@ -1,0 +1,180 @@
+"""StudiesScreen: every study at a glance — the first screen."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from hpod.store import CommandAction, StudyState
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from .. import format as fmt
+from ..context import TuiContext
+from ..controls import CommandRequest, confirm_and_send, toggle_pause
+from ..messages import StudiesUpdated
+from ..model import StudySummary, elapsed, estimate_left, spec_section
+from ..watch_overview import OverviewInterest
+from ..widgets.status import CommandBar
+from ..widgets.table import Column, Row, VirtualTable
+from .study import StudyScreen
+
+COLUMNS = (
+    Column("name", "study", 16),
+    Column("state", "state", 8),
+    Column("running", "run", 3, "right"),
+    Column("complete", "done", 4, "right"),
+    Column("stopped", "stop", 4, "right"),
+    Column("failed", "fail", 4, "right"),
+    Column("queued", "queue", 5, "right"),
+    Column("best", "best", 9, "right"),
+    Column("trial", "trial", 5, "right"),
+    Column("elapsed", "elapsed", 7, "right"),
+    Column("left", "left", 6, "right"),
+    Column("gpus", "gpus", 12),
+)
+STATE_TAG = {
+    StudyState.RUNNING: "running",
+    StudyState.PAUSED: "warn",
+    StudyState.INVALID: "bad",
+    StudyState.FAILED: "bad",
+    StudyState.STOPPED: "muted",
+}
+
+
+def study_cells(summary: StudySummary, now: float) -> tuple[str, ...]:
+    study, counts, best = summary.study, summary.counts, summary.best
+    left = estimate_left(summary, now)
+    return (
+        study.name,
+        study.state.value,
+        fmt.count(counts.running),
+        fmt.count(counts.complete),
+        fmt.count(counts.stopped),
+        fmt.count(counts.failed),
+        fmt.count(counts.queued + counts.paused + counts.interrupted),
+        fmt.value(best.value) if best else fmt.MISSING,
+        f"#{best.number}" if best else fmt.MISSING,
+        fmt.duration(elapsed(study, now)) if study.spec is not None else fmt.MISSING,
+        ("~" + fmt.duration(left)) if left is not None else fmt.MISSING,
+        ",".join(summary.placements) or fmt.MISSING,
+    )
+
+
+def study_details(summary: StudySummary | None, invalid: list[str]) -> Text:
+    if summary is None:
+        return Text("no studies yet: drop a study file into the watched folder", style="italic")
+    study = summary.study
+    text = Text()
+    others = [name for name in invalid if name != study.name]
+    if others:
+        text.append(f"{len(others)} invalid study file(s): {', '.join(others)} "
+                    "(select one to see why)\n", style="bold red")  # fmt: skip
+    text.append(study.name, style="bold")
+    text.append(f"  {study.path}\n")
+    if study.error:
+        text.append("error: ", style="bold red")
+        text.append(study.error)
+        return text
+    budget = spec_section(study, "budget")
+    scheduler = spec_section(study, "scheduler").get("kind", "?")
+    suggester = spec_section(study, "suggester").get("kind", "?")
+    parts = [f"{study.direction.value} {study.metric}"]
+    if budget.get("trials"):
+        parts.append(f"budget {summary.finished}/{budget['trials']} trials")
+    if budget.get("hours"):
+        parts.append(f"{budget['hours']:g} h")
+    parts.append(f"{suggester} + {scheduler}")
+    text.append(" · ".join(parts))
+    if summary.counts.paused or summary.counts.interrupted:
+        text.append(f"\n{summary.counts.paused} paused, {summary.counts.interrupted} interrupted")
+    return text
+
+
+class StudiesScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("X", "stop_study", "Stop study"),
+    ]
+    HELP = "Each row is a study file; invalid ones show their error below the table."
+
+    def __init__(self, ctx: TuiContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self._summaries: dict[str, StudySummary] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        table = VirtualTable(id="studies")
+        table.set_columns(COLUMNS)
+        yield table
+        yield Static(id="study-detail")
+        yield CommandBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.ctx.db_path)
+        self.query_one("#study-detail", Static).update(study_details(None, []))
+        self.ctx.feed.subscribe(self, OverviewInterest())
+        self.set_interval(1.0, self._tick)
+        self.query_one(VirtualTable).focus()
+
+    def on_unmount(self) -> None:
+        self.ctx.feed.unsubscribe(self)
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#studies", VirtualTable)
+
+    def selected(self) -> StudySummary | None:
+        key = self.table.cursor_key
+        return self._summaries.get(key) if key is not None else None
+
+    def on_studies_updated(self, message: StudiesUpdated) -> None:
+        table = self.table
+        now = self.ctx.clock()
+        self._summaries = {s.study.name: s for s in message.summaries}
+        for summary in message.summaries:
+            table.put_row(summary.study.name, self._row(summary, now))
+        table.set_order([s.study.name for s in message.summaries])
+        self._show_details()
+
+    def _row(self, summary: StudySummary, now: float) -> Row:
+        return Row(study_cells(summary, now), STATE_TAG.get(summary.study.state))
+
+    def _tick(self) -> None:
+        now = self.ctx.clock()
+        for name, summary in self._summaries.items():
+            if summary.study.state is StudyState.RUNNING:
+                self.table.put_row(name, self._row(summary, now))
+
+    @on(VirtualTable.Highlighted, "#studies")
+    def _show_details(self) -> None:
+        invalid = [n for n, s in self._summaries.items() if s.study.state is StudyState.INVALID]
+        self.query_one("#study-detail", Static).update(study_details(self.selected(), invalid))
+
+    @on(VirtualTable.Selected, "#studies")
+    def action_open(self) -> None:
+        summary = self.selected()
+        if summary is None:
+            return
+        if summary.study.spec is None:
+            study = summary.study
+            self.notify(f"{study.name} is invalid: {study.error}", severity="warning")
+            return
+        self.app.push_screen(StudyScreen(self.ctx, summary.study))
+
+    def action_pause(self) -> None:
+        summary = self.selected()
+        if summary is not None:
+            confirm_and_send(self, self.ctx.db_path, toggle_pause(summary.study))
+
+    def action_stop_study(self) -> None:
+        summary = self.selected()
+        if summary is not None:
+            request = CommandRequest(CommandAction.STOP_STUDY, summary.study.name)
+            confirm_and_send(self, self.ctx.db_path, request)

@@ -1,0 +1,1 @@
+"""Widgets: they show what they are given and never read the store."""
