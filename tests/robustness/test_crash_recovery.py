@@ -16,7 +16,8 @@ import pytest
 
 from helpers import FIXTURE_TRIALS, DaemonProcess, hpod_cli, study_status, wait_until, write_study
 from hpod.store import StoreReader, StoreUnavailable, TrialRecord, TrialState
-from robustness_support import STEADY, TRIALS, alive, db_of, integrity, recorded_pids, trials_of
+from robustness_support import (STEADY, TRIALS, alive, db_of, fault_study, integrity,
+                                recorded_pids, trials_of)
 
 pytestmark = pytest.mark.slow
 
@@ -116,17 +117,15 @@ def test_kill_9_loses_nothing_and_resumes_from_checkpoints(tmp_path: Path, start
 def test_a_grid_killed_twice_ends_with_exactly_the_grid(tmp_path: Path, start_daemon) -> None:
     space = ('x = { type = "float", low = 0.0, high = 1.0, step = 0.25 }\n'
              'act = { type = "categorical", choices = ["relu", "tanh", "gelu"] }')
-    # One trial at a time: two trials finishing at the same moment can repeat a grid point
-    # even without a kill (test_no_repeats.py); this test is about the restarts.
     write_study(tmp_path, "grid", steady_study(trials=None, space=space,
-                                               extra='suggester = { kind = "grid" }')
-                .replace("parallel = 2", "parallel = 1").replace("sleep = 0.05", "sleep = 0.02"))
+                                               extra='suggester = { kind = "grid" }'))
     for complete_at_least in (3, 8):
         daemon = start_daemon(tmp_path)
         kill_9_when(daemon, tmp_path, "grid",
                     lambda ts, n=complete_at_least: _state_count(ts, TrialState.COMPLETE) >= n
-                    and any(t.state is TrialState.RUNNING and t.last_step for t in ts),
-                    f"{complete_at_least} complete grid trials and one running")
+                    and sum(t.state is TrialState.RUNNING and bool(t.last_step)
+                            for t in ts) == 2,
+                    f"{complete_at_least} complete grid trials and two running")
     restarted = start_daemon(tmp_path, "--exit-when-idle")
     assert restarted.wait() == 0, restarted.log()
 
@@ -164,9 +163,6 @@ def _steps(folder: Path, study: str, trial_id: int) -> list[int]:
         return [point.step for _id, point in reader.metrics(trial_id)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "after a restart, ASHA in pause mode pauses fresh trials off the rungs (step 4): the "
-    "replayed rungs do not match the live ones once a trial was promoted"))
 def test_asha_pause_killed_while_a_promoted_trial_runs(tmp_path: Path, start_daemon) -> None:
     """The rungs come back from the stored reports: paused trials stay paused and are promoted
     or stopped later; a promoted trial the kill interrupted resumes from its checkpoint."""
@@ -251,3 +247,25 @@ def test_reports_after_a_pause_verdict_are_not_stored(tmp_path: Path, start_daem
         if trial.state is TrialState.STOPPED:
             assert trial.last_step in (1, 3) and steps[-1] == trial.last_step, trial
     assert resumed, "some trial must have been paused and promoted"
+
+
+def test_what_a_trial_forked_does_not_outlive_a_kill_9_and_a_restart(tmp_path: Path,
+                                                                     start_daemon) -> None:
+    """The kernel kills a trial's main process with the daemon (PR_SET_PDEATHSIG) but not what
+    it forked; the restart finds those by their trial folder and kills them before the trial
+    runs again."""
+    write_study(tmp_path, "forks", fault_study("fork_run", trials=1,
+                                               trial="timeout = 2\ngrace = 0.3"))
+    daemon = start_daemon(tmp_path)
+    child_pid = tmp_path / ".hpod" / "trials" / "forks" / "00000" / "child_pid"
+    wait_until(child_pid.exists, what="the trial to fork")
+    first_child = int(child_pid.read_text())
+    daemon.process.kill()
+    daemon.wait()
+
+    restarted = start_daemon(tmp_path, "--exit-when-idle")
+    wait_until(lambda: not alive(first_child), what="the orphan of the first run to be killed")
+    assert restarted.wait() == 0, restarted.log()
+    (trial,) = trials_of(tmp_path, "forks")
+    assert (trial.attempt, trial.reason) == (1, "timed out after 2 s")
+    assert [p for p in recorded_pids(tmp_path / ".hpod" / "trials") if alive(p)] == []

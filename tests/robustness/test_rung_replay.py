@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from hpod.decision import Decision
 from hpod.schedule import make_scheduler
 from hpod.store import Direction, MetricPoint, TrialState, open_store
@@ -75,11 +73,6 @@ async def _drive(store, study_id: int, live, clock: Clock, stop_after: int) -> d
     return pauses
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the store keeps one started_at per trial (the latest start), so history_events() cannot "
-    "replay a promotion: the reports a trial sent after being resumed reach a scheduler that "
-    "still holds it as paused and are dropped, and its later rungs are lost. Fix: record every "
-    "start of a trial (see the report of issue 7)"))
 async def test_replayed_rungs_match_the_live_ones_after_promotions(tmp_path: Path) -> None:
     clock = Clock()
     live = make_scheduler("asha", mode="pause", **OPTIONS)

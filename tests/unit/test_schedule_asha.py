@@ -105,8 +105,9 @@ def test_a_failed_trial_enters_no_rung_and_keeps_what_it_reported():
     assert scheduler.on_report(1, 1, 1.0) == C
     scheduler.on_complete(1)  # crashed after one report: the observation stays
     assert scheduler.rungs_snapshot()[1] == [(1, 1.0)]
-    with pytest.raises(ValueError, match="cannot start again"):
-        scheduler.on_start(1)
+    scheduler.on_start(1)  # retried: it trains on, and its rung-1 entry is not made twice
+    assert scheduler.on_report(1, 1, 0.5) == C
+    assert scheduler.rungs_snapshot()[1] == [(1, 1.0)]
 
 
 def test_contract_errors_are_loud():

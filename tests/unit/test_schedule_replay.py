@@ -17,7 +17,7 @@ import pytest
 
 from hpod import make_scheduler
 from hpod.decision import Decision
-from hpod.schedule.base import Ended, Reported, Scheduler, Started
+from hpod.schedule.base import Ended, NoMoreTrials, Reported, Scheduler, Started
 from hpod.schedule.curves import power_law_curves
 from hpod.schedule.simulate import Curve, SimulationResult, simulate
 from hpod.store.records import MetricPoint, TrialRecord, TrialState
@@ -198,6 +198,7 @@ def test_replayed_starts_follow_creation_order_so_brackets_come_out_the_same():
         daemon.start(trial_id)
     for trial_id in reversed(range(6)):  # the last started reports first
         daemon.report(trial_id, 1, float(trial_id))
+    daemon.start(0)  # requeued after a kill: its latest start is after everyone's reports
     fresh = daemon.rebuilt(build)
     assert [fresh.bracket_of(t) for t in range(6)] == [
         daemon.scheduler.bracket_of(t) for t in range(6)
@@ -274,6 +275,8 @@ def test_a_scheduler_rebuilt_from_the_store_is_the_live_one(label, fraction, che
     trials, points = store_rows(cut)
     fresh = build(label)
     fresh.replay(history_events(trials, points, "loss", None))
+    if any(isinstance(event, NoMoreTrials) for event in cut.events):
+        fresh.on_no_more_trials()  # the restarted controller finds the budget spent
 
     assert fresh.rungs_snapshot() == live.rungs_snapshot()
     ids = [t.trial_id for t in cut.trials]

@@ -136,3 +136,42 @@ def test_hyperband_runs_each_bracket_as_in_the_paper():
 def test_synchronous_kinds_need_max_resource(kind):
     with pytest.raises(ValueError, match="`max_resource` is required"):
         make_scheduler(kind)
+
+
+# --- trials that start again: a restart's requeue, a retry of a failed run ------------------
+
+
+def test_a_member_told_to_stop_that_runs_again_is_told_again():
+    scheduler = cohort(3)
+    assert [scheduler.on_report(t, 1, v) for t, v in [(0, 1.0), (1, 2.0), (2, 3.0)]] == [P, P, S]
+    scheduler.on_start(2)  # requeued by a restart before it exited
+    assert scheduler.on_report(2, 2, 0.0) == S
+
+
+def test_a_retried_member_rejoins_the_rung_its_cohort_is_filling():
+    scheduler = cohort(3)
+    assert scheduler.on_report(0, 1, 2.0) == P
+    scheduler.on_complete(1)  # failed before its first rung; the cohort waits for 2 only
+    scheduler.on_start(1)  # retried before the rung was judged: it owes it again
+    assert scheduler.on_report(2, 1, 3.0) == P
+    assert scheduler.on_report(1, 1, 1.0) == C  # completes the rung, and wins it
+    assert scheduler.take_stopped() == [0, 2]
+
+
+def test_a_retried_member_whose_rung_was_judged_without_it_is_stopped():
+    scheduler = cohort(3)
+    scheduler.on_complete(2)
+    assert [scheduler.on_report(t, 1, v) for t, v in [(0, 2.0), (1, 1.0)]] == [P, C]
+    scheduler.on_start(2)
+    assert scheduler.on_report(2, 1, 0.5) == S
+    assert scheduler.rungs_snapshot()[1] == [(1, 1.0), (0, 2.0)]
+
+
+def test_a_retried_member_waiting_for_its_rung_waits_paused():
+    scheduler = cohort(3)
+    assert scheduler.on_report(0, 1, 1.0) == P
+    scheduler.on_complete(0)  # e.g. its process crashed while exiting paused
+    scheduler.on_start(0)
+    assert scheduler.on_report(0, 2, 0.5) == P  # still waits for the rung's verdict
+    assert [scheduler.on_report(t, 1, v) for t, v in [(1, 2.0), (2, 3.0)]] == [P, S]
+    assert scheduler.next_resume() == 0

@@ -1,0 +1,66 @@
+"""Enqueued configurations: the study file's [[enqueue]] points and `hpod enqueue` run before
+new suggestions, exactly once, also across a daemon restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hpod.store import StoreReader
+
+from helpers import hpod_cli, quadratic_study, study_status, wait_until, write_study
+
+pytestmark = pytest.mark.slow
+
+ENQUEUED = """
+[[enqueue]]
+x = 0.3
+
+[[enqueue]]
+x = 0.9
+"""
+
+
+def _rows(folder: Path, study: str) -> list[dict]:
+    return json.loads(hpod_cli("trials", folder, study, "--format", "json").stdout)
+
+
+def _origins(folder: Path, study: str) -> list[str | None]:
+    with StoreReader(folder / ".hpod" / "hpod.db") as reader:
+        record = reader.find_study(study)
+        return [trial.origin for trial in reader.list_trials(record.id)]
+
+
+def test_file_points_run_first_and_once_across_restarts(tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "enq", quadratic_study(trials=3, parallel=1, extra=ENQUEUED))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    rows = _rows(tmp_path, "enq")
+    assert [row["params"]["x"] for row in rows[:2]] == [0.3, 0.9]
+    assert _origins(tmp_path, "enq") == ["file:0", "file:1", None]
+
+    # More budget and a restart: the enqueued points are not run again.
+    write_study(tmp_path, "enq", quadratic_study(trials=5, parallel=1, extra=ENQUEUED))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    assert _origins(tmp_path, "enq") == ["file:0", "file:1", None, None, None]
+    assert study_status(tmp_path, "enq")["trials"]["complete"] == 5
+
+
+def test_hpod_enqueue_runs_a_point_next_in_a_running_study(tmp_path: Path,
+                                                           start_daemon) -> None:
+    write_study(tmp_path, "live", quadratic_study(
+        trials=3, parallel=1, extra_space="steps = 1000\nsleep = 0.05"))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "live") or {}).get("trials", {}).get("running"),
+               what="a running trial")
+    result = hpod_cli("enqueue", tmp_path, "live", "x=0.55")
+    assert "enqueued" in result.stdout
+    bad = hpod_cli("enqueue", tmp_path, "live", "x=7", check=False)
+    assert bad.returncode == 2 and "x" in bad.stderr
+    hpod_cli("stop", tmp_path, "live", "--trial", "0")
+    wait_until(lambda: len(_rows(tmp_path, "live")) >= 2, what="the next trial")
+    second = _rows(tmp_path, "live")[1]
+    assert second["params"]["x"] == 0.55
+    assert _origins(tmp_path, "live")[1] == "user"
+    assert daemon.terminate() == 0
