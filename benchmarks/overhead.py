@@ -6,19 +6,31 @@
    `hpod serve --slots 2`, against a plain loop spawning the same N processes two at a time.
 2. Ingest: one trial reporting S steps; reports per second into SQLite.
 3. The idle daemon: CPU share and RSS over a quiet period, and whether TensorFlow is loaded.
+4. Warm starts (hpod/executor/warm.py; skipped with --skip-warm or without TensorFlow):
+   a. launch to first report of a Keras trial (import TensorFlow, build a tiny model, report
+      once), cold through LocalExecutor vs warm in a ready spare: medians, and their ratio;
+   b. the digits example (examples/digits) under ASHA through the daemon, the same study cold
+      and with `[trial] preload`: wall-clock for the same number of trials, and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib.util
 import json
+import logging
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 NOOP_TRIAL = """\
 import hpod.trial as trial
@@ -158,18 +170,220 @@ def bench_idle(work: Path, seconds: float) -> dict[str, float | bool]:
         daemon.wait(timeout=30)
 
 
+KERAS_TRIAL = """\
+import os
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import hpod.trial as trial
+
+model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(8, activation="relu"),
+                          keras.layers.Dense(1)])
+model.compile(optimizer="adam", loss="mse")
+trial.report(0, loss=float(model.count_params()))
+"""
+
+# The digits study of examples/digits, under ASHA: most trials stop after their first epoch,
+# so the import of TensorFlow is most of what a trial costs.
+DIGITS_ASHA = """\
+name = "digits_asha"
+command = {command}
+objective = {{ metric = "val_accuracy", direction = "maximize" }}
+budget = {{ trials = {trials} }}
+parallel = {parallel}
+seed = 0
+env = {{ TF_CPP_MIN_LOG_LEVEL = "2", TF_NUM_INTRAOP_THREADS = "1", TF_NUM_INTEROP_THREADS = "1" }}
+
+[space]
+lr = {{ type = "float", low = 1e-4, high = 3e-2, log = true }}
+units = {{ type = "int", low = 16, high = 256, log = true }}
+dropout = {{ type = "float", low = 0.0, high = 0.5, step = 0.1 }}
+act = {{ type = "categorical", choices = ["relu", "tanh", "gelu"] }}
+batch_size = {{ type = "categorical", choices = [16, 32, 64] }}
+epochs = 9
+
+[scheduler]
+kind = "asha"
+resource = "epoch"
+min_resource = 1
+max_resource = 9
+reduction_factor = 3
+
+[trial]
+timeout = 600
+{preload}
+"""
+DIGITS_PRELOAD = ("tensorflow", "keras", "sklearn.datasets", "sklearn.model_selection")
+
+
+class _SlotsAndPreload:
+    """Stands in for the daemon's wiring of warm starts: passes the study's `preload` and a
+    slot key (one per concurrently running trial, as lease labels are) to the executor.
+    Once the controller passes them itself, launches that carry them go through untouched."""
+
+    def __init__(self, executor, preload: Sequence[str], slots: int) -> None:
+        self._executor = executor
+        self._preload = tuple(preload)
+        self._free = [f"slot:{i}" for i in range(slots)]
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def launch(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path,
+                     trial_dir: Path, preload: Sequence[str] = (), slot: str | None = None):
+        if preload or slot is not None:
+            return await self._executor.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir,
+                                               preload=preload, slot=slot)
+        key = self._free.pop(0)
+        try:
+            trial = await self._executor.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir,
+                                                preload=self._preload, slot=key)
+        except BaseException:
+            self._free.insert(0, key)
+            raise
+
+        async def give_back() -> None:
+            await trial.exited()
+            self._free.insert(0, key)
+
+        task = asyncio.get_running_loop().create_task(give_back())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return trial
+
+
+async def _first_report_seconds(executor, argv: list[str], env: dict[str, str], cwd: Path,
+                                 trial_dir: Path, **warm: object) -> float:
+    started = time.perf_counter()
+    trial = await executor.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir, **warm)
+    async with trial:
+        async for _message in trial.messages():
+            elapsed = time.perf_counter() - started
+            break
+        else:
+            raise RuntimeError(f"the Keras trial never reported: {(await trial.wait()).describe()}")
+        exit_ = await trial.wait()
+    if not exit_.ok:
+        raise RuntimeError(f"the Keras trial failed: {exit_.describe()}")
+    return elapsed
+
+
+async def _keras_first_report(work: Path, repeats: int) -> dict[str, float]:
+    from hpod.executor.local import LocalExecutor
+    from hpod.executor.warm import WarmExecutor
+
+    script = work / "keras_trial.py"
+    script.write_text(KERAS_TRIAL)
+    argv = [sys.executable, str(script)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPOD_")}
+    env.update(HPOD_DECISION_TIMEOUT="0", PYTHONUNBUFFERED="1")
+    cold = [await _first_report_seconds(LocalExecutor(), argv, env, work, work / f"cold-{i}")
+            for i in range(repeats)]
+    # The latency of a launch that finds its spare ready, whatever else the machine runs:
+    # running=None lets the spare start even on a busy machine.
+    executor = WarmExecutor(spare_dir=work / "spares", running=None)
+    warm = []
+    try:
+        executor.prepare(argv, env=env, cwd=work, preload=["tensorflow", "keras"], slot="s")
+        for i in range(repeats):
+            await executor.wait_ready("s")  # not timed: a spare imports while trials run
+            warm.append(await _first_report_seconds(executor, argv, env, work, work / f"warm-{i}",
+                                                    preload=["tensorflow", "keras"], slot="s"))
+        assert executor.warm_starts == repeats, executor
+    finally:
+        await executor.aclose()
+    return {"cold_s": statistics.median(cold), "warm_s": statistics.median(warm)}
+
+
+def _run_digits(folder: Path, slots: int, executor) -> tuple[float, int]:
+    from hpod.config import DaemonConfig
+    from hpod.daemon import Daemon
+
+    config = DaemonConfig(db_path=folder / ".hpod" / "hpod.db", folder=folder, slots=slots,
+                          gpus="none", exit_when_idle=True)
+
+    async def serve() -> None:
+        try:
+            await Daemon(config, executor=executor).run()
+        finally:
+            close = getattr(executor, "aclose", None)
+            if close is not None:
+                await close()
+
+    started = time.perf_counter()
+    asyncio.run(serve())
+    elapsed = time.perf_counter() - started
+    con = sqlite3.connect(config.db_path)
+    try:
+        (finished,) = con.execute(
+            "SELECT count(*) FROM trials WHERE state IN ('complete', 'stopped')").fetchone()
+    finally:
+        con.close()
+    return elapsed, finished
+
+
+def bench_warm(work: Path, *, repeats: int, trials: int,
+               slots: int | None = None) -> dict[str, float]:
+    """Warm vs cold in one run: Keras launch-to-first-report, and digits under ASHA."""
+    from hpod.executor.local import LocalExecutor
+    from hpod.executor.warm import WarmExecutor
+
+    subprocess.run([sys.executable, "-c", "import tensorflow, keras, sklearn.model_selection"],
+                   check=True, capture_output=True)  # a warm page cache for both sides
+    keras_work = work / "keras"
+    keras_work.mkdir()
+    result: dict[str, float] = dict(asyncio.run(_keras_first_report(keras_work, repeats)))
+
+    # One trial per two cores: a spare imports on the core its trial leaves free.
+    slots = slots or max(1, len(os.sched_getaffinity(0)) // 2)
+    logging.basicConfig(level=logging.WARNING)
+    command = json.dumps(["python", str(REPO / "examples" / "digits" / "train.py")])
+    timings = {}
+    for mode in ("cold", "warm"):
+        folder = work / f"digits-{mode}"
+        folder.mkdir()
+        preload = f"preload = {json.dumps(list(DIGITS_PRELOAD))}" if mode == "warm" else ""
+        (folder / "digits_asha.toml").write_text(DIGITS_ASHA.format(
+            command=command, trials=trials, parallel=slots, preload=preload))
+        warm = None
+        if mode == "cold":
+            executor = LocalExecutor()
+        else:  # the default gate: spares start only on a core nothing else wants
+            warm = WarmExecutor(spare_dir=folder / "spares")
+            executor = _SlotsAndPreload(warm, DIGITS_PRELOAD, slots)
+        elapsed, finished = _run_digits(folder, slots, executor)
+        if finished != trials:
+            raise RuntimeError(f"{mode}: {finished} of {trials} digits trials finished")
+        timings[mode] = elapsed
+        if warm is not None:
+            result["digits_warm_starts"] = warm.warm_starts
+    result.update(digits_cold_s=timings["cold"], digits_warm_s=timings["warm"],
+                  digits_trials=trials, digits_slots=slots)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--skip-warm", action="store_true",
+                        help="skip the warm-start benchmark (it needs TensorFlow; minutes)")
+    parser.add_argument("--warm-repeats", type=int, default=3,
+                        help="Keras trials timed each way (the medians are compared)")
+    parser.add_argument("--warm-trials", type=int, default=10,
+                        help="digits trials under ASHA, each way")
     args = parser.parse_args()
 
+    has_tf = all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras",
+                                                                    "sklearn"))
     with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
         work = Path(tmp)
         throughput = bench_throughput(work, args.trials)
         ingest = bench_ingest(work, args.steps)
         idle = bench_idle(work, args.idle_seconds)
+        warm = None
+        if not args.skip_warm and has_tf:
+            warm_work = work / "warm"
+            warm_work.mkdir()
+            warm = bench_warm(warm_work, repeats=args.warm_repeats, trials=args.warm_trials)
 
     n = args.trials
     rate_total = n / throughput["daemon_total_s"]
@@ -191,6 +405,17 @@ def main() -> int:
           f"| 1 % (goal) | | < 1 % |")
     print(f"| idle daemon RSS | {idle['rss_mb']:.0f} MB | 150 MB (goal) | | < 150 MB |")
     print(f"| TensorFlow loaded in the daemon | {idle['tensorflow_loaded']} | | | False |")
+    if warm is not None:
+        print(f"| Keras trial, launch to first report, median of {args.warm_repeats} "
+              f"| {warm['warm_s']:.2f} s warm | {warm['cold_s']:.2f} s cold "
+              f"| {warm['cold_s'] / warm['warm_s']:.1f}× faster | ≥ 5× |")
+        print(f"| digits under ASHA, {warm['digits_trials']:.0f} trials on "
+              f"{warm['digits_slots']:.0f} slot(s) ({warm['digits_warm_starts']:.0f} started "
+              "warm), wall-clock "
+              f"| {warm['digits_warm_s']:.0f} s warm | {warm['digits_cold_s']:.0f} s cold "
+              f"| {warm['digits_cold_s'] / warm['digits_warm_s']:.2f}× faster | > 1× |")
+    elif not args.skip_warm:
+        print("| warm starts | skipped: TensorFlow, Keras or scikit-learn not installed | | | |")
     return 0
 
 

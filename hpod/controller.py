@@ -23,6 +23,7 @@ from hpod.decision import Decision
 from hpod.enqueue import complete_point
 from hpod.errors import SearchExhausted
 from hpod.executor.base import Executor
+from hpod.hooks import run_study_hook
 from hpod.ingest import MetricSink
 from hpod.resources import Lease, PlacementError, ResourcePool
 from hpod.spec import StudySpec
@@ -202,6 +203,10 @@ class StudyController:
                 await self._store.record_event(
                     EventLevel.INFO, self._completion_summary(), study_id=self.study.id
                 )
+            if changed and end.study_state in (StudyState.COMPLETE, StudyState.FAILED):
+                # on_finish / on_failure: how a user hears that the night's study ended.
+                await run_study_hook(self.spec, self.study, self._store,
+                                     db_path=self._config.db_path)
 
     def _completion_summary(self) -> str:
         counts = ", ".join(

@@ -20,6 +20,7 @@ from hpod.config import DaemonConfig
 from hpod.controller import StudyController, StudyProgress
 from hpod.errors import DaemonError, SpaceError
 from hpod.executor.base import Executor
+from hpod.executor.leftovers import kill_leftovers
 from hpod.executor.local import LocalExecutor
 from hpod.ingest import MetricSink
 from hpod.intake import StudyIntake
@@ -140,7 +141,12 @@ class Daemon:
             logger.info("gpus: %s", note)
 
     async def _reconcile(self, store: Store) -> None:
-        """Trials a killed daemon left RUNNING: their processes died with it (PDEATHSIG)."""
+        """Trials a killed daemon left RUNNING: their processes died with it (PDEATHSIG), and
+        what they forked is found by its HPOD_TRIAL_DIR and ended here."""
+        killed = kill_leftovers(self.config.trials_dir, under=True)
+        if killed:
+            logger.warning("ended %d process(es) left over by trials of a killed daemon: %s",
+                           len(killed), ", ".join(map(str, killed)))
         for trial in await store.interrupt_running():
             message = (
                 f"trial #{trial.number} was running when the daemon stopped; it will run again"
@@ -177,7 +183,9 @@ class Daemon:
     async def _run_controller(self, controller: StudyController, store: Store) -> None:
         try:
             await controller.run()
-        except Exception as error:  # noqa: BLE001 — one study's failure must not end the night
+        except Exception as error:  # noqa: BLE001
+            if _find_store_error(error) is not None:
+                raise  # the database is failing: the daemon stops (Daemon.run says why) — one study's failure must not end the night
             # NOTE: a bug in one study's machinery (a suggester that raises, say) fails that
             # study loudly, with the traceback in the log, and the other studies go on.
             logger.exception("study %s failed with an internal error", controller.name)

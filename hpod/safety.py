@@ -2,9 +2,10 @@
 
 So, like ssh with its config, hpod trusts a study file only when nobody but its own user (or
 root) could have written it: the file must be owned by the daemon's user or by root, and not
-writable by its group or by others. The same holds for a symbolic link used as a study file
-(its owner) and for the programs the study runs from its folder (command[0], and arguments that
-name files next to the study file). docs/safety.md explains the choices.
+writable by others, nor by a group anyone else is in (a user private group is fine). The same
+holds for a symbolic link used as a study file (its owner) and for the programs the study runs
+from its files (command[0], and arguments that name files relative to the study file).
+docs/safety.md explains the choices.
 
 Checks take a stat result rather than a path where they can, so the caller judges exactly the
 file it reads (an fstat of the open descriptor): swapping the file after the check gains nothing.
@@ -12,6 +13,7 @@ file it reads (an fstat of the open descriptor): swapping the file after the che
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import stat
@@ -36,11 +38,35 @@ def _trusted_owner(owner: int, uid: int) -> bool:
     return owner in (uid, 0)
 
 
-def _who_may_write(mode: int) -> str:
-    group, others = bool(mode & stat.S_IWGRP), bool(mode & stat.S_IWOTH)
+def group_is_private(gid: int, uid: int) -> bool:
+    """True when the group holds the daemon's user alone: a user private group (the Debian and
+    Ubuntu default, with umask 002), where "writable by the group" adds no other writer. The
+    rule of Debian's ssh for its own files."""
+    try:
+        group, user = grp.getgrgid(gid), pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    if gid != user.pw_gid or any(member != user.pw_name for member in group.gr_mem):
+        return False
+    return not any(other.pw_gid == gid and other.pw_uid != uid for other in pwd.getpwall())
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _who_may_write(st: os.stat_result, uid: int) -> str | None:
+    """Who besides the owner may write the file, in words; None when nobody may."""
+    group = bool(st.st_mode & stat.S_IWGRP) and not group_is_private(st.st_gid, uid)
+    others = bool(st.st_mode & stat.S_IWOTH)
     if group and others:
-        return "its group and by everyone"
-    return "its group" if group else "everyone"
+        return f"its group ({_group_name(st.st_gid)}) and by everyone"
+    if group:
+        return f"its group ({_group_name(st.st_gid)})"
+    return "everyone" if others else None
 
 
 def untrusted_reason(target: str, st: os.stat_result, *, uid: int,
@@ -58,11 +84,11 @@ def untrusted_reason(target: str, st: os.stat_result, *, uid: int,
             f"own user (or root) owns, because their commands run as {me}",
             f"if you trust it, take it over: chown {me} {target} (or run the daemon as {owner})",
         )
-    if st.st_mode & _WRITABLE_BY_OTHERS:
+    who = _who_may_write(st, uid) if st.st_mode & _WRITABLE_BY_OTHERS else None
+    if who is not None:
         return (
-            f"{what} is writable by {_who_may_write(st.st_mode)} "
-            f"({stat.filemode(st.st_mode)}): whoever can change it can make hpod run any "
-            f"command as {me}",
+            f"{what} is writable by {who} ({stat.filemode(st.st_mode)}): whoever can change "
+            f"it can make hpod run any command as {me}",
             f"chmod go-w {target}",
         )
     return None
@@ -97,16 +123,15 @@ def check_command(path: Path, command: Sequence[str], source: Sequence[str],
     """Raise StudySpecError when a program the study runs from its files is not trusted.
 
     Checked: command[0] when the study names a file (a path, or a program found on PATH), and
-    every argument that names a file in the study's folder (`python train.py`: train.py). The
-    interpreter running hpod itself (what `python` resolves to) is trusted by definition.
+    every argument that names a file relative to the study file (`python train.py`: train.py).
+    The interpreter running hpod itself (what `python` resolves to) is trusted by definition.
     """
     uid = os.geteuid() if uid is None else uid
-    folder = Path(os.path.realpath(path)).parent
     for index, arg in enumerate(command):
         if index == 0:
             if arg == sys.executable:
                 continue
-        elif not _is_study_file_argument(arg, source, index, folder):
+        elif not _is_study_file_argument(arg, source, index):
             continue
         try:
             st = os.stat(arg)
@@ -122,13 +147,8 @@ def check_command(path: Path, command: Sequence[str], source: Sequence[str],
             raise StudySpecError(message, path=str(path), field=f"command[{index}]", fix=fix)
 
 
-def _is_study_file_argument(arg: str, source: Sequence[str], index: int, folder: Path) -> bool:
-    """An argument the parser made absolute because it names a file next to the study file."""
+def _is_study_file_argument(arg: str, source: Sequence[str], index: int) -> bool:
+    """An argument the parser made absolute because, written relative, it names a file from the
+    study file's folder (`train.py`, `../src/train.py`)."""
     written = str(source[index]) if index < len(source) else arg
-    if os.path.isabs(written) or written.startswith("-") or not os.path.isabs(arg):
-        return False
-    try:
-        return Path(os.path.realpath(arg)).is_relative_to(folder) or \
-            Path(arg).is_relative_to(folder)
-    except (OSError, ValueError):
-        return False
+    return not os.path.isabs(written) and not written.startswith("-") and os.path.isabs(arg)

@@ -46,7 +46,7 @@ __all__ = ["StudySpec", "Objective", "Budget", "SuggesterSpec", "SchedulerSpec",
 
 TOP_LEVEL_KEYS = ("name", "command", "workdir", "env", "objective", "budget", "parallel", "seed",
                   "space", "suggester", "scheduler", "resources", "trial", "max_failures",
-                  "enqueue")
+                  "enqueue", "on_finish", "on_failure")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
 
@@ -75,6 +75,10 @@ class StudySpec:
     # The command as written in the file: what identity() hashes, so that moving the virtualenv
     # hpod runs from (which changes the resolved `python`) does not look like a new command.
     source_command: tuple[str, ...] = ()
+    # Hooks (hpod.hooks): argv run with the study's summary on stdin when it completes / fails.
+    # Resolved like `command`; not part of identity(): a hook may change under a running study.
+    on_finish: tuple[str, ...] | None = None
+    on_failure: tuple[str, ...] | None = None
 
     def identity(self) -> str:
         """sha256 (hex) of what may not change under a running study: command, space, objective.
@@ -113,6 +117,8 @@ class StudySpec:
                       "stall_timeout": self.trial.stall_timeout, "grace": self.trial.grace},
             "max_failures": self.max_failures,
             "enqueue": [dict(point) for point in self.enqueue],
+            "on_finish": None if self.on_finish is None else list(self.on_finish),
+            "on_failure": None if self.on_failure is None else list(self.on_failure),
         }
 
 
@@ -129,9 +135,27 @@ def load_study_file(path: str | Path) -> StudySpec:
     spec = parse_study(data, path=path)
     try:
         check_command(path, spec.command, spec.source_command)
+        for hook, (argv, source) in _hooks(spec, data).items():
+            _check_hook(path, hook, argv, source)
     except StudySpecError as e:
         raise clean_error(e) from None
     return spec
+
+
+def _hooks(spec: StudySpec, data: Mapping[str, Any]) -> dict[str, tuple[tuple[str, ...], list[Any]]]:
+    """Each hook the study sets: its name -> (resolved argv, argv as written)."""
+    hooks = {"on_finish": spec.on_finish, "on_failure": spec.on_failure}
+    return {name: (argv, list(data.get(name) or ())) for name, argv in hooks.items()
+            if argv is not None}
+
+
+def _check_hook(path: Path, name: str, argv: tuple[str, ...], source: list[Any]) -> None:
+    """A hook runs a program as the daemon's user too: the same trust rules as `command`."""
+    try:
+        check_command(path, argv, tuple(str(a) for a in source))
+    except StudySpecError as e:
+        field = (e.field or "command").replace("command", name, 1)
+        raise StudySpecError(e.message, path=e.path, field=field, fix=e.fix) from None
 
 
 def parse_study(data: Mapping[str, Any], *, path: Path) -> StudySpec:
@@ -186,7 +210,16 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
         max_failures=f.integer(data.get("max_failures", 5), "max_failures", low=1, high=10**6),
         enqueue=parse_enqueue(f, data.get("enqueue"), space, budget.trials),
         source_command=tuple(str(a) for a in source or ()),  # a list: parse_command checked it
+        on_finish=_hook(f, data, "on_finish", folder, env),
+        on_failure=_hook(f, data, "on_failure", folder, env),
     )
+
+
+def _hook(f: Fields, data: Mapping[str, Any], name: str, folder: Path,
+          env: Mapping[str, str]) -> tuple[str, ...] | None:
+    if name not in data:
+        return None
+    return parse_command(f, data[name], folder, env, name=name)
 
 
 def _name(f: Fields, raw: Any, path: Path) -> str:

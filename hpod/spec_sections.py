@@ -7,13 +7,14 @@ and returns the record; hpod.spec puts them together into a StudySpec.
 from __future__ import annotations
 
 import json
+import keyword
 import math
 import os
 import re
 import shlex
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ _RESERVED_METRICS = ("step", "checkpoint")  # keys with a meaning of their own o
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_SECONDS = 1e7  # about 115 days
 _MAX_RESOURCE = 1e12
+_MAX_PRELOAD = 100
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class TrialOptions:
     retry_delay: float = 5.0  # seconds before the first retry; doubles with each further one
     stall_timeout: float | None = None  # seconds without a report before the trial is stopped
     grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+    # Modules a spare process imports before it is handed a trial (docs/warm-start.md); only
+    # for `python script.py` commands. Empty: every trial starts cold.
+    preload: tuple[str, ...] = ()
 
 
 def _table(f: Fields, raw: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
@@ -87,33 +92,38 @@ def _table(f: Fields, raw: Any, name: str, allowed: tuple[str, ...]) -> Mapping[
     return {k: v for k, v in table.items() if v is not None}  # null means "the default"
 
 
-def parse_command(f: Fields, raw: Any, folder: Path, env: Mapping[str, str]) -> tuple[str, ...]:
-    """argv with argv[0] resolved to an executable and file arguments made absolute."""
+def parse_command(f: Fields, raw: Any, folder: Path, env: Mapping[str, str], *,
+                  name: str = "command") -> tuple[str, ...]:
+    """argv with argv[0] resolved to an executable and file arguments made absolute.
+
+    `name` is the field it came from: `command`, or a hook (`on_finish`, `on_failure`)."""
     if raw is None:
-        f.fail("command", "is required but missing", 'add command = ["python", "train.py"]')
+        f.fail(name, "is required but missing", f'add {name} = ["python", "train.py"]')
     if isinstance(raw, str):
         try:
             hint = json.dumps(shlex.split(raw))
         except ValueError:
             hint = '["python", "train.py"]'
-        f.fail("command", "must be a list of arguments, not a string (hpod never uses a shell)",
-               f"write it as a list: command = {hint}")
+        f.fail(name, "must be a list of arguments, not a string (hpod never uses a shell)",
+               f"write it as a list: {name} = {hint}")
     if not isinstance(raw, list):
-        f.fail("command", f"must be a list of arguments, got {describe(raw)}",
-               'write it as a list: command = ["python", "train.py"]')
+        f.fail(name, f"must be a list of arguments, got {describe(raw)}",
+               f'write it as a list: {name} = ["python", "train.py"]')
     if not raw:
-        f.fail("command", "must not be empty", 'write command = ["python", "train.py"]')
+        f.fail(name, "must not be empty", f'write {name} = ["python", "train.py"]')
     if len(raw) > 10_000:
-        f.fail("command", f"has {len(raw)} arguments (at most 10000)", "pass fewer arguments")
+        f.fail(name, f"has {len(raw)} arguments (at most 10000)", "pass fewer arguments")
     args: list[str] = []
     for i, arg in enumerate(raw):
         if isinstance(arg, (int, float)) and not isinstance(arg, bool):
             arg = str(arg)
-        args.append(f.string(arg, join("command", i), max_len=100_000, nonempty=(i == 0)))
-    return (_executable(f, args[0], folder, env), *(_argument(a, folder) for a in args[1:]))
+        args.append(f.string(arg, join(name, i), max_len=100_000, nonempty=(i == 0)))
+    return (_executable(f, args[0], folder, env, name),
+            *(_argument(a, folder) for a in args[1:]))
 
 
-def _executable(f: Fields, word: str, folder: Path, env: Mapping[str, str]) -> str:
+def _executable(f: Fields, word: str, folder: Path, env: Mapping[str, str],
+                name: str = "command") -> str:
     if word in _PYTHON_WORDS and sys.executable:
         return sys.executable  # the interpreter running hpod: a virtualenv just works
     if "/" in word:
@@ -123,15 +133,15 @@ def _executable(f: Fields, word: str, folder: Path, env: Mapping[str, str]) -> s
         except (OSError, ValueError):  # a name too long for the file system, and the like
             exists = runnable = False
         if not exists:
-            f.fail("command[0]", f"command {word!r} was not found (looked for {exe})",
+            f.fail(f"{name}[0]", f"command {word!r} was not found (looked for {exe})",
                    "check the path; relative paths start from the study file's folder")
         if not runnable:
-            f.fail("command[0]", f"command {word!r} is not an executable file ({exe})",
+            f.fail(f"{name}[0]", f"command {word!r} is not an executable file ({exe})",
                    f"chmod +x {exe}, or run it through its interpreter: [\"bash\", \"{word}\"]")
         return str(exe)
     found = shutil.which(word, path=env.get("PATH"))
     if found is None:
-        f.fail("command[0]", f"command {word!r} was not found on PATH",
+        f.fail(f"{name}[0]", f"command {word!r} was not found on PATH",
                "install it, check the spelling, or give its path")
     return found
 
@@ -301,9 +311,10 @@ def _memory(f: Fields, table: Mapping[str, Any], key: str) -> int | None:
                f"write {MEMORY_FORMS}")
 
 
-def parse_trial(f: Fields, raw: Any) -> TrialOptions:
+def parse_trial(f: Fields, raw: Any, command: Sequence[str] | None = None) -> TrialOptions:
+    """`command` (resolved, as parse_command returns it) lets `preload` be checked against it."""
     table = _table(f, raw, "trial", ("timeout", "retries", "retry_delay", "stall_timeout",
-                                     "grace"))
+                                     "grace", "preload"))
 
     def seconds(key: str) -> float | None:
         if key not in table:
@@ -317,4 +328,43 @@ def parse_trial(f: Fields, raw: Any) -> TrialOptions:
                              high=3600.0),
         stall_timeout=seconds("stall_timeout"),
         grace=f.number(table.get("grace", 10.0), "trial.grace", low=0.0, high=3600.0),
+        preload=parse_preload(f, table.get("preload"), command),
     )
+
+
+def parse_preload(f: Fields, raw: Any, command: Sequence[str] | None) -> tuple[str, ...]:
+    """Module names ("tensorflow", "sklearn.datasets"), for a command `python script.py ...`."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        f.fail("trial.preload", f"must be a list of module names, got {describe(raw)}",
+               'write it as a list: preload = ["tensorflow"]')
+    if len(raw) > _MAX_PRELOAD:
+        f.fail("trial.preload", f"has {len(raw)} modules (at most {_MAX_PRELOAD})",
+               "list only the slow imports (the framework); the rest are cheap")
+    names: list[str] = []
+    for i, item in enumerate(raw):
+        field_name = join("trial.preload", i)
+        name = f.string(item, field_name, max_len=200)
+        if not all(part.isidentifier() and not keyword.iskeyword(part)
+                   for part in name.split(".")):
+            f.fail(field_name, f"{name!r} is not a module name",
+                   'write a dotted module name as in an import statement, e.g. "tensorflow" '
+                   'or "sklearn.datasets"')
+        if name in names:
+            f.fail(field_name, f"{name!r} is listed twice", "remove the duplicate")
+        names.append(name)
+    if names and command is not None and not _runs_python_script(command):
+        shown = " ".join(command[:2])
+        f.fail("trial.preload",
+               f"only works for a Python script run by the interpreter that runs hpod "
+               f"(`python script.py ...`), but the command starts with {shown!r}",
+               'use command = ["python", "train.py", ...] (no options between python and the '
+               "script), or remove preload")
+    return tuple(names)
+
+
+def _runs_python_script(command: Sequence[str]) -> bool:
+    """`python script.py ...` with `python` resolved to this interpreter (see _executable)."""
+    return (len(command) >= 2 and bool(sys.executable) and command[0] == sys.executable
+            and not command[1].startswith("-"))

@@ -80,8 +80,13 @@ class RunningTrial(Protocol):
 
 class Executor(Protocol):
     async def launch(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path,
-                     trial_dir: Path) -> RunningTrial:
+                     trial_dir: Path, preload: Sequence[str] = (),
+                     slot: str | None = None) -> RunningTrial:
         """Start `argv` (never through a shell) with exactly the environment `env` plus the
         HPOD_REPORT_FD / HPOD_CONTROL_FD pipe numbers. Raises LaunchError when it cannot start.
+
+        `preload` (the study's `[trial] preload`) and `slot` (where the trial runs, e.g. the
+        lease label) let an executor hand the trial to a process that has imported those
+        modules already (executor/warm.py); an executor may ignore both.
         """
         ...

@@ -18,9 +18,10 @@ from pathlib import Path
 from hpod.decision import Decision
 from hpod.errors import LaunchError
 from hpod.executor.base import TrialExit
+from hpod.executor.leftovers import kill_leftovers
 from hpod.executor.process import (child_setup, classify_exit, group_alive, launch_error,
                                    load_prctl, signal_group, stderr_tail)
-from hpod.wire import MAX_LINE, LineBuffer, Message, WireProblem, encode_decision, parse_line
+from hpod.wire import MAX_LINE, LineBuffer, Message, WireProblem, encode_decision, parse_lines
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,11 @@ class LocalExecutor:
         self._prctl: Callable[..., int] | None = None
 
     async def launch(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path,
-                     trial_dir: Path) -> LocalTrial:
+                     trial_dir: Path, preload: Sequence[str] = (),
+                     slot: str | None = None) -> LocalTrial:
         """Start `argv` in `cwd` with exactly `env` (plus HPOD_REPORT_FD / HPOD_CONTROL_FD).
 
+        Always a cold start: `preload` and `slot` are for executor/warm.py and ignored here.
         Raises LaunchError when the program cannot be started.
         """
         argv = [os.fspath(a) for a in argv]
@@ -54,6 +57,9 @@ class LocalExecutor:
             trial_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LaunchError(f"cannot create trial folder {os.fspath(trial_dir)!r}: {e}") from e
+        # What an earlier run of this trial forked may have outlived a killed daemon: it must
+        # not share the machine (or the GPU) with the run that starts now.
+        await asyncio.to_thread(kill_leftovers, trial_dir)
 
         report_r, report_w = os.pipe()
         control_r, control_w = os.pipe()
@@ -155,6 +161,45 @@ class LocalTrial:
             signal_group(self._pgid, signal.SIGKILL)
         self._group_killed = True
 
+    async def exited(self) -> int:
+        """Wait for the main process to exit; its returncode (nothing classified, no tail read)."""
+        return await asyncio.shield(self._reaper)
+
+    # -- a spare process becoming a trial (executor/warm.py), before messages() is read ----
+
+    async def read_handshake(self) -> bytes:
+        """One line from the report pipe, b"" at its end; what follows stays for messages()."""
+        if self._reading:
+            raise RuntimeError("the report pipe is already read as messages")
+        try:
+            return await self._reader.readline()
+        except ValueError:  # a line longer than the reader's limit: not a handshake
+            return b""
+
+    async def send_handshake(self, data: bytes) -> None:
+        """Write all of `data` to the control pipe, waiting while it is full (decide() drops
+        what does not fit instead). Raises OSError (EPIPE) when the other end is gone."""
+        fd = self._control_fd
+        if fd is None:
+            raise BrokenPipeError("the control pipe is closed")
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                writable = loop.create_future()
+                loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(fd)
+
+    def adopt_stderr(self, path: Path, start: int) -> None:
+        """From now on the exit's stderr tail is read from `path`, after byte `start`."""
+        self._stderr_path = path
+        self._stderr_start = start
+
     async def batches(self) -> AsyncIterator[list[Message]]:
         """The messages of each read from the report pipe, as lists (cheaper at high rates)."""
         if self._reading:
@@ -164,11 +209,11 @@ class LocalTrial:
         while True:
             data = await self._reader.read(_READ_CHUNK)
             if not data:
-                batch = [_parse(item) for item in lines.finish()]
+                batch = parse_lines(lines.finish())
                 if batch:
                     yield batch
                 return
-            batch = [_parse(item) for item in lines.feed(data)]
+            batch = parse_lines(lines.feed(data))
             if batch:
                 yield batch
 
@@ -248,5 +293,3 @@ class LocalTrial:
         await self.aclose()
 
 
-def _parse(item: bytes | WireProblem) -> Message:
-    return item if isinstance(item, WireProblem) else parse_line(item)

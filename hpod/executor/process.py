@@ -22,6 +22,7 @@ from hpod.executor.base import TrialExit, signal_name
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_CAP_SYS_NICE = 23  # from <linux/capability.h>
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_BYTES = 4096
 
@@ -148,6 +149,50 @@ def _state_in_group(pid: str, pgid: int) -> str | None:
     if len(fields) < 3 or int(fields[2]) != pgid:
         return None
     return fields[0].decode()
+
+
+def priority_restorable() -> bool:
+    """Whether we may lower a niceness again after raising it (CAP_SYS_NICE, or an
+    RLIMIT_NICE that allows our own niceness): raising is always allowed, undoing it is not."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NICE)
+        if soft == resource.RLIM_INFINITY or 20 - nice <= soft:
+            return True
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_NICE & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def set_thread_nice(pid: int, nice: int) -> None:
+    """Set the niceness of every thread of `pid` (Linux keeps it per thread, and new threads
+    inherit their creator's). Raises PermissionError (or OSError) when not allowed."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+        except ProcessLookupError:  # the thread has ended meanwhile
+            pass
+
+
+def set_autogroup_nice(pid: int, nice: int) -> bool:
+    """Set the niceness of the autogroup (session) of `pid`; False when the kernel says to try
+    again (it allows one change per 100 ms machine-wide). Any user may set a value >= 0 for
+    its own processes. Raises OSError (FileNotFoundError: a kernel without autogroups)."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
+    except BlockingIOError:
+        return False
+    return True
 
 
 def stderr_tail(path: Path, start: int = 0, *, lines: int = STDERR_TAIL_LINES,

@@ -92,10 +92,6 @@ class Lattice:
                 X[:, j] = np.minimum(np.floor(U[:, j] * self.n_choices[j]), self.n_choices[j] - 1)
         return self.snap(X)
 
-    def grid_size(self) -> int:
-        """Number of points of a finite lattice (Python int, may exceed int64)."""
-        return math.prod(c for c in self.counts if c is not None) if not self.is_continuous.any() else 0
-
 
 def sobol(d: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, d) scrambled-Sobol points in [0, 1)^d drawn with `rng` (n a power of 2 keeps the

@@ -9,7 +9,7 @@ al. 2011; the design of optuna's `_ParzenEstimator`). A component is a product o
   with a = prior_weight / K, the prior component being uniform.
 
 Bandwidths are adaptive per observation and coordinate: the larger gap to its neighbours along
-that coordinate (optuna's univariate rule), clipped to [1 / min(100, n + 1), 1] ("magic clip",
+that coordinate (optuna's univariate rule), clipped to [1 / min(100, n + 2), 1] ("magic clip",
 Bergstra et al.) so a tight cluster cannot collapse to a spike.
 
 Notations: n observations X (n, d); K = n + 1 components; m query points Xq (m, d).
@@ -106,16 +106,21 @@ class ParzenEstimator:
 
 
 def _bandwidths(X: np.ndarray, num: np.ndarray) -> np.ndarray:
-    """(n, d) per-observation bandwidths: the larger gap to the neighbours along each coordinate
-    (the ends of [0, 1] count as neighbours), clipped to [1 / min(100, n + 1), 1]."""
+    """(n, d) per-observation bandwidths: the larger gap to the neighbours along each coordinate,
+    clipped to [1 / min(100, n + 2), 1] (n + 1 kernels with the prior's)."""
     n, d = X.shape
     sigma = np.ones((n, d))
     if n == 0:
         return sigma
-    low = 1.0 / min(100.0, n + 1.0)
+    low = 1.0 / min(100.0, n + 2.0)
     for j in np.flatnonzero(num):
         order = np.argsort(X[:, j], kind="stable")
         xs = np.concatenate([[0.0], X[order, j], [1.0]])
         gaps = np.maximum(xs[1:-1] - xs[:-2], xs[2:] - xs[1:-1])  # (n,)
+        if n >= 2:
+            # The outermost points look only inwards: the gap to the end of the range would give
+            # an edge point a huge kernel that spills over the whole side (optuna's
+            # consider_endpoints = False).
+            gaps[0], gaps[-1] = xs[2] - xs[1], xs[-2] - xs[-3]
         sigma[order, j] = np.clip(gaps, low, 1.0)
     return sigma

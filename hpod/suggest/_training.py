@@ -72,6 +72,10 @@ class EncodedHistory:
         out.update(self.space.key(p) for p in pending)
         return out
 
+    def encoded(self) -> np.ndarray:
+        """(len(self), d): every observed point, failed ones included, in arrival order."""
+        return np.array(self._rows).reshape(len(self._rows), self.space.dim)
+
     @property
     def n_succeeded(self) -> int:
         """Distinct points with at least one successful observation."""

@@ -69,6 +69,10 @@ def test_studies_overview(snap_compare, snap_app) -> None:
     assert snap_compare(snap_app, terminal_size=(80, 24), run_before=studies_loaded)
 
 
+def test_studies_overview_large(snap_compare, snap_app) -> None:
+    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=studies_loaded)
+
+
 def test_study_view(snap_compare, snap_app) -> None:
     assert snap_compare(snap_app, terminal_size=(80, 24), run_before=study_loaded)
 
@@ -81,5 +85,13 @@ def test_trial_view(snap_compare, snap_app) -> None:
     assert snap_compare(snap_app, terminal_size=(80, 24), run_before=trial_loaded)
 
 
+def test_trial_view_large(snap_compare, snap_app) -> None:
+    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=trial_loaded)
+
+
 def test_events(snap_compare, snap_app) -> None:
     assert snap_compare(snap_app, terminal_size=(80, 24), run_before=events_loaded)
+
+
+def test_events_large(snap_compare, snap_app) -> None:
+    assert snap_compare(snap_app, terminal_size=(160, 48), run_before=events_loaded)

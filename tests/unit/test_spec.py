@@ -71,6 +71,8 @@ BROKEN_CASES: dict[str, tuple[str | None, str]] = {
     "missing_param_type.toml": ("space.lr.type", "is missing"),
     "missing_space.toml": ("space", "is required"),
     "nan_choice.toml": ("space.x.choices[1]", "must be finite"),
+    "on_failure_not_found.toml": ("on_failure[0]", "'./hooks/no-such-notify.sh' was not found"),
+    "on_finish_string.toml": ("on_finish", 'write it as a list: on_finish = ["mail", "-s", "done"'),
     "objective_bad_direction.toml": ("objective.direction", "Did you mean 'maximize'?"),
     "objective_missing.toml": ("objective", "is required"),
     "objective_no_direction.toml": ("objective.direction", "is required"),
@@ -228,7 +230,7 @@ def test_every_field_away_from_its_default() -> None:
     assert spec.resources.gpus_per_trial == 0.5
     assert dataclasses.asdict(spec.trial) == {"timeout": 3600.0, "retries": 2,
                                              "retry_delay": 1.5, "stall_timeout": 300.0,
-                                             "grace": 30.0}
+                                             "grace": 30.0, "preload": ()}
 
 
 # -- parse_study on data ---------------------------------------------------------------------
@@ -392,6 +394,44 @@ def test_enqueue_errors_from_data(tmp_path: Path) -> None:
 
 # -- properties ------------------------------------------------------------------------------
 
+def test_hooks_resolve_like_command_and_stay_out_of_the_identity(tmp_path: Path) -> None:
+    hook = tmp_path / "hooks" / "notify.sh"
+    hook.parent.mkdir()
+    hook.write_text("#!/bin/sh\n")
+    hook.chmod(0o755)
+    (tmp_path / "message.txt").write_text("done\n")
+    spec = parse(tmp_path, on_finish=["hooks/notify.sh", "message.txt", "--to", "me"],
+                 on_failure=["sh", "-c", "exit 1"])
+    assert spec.on_finish == (str(hook), str(tmp_path / "message.txt"), "--to", "me")
+    assert spec.on_failure[0].endswith("/sh") and spec.on_failure[1:] == ("-c", "exit 1")
+    assert spec.to_dict()["on_finish"] == list(spec.on_finish)
+    assert spec.identity() == parse(tmp_path).identity()
+    plain = parse(tmp_path, on_finish=None)
+    assert (plain.on_finish, plain.on_failure) == (None, None)
+    assert (plain.to_dict()["on_finish"], plain.to_dict()["on_failure"]) == (None, None)
+
+
+def test_hook_errors_name_the_hook(tmp_path: Path) -> None:
+    cases = [(dict(on_finish=[]), "on_finish", "must not be empty"),
+             (dict(on_failure=["hpod-no-such-hook"]), "on_failure[0]", "was not found on PATH"),
+             (dict(on_finish=["true", {"a": 1}]), "on_finish[1]", "must be a string"),
+             (dict(on_finish=3), "on_finish", "must be a list of arguments, got integer 3")]
+    for fields, field, fragment in cases:
+        with pytest.raises(StudySpecError) as info:
+            parse(tmp_path, **fields)
+        assert info.value.field == field and fragment in str(info.value), str(info.value)
+
+
+def test_a_hook_others_may_write_is_refused(tmp_path: Path) -> None:
+    hook = tmp_path / "notify.sh"
+    hook.write_text("#!/bin/sh\n")
+    hook.chmod(0o777)
+    (tmp_path / "s.json").write_text(json.dumps(study(on_finish=["./notify.sh"])))
+    (tmp_path / "s.json").chmod(0o600)
+    error = load_error(tmp_path / "s.json")
+    assert error.field == "on_finish[0]", str(error)
+
+
 WORDS = [*TOP_LEVEL_KEYS, "type", "low", "high", "log", "step", "choices", "kind", "metric",
          "direction", "trials", "hours", "float", "int", "categorical", "python", "x"]
 SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
@@ -403,7 +443,8 @@ JSONISH = st.recursive(
     max_leaves=25,
 )
 FIELDS = ["name", "command", "workdir", "env", "objective", "budget", "parallel", "seed", "space",
-          "suggester", "scheduler", "resources", "trial", "max_failures", "enqueue"]
+          "suggester", "scheduler", "resources", "trial", "max_failures", "enqueue", "on_finish",
+          "on_failure"]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

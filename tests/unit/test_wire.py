@@ -177,3 +177,20 @@ def test_line_buffer_reports_an_overlong_unterminated_line_at_eof() -> None:
 def test_line_buffer_refuses_a_silly_limit() -> None:
     with pytest.raises(ValueError):
         LineBuffer(max_line=0)
+
+
+def test_a_burst_parses_like_its_lines_one_by_one() -> None:
+    from hpod.wire import WireProblem, parse_line, parse_lines
+
+    good = [b'{"step": 1, "loss": 0.5}', b'{"checkpoint": "/tmp/c"}', b'{"step": 2, "loss": NaN}']
+    bad = [b"not json", b"[1, 2]", b"", b'{"step": -1}', b"1, 2", b'{"step": 3}]']
+    problem = WireProblem("line longer than 1048576 bytes", "xxx")
+    for burst in (good, good + bad, bad[:1] + good, [problem, *good], [b"1, 2", *good]):
+        expected = [item if isinstance(item, WireProblem) else parse_line(item) for item in burst]
+        got = parse_lines(burst)
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            if hasattr(a, "metrics") and hasattr(b, "metrics"):
+                assert a.step == b.step and set(a.metrics) == set(b.metrics)
+            else:
+                assert a == b

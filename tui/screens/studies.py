@@ -33,7 +33,7 @@ COLUMNS = (
     Column("best", "best", 9, "right"),
     Column("trial", "trial", 5, "right"),
     Column("elapsed", "elapsed", 7, "right"),
-    Column("left", "left", 6, "right"),
+    Column("left", "left", 7, "right"),  # "~" and a duration of up to 6
     Column("gpus", "gpus", 12),
 )
 STATE_TAG = {

@@ -1,8 +1,8 @@
-"""Write a mid-study database of an older hpod, for tests/robustness/test_upgrade.py.
+"""Write a mid-study database of an older hpod, for tests/faults/test_upgrade.py.
 
     git archive vN | tar -x -C /tmp/hpod-vN          # the release whose schema is N
     ln -s ../store /tmp/hpod-vN/hpod/store           # what the editable install maps
-    python tests/robustness/make_upgrade_fixture.py /tmp/hpod-vN \\
+    python tests/faults/make_upgrade_fixture.py /tmp/hpod-vN \\
         tests/store/fixtures/daemon/vN.sql
 
 Do it before bumping the schema to N+1 (the file name must be the schema version it holds).
@@ -77,9 +77,9 @@ def make(source: Path, out: Path) -> None:
         python = os.path.normpath(os.path.abspath(sys.executable))
         dump = dump.replace(str(folder), "@FOLDER@").replace(python, "@PYTHON@")
         header = (f"-- A database of hpod schema version {version}, left by `kill -9` of its "
-                  "daemon in the middle of\n-- UPGRADE_STUDY (tests/robustness/"
+                  "daemon in the middle of\n-- UPGRADE_STUDY (tests/faults/"
                   "robustness_support.py): two trials complete, two running\n-- with a "
-                  "checkpoint. Written by tests/robustness/make_upgrade_fixture.py; never edit "
+                  "checkpoint. Written by tests/faults/make_upgrade_fixture.py; never edit "
                   "it.\n")
         out.write_text(header + dump + "\n")
         print(f"wrote {out} (schema version {version})")

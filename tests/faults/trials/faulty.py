@@ -15,6 +15,7 @@ Every mode first writes its pid to `pid` in the trial folder (and a forked child
     close_hang   report, close the pipes, then never exit
     fork_fail    fork a child that holds the pipes and sleeps for ever; the parent exits 1
     fork_ok      the same child, the parent reports the objective and exits 0
+    fork_run     the same child, the parent reports the objective and never exits
     term_hang    ignore SIGTERM and never exit (needs SIGKILL)
     transient    exit 1 on attempts 0 and 1 (as a CUDA OOM would), report on attempt 2;
                  appends "start <t>" / "end <t>" lines to `times` in the trial folder
@@ -109,6 +110,10 @@ elif mode == "fork_ok":
     fork_child()
     trial.report(0, loss=x)
     sys.exit(0)
+elif mode == "fork_run":
+    fork_child()
+    trial.report(0, loss=x)
+    forever()
 elif mode == "term_hang":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     trial.report(0, ready=1)

@@ -1,9 +1,10 @@
 """A grid never runs a point twice, even when trials finish at the same moment.
 
-The race: when a trial ends, the controller frees its slot and forgets it as "running" before
-the store has recorded its result and the suggester has observed it. A slot that is taken in that
-window asks the suggester with the finished point neither pending nor observed, and a grid hands
-the same point out again. Four trials held at a gate finish together; an external writer holding
+The race this guards against: a controller that frees a trial's slot and forgets it as
+"running" before the store has recorded its result and the suggester has observed it. A slot
+taken in that window asks the suggester with the finished point neither pending nor observed,
+and a grid hands the same point out again (it did, before the controller kept the trial in its
+runs until observed). Four trials held at a gate finish together; an external writer holding
 the SQLite write lock while they exit (as `hpod stop` does briefly) makes the window certain
 rather than likely.
 """

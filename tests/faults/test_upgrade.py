@@ -58,7 +58,7 @@ def test_every_old_schema_has_a_mid_study_dump() -> None:
     versions = [_version(p) for p in DUMPS]
     assert set(range(1, LATEST_VERSION)) <= set(versions), (
         "add tests/store/fixtures/daemon/vN.sql for every schema version older than the "
-        "latest (tests/robustness/make_upgrade_fixture.py)")
+        "latest (tests/faults/make_upgrade_fixture.py)")
 
 
 @pytest.mark.parametrize("dump", DUMPS, ids=[p.stem for p in DUMPS])

@@ -1,0 +1,151 @@
+"""Maximise an acquisition function over a mixed lattice (algorithms.md 1.7, after optuna's
+optim_mixed): scrambled-Sobol candidates, roulette-chosen starts, then a local search that
+alternates a batched L-BFGS-B over the continuous coordinates with an exhaustive (categoricals,
+small grids) or stencil (larger grids) search over each discrete coordinate.
+
+Notations: d coordinates; s starts; X (s, d) encoded points on the lattice; acq values (s,).
+Coordinates of grids with more than _RELAX_COUNT values are optimised as continuous and snapped
+at the end (on such a fine grid the relaxation loses little and saves a line search per axis).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from hpod.suggest._lattice import Lattice, sobol
+from hpod.suggest.gp.acquisition import Acquisition
+from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
+
+logger = logging.getLogger(__name__)
+
+_EXHAUSTIVE_COUNT = 16
+_RELAX_COUNT = 1024
+_PGTOL = math.sqrt(1e-4)
+
+
+def maximize_acquisition(acq: Acquisition, lattice: Lattice, rng: np.random.Generator, *,
+                         lengthscales: np.ndarray, seeds: np.ndarray | None = None,
+                         n_candidates: int = 1024, n_starts: int = 10, max_rounds: int = 10,
+                         max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(points (r, d), values (r,)) sorted best first: the local optima found, then the Sobol
+    candidates, so a caller that must skip a taken point has ranked fallbacks."""
+    d = lattice.dim
+    cand = lattice.from_uniform(sobol(d, n_candidates, rng))  # (c, d)
+    cand_val = acq(cand)  # (c,)
+    starts = _choose_starts(cand, cand_val, seeds, n_starts, rng)
+    relax = _relaxed_dims(lattice)
+    X, val = _local_search(acq, lattice, starts, relax, lengthscales, max_rounds, max_iter)
+    if relax.any():
+        X = lattice.snap(X)
+        val = acq(X)
+    points = np.vstack([X, cand])
+    values = np.concatenate([val, cand_val])
+    order = np.argsort(-values, kind="stable")
+    return points[order], values[order]
+
+
+def _relaxed_dims(lattice: Lattice) -> np.ndarray:
+    """(d,) bool: coordinates L-BFGS-B moves (continuous ones and very fine grids)."""
+    out = lattice.is_continuous.copy()
+    for j in range(lattice.dim):
+        c = lattice.count(j)
+        if not lattice.is_cat[j] and c is not None and c > _RELAX_COUNT:
+            out[j] = True
+    return out
+
+
+def _choose_starts(cand: np.ndarray, values: np.ndarray, seeds: np.ndarray | None, n_starts: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """The best candidate, the seeds (e.g. the incumbent), then a roulette draw with weights
+    exp(acq - max acq) without replacement (optuna; BoTorch's Boltzmann `initialize_q_batch`)."""
+    best = int(np.argmax(values))
+    chosen = [cand[best]]
+    if seeds is not None and len(seeds):
+        chosen.extend(seeds[: max(n_starts - 1, 0)])
+    k = n_starts - len(chosen)
+    if k > 0:
+        finite = np.isfinite(values)
+        w = np.where(finite, np.exp(values - values[best]), 0.0)
+        w[best] = 0.0
+        nonzero = int(np.count_nonzero(w))
+        if nonzero:
+            picks = rng.choice(len(cand), size=min(k, nonzero), replace=False, p=w / w.sum())
+            chosen.extend(cand[picks])
+    return np.array(chosen, dtype=float)
+
+
+def _local_search(acq: Acquisition, lattice: Lattice, X: np.ndarray, relax: np.ndarray,
+                  lengthscales: np.ndarray, max_rounds: int, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    X = X.copy()
+    val = acq(X)
+    discrete = [j for j in range(lattice.dim) if not relax[j]]
+    for _ in range(max_rounds):
+        if relax.any():
+            X, val = _lbfgsb_batch(acq, X, val, relax, lengthscales, max_iter)
+        if not discrete:
+            break
+        changed = False
+        for j in discrete:
+            X, val, moved = _discrete_sweep(acq, lattice, X, val, j)
+            changed |= moved
+        if not changed:
+            break
+    return X, val
+
+
+def _lbfgsb_batch(acq: Acquisition, X: np.ndarray, val: np.ndarray, relax: np.ndarray,
+                  lengthscales: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """Batched L-BFGS-B from every start over the relaxed coordinates, the others fixed. Works in
+    z = x / ell (bounds [0, 1 / ell]) so that every axis has a similar curvature scale."""
+    dims = np.flatnonzero(relax)
+    ell = lengthscales[dims]  # (k,)
+
+    def fun(Z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Xz = X[rows]
+        Xz[:, dims] = Z * ell
+        v, g = acq.value_and_grad(Xz)
+        return -v, -(g[:, dims] * ell)
+
+    try:
+        Z, _ = batched_lbfgsb(fun, X[:, dims] / ell, [(0.0, 1.0 / e) for e in ell],
+                              pgtol=_PGTOL, maxiter=max_iter)
+    except (FloatingPointError, np.linalg.LinAlgError) as e:
+        logger.debug("acquisition L-BFGS-B failed: %s", e)
+        return X, val
+    Xn = X.copy()
+    Xn[:, dims] = np.clip(Z * ell, 0.0, 1.0)
+    vn = acq(Xn)
+    better = vn > val  # L-BFGS-B never ends worse than it starts, bar rounding at the bounds
+    return np.where(better[:, None], Xn, X), np.where(better, vn, val)
+
+
+def _discrete_sweep(acq: Acquisition, lattice: Lattice, X: np.ndarray, val: np.ndarray,
+                    j: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Best value of coordinate j for every start, others fixed: all values of a categorical or
+    small grid, else a stencil around the current value plus an even spread over the grid."""
+    count = lattice.count(j)
+    assert count is not None
+    s = len(X)
+    current = lattice.index_of(j, X[:, j])  # (s,)
+    if count <= _EXHAUSTIVE_COUNT or lattice.is_cat[j]:
+        idx = np.broadcast_to(np.arange(count), (s, count))
+    else:
+        offsets = np.array([0] + [sgn * (1 << k) for k in range(int(math.log2(count)) + 1) for sgn in (1, -1)])
+        spread = np.rint(np.linspace(0, count - 1, 17)).astype(np.int64)
+        idx = np.hstack([np.clip(current[:, None] + offsets[None, :], 0, count - 1),
+                         np.broadcast_to(spread, (s, len(spread)))])
+    c = idx.shape[1]
+    trial = np.repeat(X, c, axis=0)  # (s * c, d)
+    trial[:, j] = lattice.coords(j, idx.reshape(-1))
+    tv = acq(trial).reshape(s, c)
+    best = np.argmax(tv, axis=1)
+    best_val = tv[np.arange(s), best]
+    moved = best_val > val + 1e-12 * np.maximum(1.0, np.abs(val))
+    if moved.any():
+        X = X.copy()
+        X[moved, j] = trial.reshape(s, c, -1)[np.flatnonzero(moved), best[moved], j]
+        val = np.where(moved, best_val, val)
+    return X, val, bool(moved.any())

@@ -1,0 +1,138 @@
+"""kind = "gp": Gaussian-process Bayesian optimisation over a mixed space (ask/tell).
+
+A scrambled-Sobol design until `n_startup` points are in or running, then each suggestion fits the
+GP (hpod.suggest.gp.model), conditions it on the pending points and returns the best point of the
+acquisition that is neither observed (failed included) nor pending.
+
+Randomness: the design is drawn from (seed, 0) and suggestion number i from (seed, 1 + number of
+observations + number of pending points), so the same history gives the same point. The one
+piece of state beyond the history is the warm start of the kernel hyperparameters: a restarted
+daemon refits from the defaults and may land on slightly different parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hpod.errors import SearchExhausted
+from hpod.space import Space
+from hpod.store.records import Direction
+from hpod.suggest._dedupe import first_free, random_free_point
+from hpod.suggest._lattice import Lattice, sobol
+from hpod.suggest._training import EncodedHistory
+from hpod.suggest.base import draw_rng, parse_direction, seed_entropy
+from hpod.suggest.gp.acquisition import Acquisition
+from hpod.suggest.gp.model import ACQUISITIONS, BlasThreads, GPModel, default_n_startup
+from hpod.suggest.gp.optimize import maximize_acquisition
+from hpod.suggest.gp.pending import PENDING_STRATEGIES
+from hpod.suggest.gp.prior import PRIORS
+
+logger = logging.getLogger(__name__)
+
+
+class GPSuggester:
+    """GP-BO with log-EI (or UCB), Matern-5/2 ARD + Hamming kernel, MAP hyperparameters.
+
+    Options: acquisition "logei" | "ucb" (with `beta`); pending "believer" | "liar" | "fantasy";
+    n_startup (default max(5, min(2d, 20))); prior "hvarfner" | "optuna"; deterministic (noise
+    pinned at 1e-6); max_points (data cap); refit_every (None: automatic); n_candidates and
+    n_starts for the acquisition search; blas_threads (None: leave BLAS alone).
+    """
+
+    def __init__(self, space: Space, seed: int | None = None,
+                 direction: str | Direction = "minimize", *, acquisition: str = "logei",
+                 beta: float = 2.0, n_startup: int | None = None, pending: str = "believer",
+                 n_fantasies: int = 16, prior: str = "hvarfner", deterministic: bool = False,
+                 max_points: int = 500, refit_every: int | None = None,
+                 n_candidates: int = 1024, n_starts: int = 10, warp: str = "none",
+                 blas_threads: int | None = 1) -> None:
+        _check_choice("acquisition", acquisition, ACQUISITIONS)
+        _check_choice("pending", pending, PENDING_STRATEGIES)
+        _check_choice("prior", prior, PRIORS)
+        if acquisition == "ucb" and pending == "fantasy":
+            raise ValueError('pending = "fantasy" needs acquisition = "logei"')
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+            raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+        for name, value, low in (("n_startup", n_startup, 0), ("n_fantasies", n_fantasies, 1),
+                                 ("max_points", max_points, 10), ("refit_every", refit_every, 1),
+                                 ("n_candidates", n_candidates, 1), ("n_starts", n_starts, 1),
+                                 ("blas_threads", blas_threads, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.space = space
+        self.direction = parse_direction(direction)
+        self.acquisition = acquisition
+        self.beta = float(beta)
+        self.pending = pending
+        self.n_fantasies = n_fantasies
+        self.n_startup = default_n_startup(space.dim) if n_startup is None else n_startup
+        self.n_candidates = n_candidates
+        self.n_starts = n_starts
+        self._threads = BlasThreads(blas_threads)
+        self._entropy = seed_entropy(seed)
+        self._lattice = Lattice(space)
+        self._history = EncodedHistory(space)
+        self._model = GPModel(self._lattice.is_cat, self._lattice.n_choices, prior=prior,
+                              deterministic=deterministic, max_points=max_points,
+                              refit_every=refit_every, warp=warp)
+        self._design: np.ndarray | None = None
+
+    # -- ask/tell --------------------------------------------------------------------------------
+
+    def observe(self, params: Mapping[str, Any], value: float | None,
+                resource: float | None = None) -> None:
+        self._history.add(params, value, resource)
+
+    def suggest(self, pending: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        pending = list(pending)
+        taken = self._history.taken(pending)
+        if self.space.is_finite() and len(taken) >= self.space.grid_size():
+            raise SearchExhausted(f"all {self.space.grid_size()} points of the space were "
+                                  "observed or are pending")
+        rng = draw_rng(self._entropy, 1 + len(self._history) + len(pending))
+        X, v = self._history.training(maximize=self.direction is Direction.MAXIMIZE,
+                                      min_points=max(3, self.space.dim + 1))
+        if self._history.n_succeeded + len(pending) < self.n_startup or len(X) < 2:
+            return self._design_point(taken, rng)
+        Xp = self.space.to_unit_many(pending)
+        with self._threads.limit():
+            post, best, best_x = self._model.posterior(X, v, rng)
+            acq = self._model.acquisition(post, best, Xp, rng, kind=self.acquisition,
+                                          beta=self.beta, pending=self.pending,
+                                          n_fantasies=self.n_fantasies)
+            taken_X = np.vstack([self._history.encoded(), Xp])
+            points = self._ranked_points(acq, rng, best_x, post.params.lengthscales, taken_X)
+        params = first_free(self.space, points, taken)
+        if params is None:
+            logger.debug("gp: every ranked candidate is taken; falling back to a random point")
+            params = random_free_point(self.space, taken, rng)
+        return params
+
+    # -- pieces ----------------------------------------------------------------------------------
+
+    def _ranked_points(self, acq: Acquisition, rng: np.random.Generator, best_x: np.ndarray,
+                       lengthscales: np.ndarray, taken_X: np.ndarray) -> np.ndarray:
+        """(r, d) encoded points, best first; the caller skips taken ones (taken_X (t, d) are the
+        observed and pending points, for subclasses that can filter them earlier)."""
+        points, _ = maximize_acquisition(acq, self._lattice, rng, lengthscales=lengthscales,
+                                         seeds=best_x[None, :], n_candidates=self.n_candidates,
+                                         n_starts=self.n_starts)
+        return points
+
+    def _design_point(self, taken: set, rng: np.random.Generator) -> dict[str, Any]:
+        if self._design is None:
+            size = max(64, 1 << math.ceil(math.log2(max(4 * self.n_startup, 1))))
+            U = sobol(self.space.dim, size, draw_rng(self._entropy, 0))
+            self._design = self._lattice.from_uniform(U)
+        params = first_free(self.space, self._design, taken)
+        return params if params is not None else random_free_point(self.space, taken, rng)
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")

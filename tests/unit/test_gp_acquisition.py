@@ -1,0 +1,186 @@
+"""log EI / UCB: stability far in the tail, monotonicity, gradients; the acquisition maximiser."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from hpod.space import Space
+from hpod.suggest._lattice import Lattice
+from hpod.suggest.gp.acquisition import UCB, LogEI, log_ei, log_ei_derivatives, log_h
+from hpod.suggest.gp.optimize import maximize_acquisition
+from hpod.suggest.gp.pending import condition_on_pending
+from hpod.suggest.gp.regressor import GPPosterior, KernelParams
+
+
+def test_log_h_matches_the_direct_formula_where_that_is_accurate():
+    z = np.linspace(-8.0, 8.0, 161)
+    direct = np.log(norm.pdf(z) + z * norm.cdf(z))
+    np.testing.assert_allclose(log_h(z), direct, rtol=1e-9, atol=1e-12)
+
+
+def test_log_h_is_finite_and_increasing_far_in_the_tail():
+    z = -np.logspace(-3, 12, 4000)[::-1]  # -1e12 .. -1e-3, increasing
+    z = np.concatenate([z, np.linspace(0.0, 40.0, 50)])
+    v = log_h(z)
+    assert np.all(np.isfinite(v))
+    assert np.all(np.diff(v) > 0)
+    assert np.all(np.isfinite(log_h(np.array([-1e200, -1e300, -np.finfo(float).max]))))
+    # Asymptote: log h(z) ~ -z^2/2 - log(2 pi)/2 - 2 log|z|.
+    assert log_h(np.array([-1e4]))[0] == pytest.approx(-5e7 - 0.5 * math.log(2 * math.pi) - 2 * math.log(1e4),
+                                                       rel=1e-12)
+    # Continuous across the branch points of the implementation.
+    for z0 in (-1.0, -1e3):
+        a, b = log_h(np.array([z0 * (1 + 1e-9), z0 * (1 - 1e-9)]))
+        assert abs(a - b) < 1e-5 * max(1.0, abs(a))
+
+
+def test_log_ei_is_monotone_in_the_mean_and_in_the_variance():
+    mean = np.linspace(-60.0, 5.0, 2001)
+    v = log_ei(mean, np.full_like(mean, 0.01), best=1.0)
+    assert np.all(np.isfinite(v)) and np.all(np.diff(v) > 0)
+    var = np.logspace(-10, 2, 500)
+    w = log_ei(np.full_like(var, -1.0), var, best=1.0)
+    assert np.all(np.isfinite(w)) and np.all(np.diff(w) > 0)
+
+
+def test_log_ei_derivatives_match_finite_differences():
+    mean = np.array([0.3, -2.0, -30.0, 1.5])
+    var = np.array([0.5, 0.01, 0.2, 1e-4])
+    _, d_mean, d_var = log_ei_derivatives(mean, var, 0.5)
+    eps = 1e-7
+    fd_mean = (log_ei(mean + eps, var, 0.5) - log_ei(mean - eps, var, 0.5)) / (2 * eps)
+    fd_var = (log_ei(mean, var * (1 + eps), 0.5) - log_ei(mean, var * (1 - eps), 0.5)) / (2 * eps * var)
+    np.testing.assert_allclose(d_mean, fd_mean, rtol=1e-5)
+    np.testing.assert_allclose(d_var, fd_var, rtol=1e-4)
+
+
+def _posterior() -> GPPosterior:
+    rng = np.random.default_rng(0)
+    X = rng.random((15, 3))
+    X[:, 2] = rng.integers(0, 2, 15)
+    y = np.cos(5 * X[:, 0]) - X[:, 1] + 0.3 * X[:, 2]
+    return GPPosterior(X, (y - y.mean()) / y.std(), KernelParams(np.array([6.0, 3.0, 1.0]), 1.0, 1e-5),
+                       np.array([False, False, True]))
+
+
+def _fantasy_acq(post: GPPosterior) -> LogEI:
+    Xp = np.array([[0.2, 0.3, 0.0], [0.7, 0.8, 1.0]])
+    fpost, best = condition_on_pending(post, Xp, float(post.y.max()), "fantasy",
+                                       np.random.default_rng(1), n_fantasies=8)
+    return LogEI(fpost, best)
+
+
+@pytest.mark.parametrize("make", [lambda p: LogEI(p, float(p.y.max())), lambda p: UCB(p, 2.0), _fantasy_acq],
+                         ids=["logei", "ucb", "logei-fantasies"])
+def test_acquisition_gradient_matches_finite_differences(make):
+    acq = make(_posterior())
+    Xq = np.array([[0.25, 0.4, 1.0], [0.9, 0.05, 0.0], [0.5, 0.5, 1.0]])
+    values, grad = acq.value_and_grad(Xq)
+    np.testing.assert_allclose(values, acq(Xq), rtol=1e-12)
+    eps = 1e-6
+    for j in (0, 1):
+        e = np.zeros(3)
+        e[j] = eps
+        fd = (acq(Xq + e) - acq(Xq - e)) / (2 * eps)
+        np.testing.assert_allclose(grad[:, j], fd, rtol=1e-4, atol=1e-6)
+    assert np.all(grad[:, 2] == 0.0)
+
+
+@pytest.mark.parametrize("strategy", ["believer", "liar", "fantasy"])
+def test_pending_points_lower_the_acquisition_next_to_them(strategy):
+    post = _posterior()
+    rng = np.random.default_rng(2)
+    cand = np.column_stack([rng.random((500, 2)), rng.integers(0, 2, 500)])
+    x = cand[[np.argmax(LogEI(post, float(post.y.max()))(cand))]]  # where the next point would go
+    before = LogEI(post, float(post.y.max()))(x)[0]
+    cpost, best = condition_on_pending(post, x, float(post.y.max()), strategy, np.random.default_rng(0))
+    after = LogEI(cpost, best)(x)[0]
+    assert after < before - 1.0
+
+
+class _Bowl:
+    """A known acquisition: a bowl with its top at `centre` plus a bonus for one choice."""
+
+    def __init__(self, centre: np.ndarray, cat_dim: int, best_choice: int) -> None:
+        self.centre, self.cat_dim, self.best_choice = centre, cat_dim, best_choice
+
+    def _num(self, X: np.ndarray) -> np.ndarray:
+        mask = np.ones(X.shape[1], dtype=bool)
+        mask[self.cat_dim] = False
+        return mask
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        mask = self._num(X)
+        return (-np.sum((X[:, mask] - self.centre[mask]) ** 2, axis=1)
+                + 0.5 * (X[:, self.cat_dim] == self.best_choice))
+
+    def value_and_grad(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mask = self._num(X)
+        g = np.zeros_like(X)
+        g[:, mask] = -2.0 * (X[:, mask] - self.centre[mask])
+        return self(X), g
+
+
+def test_maximiser_finds_the_optimum_of_a_mixed_lattice():
+    space = Space.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0},
+                             "n": {"type": "int", "low": 0, "high": 100},
+                             "k": {"type": "int", "low": 1, "high": 8},
+                             "c": {"type": "categorical", "choices": ["a", "b", "c"]}})
+    lattice = Lattice(space)
+    centre = np.array([0.3, space.to_unit({"x": 0, "n": 73, "k": 6, "c": "a"})[1],
+                       space.to_unit({"x": 0, "n": 0, "k": 6, "c": "a"})[2], 0.0])
+    points, values = maximize_acquisition(_Bowl(centre, 3, 2), lattice, np.random.default_rng(0),
+                                          lengthscales=np.ones(4), n_candidates=256)
+    assert np.all(np.diff(values) <= 0)
+    best = space.from_unit(points[0])
+    assert best["x"] == pytest.approx(0.3, abs=1e-3)
+    assert (best["n"], best["k"], best["c"]) == (73, 6, "c")
+
+
+def _rosen_batch(Z: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = Z[:, 0], Z[:, 1]
+    f = 100 * (y - x ** 2) ** 2 + (1 - x) ** 2
+    g = np.column_stack([-400 * x * (y - x ** 2) - 2 * (1 - x), 200 * (y - x ** 2)])
+    return f, g
+
+
+def test_batched_lbfgsb_converges_like_scipy_from_every_start():
+    import scipy.optimize
+
+    from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
+
+    Z0 = np.array([[-1.5, 2.0], [0.0, 0.0], [1.8, -1.0], [0.5, 0.5]])
+    seen_rows = set()
+
+    def tracked(Z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert len(Z) == len(rows)
+        seen_rows.update(rows.tolist())
+        return _rosen_batch(Z)
+
+    for bounds, optimum in (([(-2.0, 2.0), (-1.0, 3.0)], (1.0, 1.0)),  # interior optimum
+                            ([(-2.0, 0.5), (-1.0, 3.0)], (0.5, 0.25))):  # on the bound x = 0.5
+        Z, F = batched_lbfgsb(tracked, Z0, bounds, pgtol=1e-8, maxiter=500)
+        np.testing.assert_allclose(Z, np.broadcast_to(optimum, Z.shape), atol=1e-4)
+        ref = scipy.optimize.minimize(lambda v: _rosen_batch(v[None])[0][0], Z0[0], bounds=bounds)
+        assert F.max() <= ref.fun + 1e-7
+    assert seen_rows == {0, 1, 2, 3}
+
+
+def test_batched_lbfgsb_reraises_an_objective_error():
+    from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
+
+    calls = []
+
+    def failing(Z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(Z))
+        if len(calls) == 3:
+            raise FloatingPointError("boom")
+        return _rosen_batch(Z)
+
+    with pytest.raises(FloatingPointError, match="boom"):
+        batched_lbfgsb(failing, np.array([[0.0, 0.0], [1.5, 1.5], [-1.0, 1.0]]), [(-2.0, 2.0)] * 2)
+    assert calls[0] == 3
