@@ -345,8 +345,7 @@ async def _execute(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) 
 async def _configure(conn: aiosqlite.Connection, path: Path) -> None:
     # busy_timeout first, so switching to WAL waits for a concurrent opener instead of failing.
     await conn.execute(f"PRAGMA busy_timeout = {schema.BUSY_TIMEOUT_MS}")
-    rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
-    mode = next(iter(rows))[0]
+    mode = await _enter_wal(conn)
     if str(mode).lower() != "wal":
         # e.g. some network filesystems: it still works, but readers can then block the writer.
         logger.warning("the hpod database at %s could not use WAL (journal mode %s)", path, mode)
@@ -355,6 +354,23 @@ async def _configure(conn: aiosqlite.Connection, path: Path) -> None:
     # fsync per transaction, which the batched metric writes keep to a few per second.
     await conn.execute("PRAGMA synchronous = FULL")
     await conn.execute("PRAGMA foreign_keys = ON")
+
+
+async def _enter_wal(conn: aiosqlite.Connection) -> str:
+    """Switch to WAL. NOTE: SQLite answers SQLITE_BUSY at once, without calling the busy
+    handler, when another connection opens the same new file at that moment; the switch is
+    retried for as long as the busy timeout would have waited."""
+    deadline = time.monotonic() + schema.BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            return str(next(iter(rows))[0])
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(delay)  # another process holds the lock: nothing to await
+            delay = min(delay * 2, 0.1)
 
 
 async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
