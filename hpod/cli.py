@@ -373,8 +373,7 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _command(args: argparse.Namespace) -> int:
-    from hpod.store.commands import submit_command, wait_command
-    from hpod.store.records import CommandAction, CommandState
+    from hpod.store.records import CommandAction
 
     action = {
         "pause": CommandAction.PAUSE_STUDY,
@@ -382,12 +381,22 @@ def _command(args: argparse.Namespace) -> int:
         "stop": CommandAction.STOP_TRIAL if getattr(args, "trial", None) is not None
         else CommandAction.STOP_STUDY,
     }[args.command]
-    db = _db_for(args)
     with _reader(args) as reader:
         _find_study(reader, args.study)
-    command_id = submit_command(db, action, args.study, getattr(args, "trial", None))
+    return _send(args, action, trial_number=getattr(args, "trial", None),
+                 what=f"{args.command} {args.study}")
+
+
+def _send(args: argparse.Namespace, action: Any, *, trial_number: int | None = None,
+          payload: dict[str, Any] | None = None, what: str) -> int:
+    """Queue a command for the daemon and, unless --no-wait, print what became of it."""
+    from hpod.store.commands import submit_command, wait_command
+    from hpod.store.records import CommandState
+
+    db = _db_for(args)
+    command_id = submit_command(db, action, args.study, trial_number, payload=payload)
     if args.no_wait:
-        print(f"asked the daemon to {args.command} {args.study} (command {command_id})")
+        print(f"asked the daemon to {what} (command {command_id})")
         return 0
     try:
         done = wait_command(db, command_id, timeout=10.0)
@@ -402,27 +411,15 @@ def _command(args: argparse.Namespace) -> int:
 def _enqueue(args: argparse.Namespace) -> int:
     from hpod.enqueue import parse_assignments
     from hpod.space import Space
-    from hpod.store.commands import submit_command, wait_command
-    from hpod.store.records import CommandAction, CommandState
+    from hpod.store.records import CommandAction
 
-    db = _db_for(args)
     with _reader(args) as reader:
         study = _find_study(reader, args.study)
     if study.spec is None:
         raise DaemonError(f"study {args.study} has no valid study file: {study.error}")
     point = parse_assignments(Space.from_dict(study.spec["space"]), args.assignments)
-    command_id = submit_command(db, CommandAction.ENQUEUE, args.study, payload={"params": point})
-    if args.no_wait:
-        print(f"asked the daemon to enqueue {point} in {args.study} (command {command_id})")
-        return 0
-    try:
-        done = wait_command(db, command_id, timeout=10.0)
-    except TimeoutError:
-        print(f"hpod: the daemon has not applied the command within 10 s; is a daemon serving "
-              f"{db}?", file=sys.stderr)
-        return 1
-    print(done.result)
-    return 0 if done.state is CommandState.APPLIED else 1
+    return _send(args, CommandAction.ENQUEUE, payload={"params": point},
+                 what=f"enqueue {point} in {args.study}")
 
 
 def _tui(args: argparse.Namespace) -> int:

@@ -19,7 +19,6 @@ from typing import Any
 from pathlib import Path
 
 from hpod.config import DaemonConfig
-from hpod.decision import Decision
 from hpod.enqueue import complete_point
 from hpod.errors import SearchExhausted
 from hpod.executor.base import Executor

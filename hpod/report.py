@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpod.store.reader import StoreReader
-from hpod.store.records import EventRecord, StudyRecord, TrialRecord, TrialState
+from hpod.store.records import EventRecord, StudyRecord, TrialRecord
 
 STATUS_COUNT_KEYS = ("queued", "running", "complete", "stopped", "failed", "paused", "interrupted")
 
@@ -149,10 +149,6 @@ def format_events(events: Sequence[EventRecord], names: dict[int, str]) -> str:
         where = names.get(event.study_id, "") if event.study_id is not None else "daemon"
         lines.append(f"{when}  {event.level.value:<7}  {where:<16}  {event.message}")
     return "\n".join(lines) if lines else "no events"
-
-
-def finished_states() -> tuple[TrialState, ...]:
-    return (TrialState.COMPLETE, TrialState.STOPPED, TrialState.FAILED)
 
 
 def _short(value: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from . import queries as q
 from .reader import StoreReader, connect_sync

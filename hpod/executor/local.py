@@ -21,7 +21,7 @@ from hpod.executor.base import TrialExit
 from hpod.executor.leftovers import kill_leftovers
 from hpod.executor.process import (child_setup, classify_exit, group_alive, launch_error,
                                    load_prctl, signal_group, stderr_tail)
-from hpod.wire import MAX_LINE, LineBuffer, Message, WireProblem, encode_decision, parse_lines
+from hpod.wire import MAX_LINE, LineBuffer, Message, encode_decision, parse_lines
 
 logger = logging.getLogger(__name__)
 

@@ -23,27 +23,21 @@ from __future__ import annotations
 
 import logging
 import math
-from enum import Enum
 
 from hpod.decision import Decision
 from hpod.schedule.base import (
     SchedulerBase,
+    TrialStatus,
     check_choice,
     check_reduction_factor,
     check_resources,
+    settled_answer,
 )
 from hpod.schedule.rungs import Entry, Ladder, Rung, merge_snapshots, rung_levels
 
 logger = logging.getLogger(__name__)
 
 MODES = ("stop", "pause")
-
-
-class _Status(Enum):
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"  # told STOP; its further reports get STOP again
-    ENDED = "ended"
 
 
 class ASHAScheduler(SchedulerBase):
@@ -67,7 +61,7 @@ class ASHAScheduler(SchedulerBase):
         self.max_resource = max_resource
         self.levels = rung_levels(min_resource, max_resource, self.eta)
         self._ladders = [Ladder(levels, max_resource) for levels in self._bracket_levels()]
-        self._status: dict[int, _Status] = {}
+        self._status: dict[int, TrialStatus] = {}
         self._bracket: dict[int, int] = {}
 
     # Brackets: ASHA has one ladder starting at min_resource; async Hyperband overrides these.
@@ -81,7 +75,7 @@ class ASHAScheduler(SchedulerBase):
         return self._bracket[trial_id]
 
     def _held_paused(self, trial_id: int) -> bool:
-        return self._status.get(trial_id) is _Status.PAUSED
+        return self._status.get(trial_id) is TrialStatus.PAUSED
 
     # --- events ----------------------------------------------------------------------------
     def on_start(self, trial_id: int) -> None:
@@ -91,26 +85,22 @@ class ASHAScheduler(SchedulerBase):
             bracket = self._assign_bracket(trial_id)
             self._bracket[trial_id] = bracket
             self._ladders[bracket].add_trial(trial_id)
-        elif status is _Status.PAUSED:
+        elif status is TrialStatus.PAUSED:
             # A resume: promoted by next_resume(), or resumed from outside (after a restart or
             # by a user). Either way it now trains towards the next rung.
             ladder = self._ladders[self._bracket[trial_id]]
             rung = ladder.rungs[ladder.current_rung(trial_id)]
             rung.promoted.add(trial_id)
-        elif status is _Status.STOPPED:
+        elif status is TrialStatus.STOPPED:
             return  # requeued before it obeyed a STOP: its next report is told STOP again
         # RUNNING (a requeue) or ENDED (a retry of a failed run): it trains on from its rungs.
-        self._status[trial_id] = _Status.RUNNING
+        self._status[trial_id] = TrialStatus.RUNNING
 
     def on_report(self, trial_id: int, step: float, value: float) -> Decision:
         self._seen()
-        status = self._status.get(trial_id)
-        if status is None:
-            raise ValueError(f"trial {trial_id} reported before on_start()")
-        if status in (_Status.STOPPED, _Status.ENDED):
-            return Decision.STOP
-        if status is _Status.PAUSED:
-            return Decision.PAUSE
+        settled = settled_answer(trial_id, self._status.get(trial_id))
+        if settled is not None:
+            return settled
         ladder = self._ladders[self._bracket[trial_id]]
         k = ladder.crossing(trial_id, step)
         if k is None:
@@ -126,7 +116,7 @@ class ASHAScheduler(SchedulerBase):
             raise ValueError(f"trial {trial_id} completed before on_start()")
         # NOTE: its rung entries stay (syne-tune's on_trial_error): they were real observations.
         # A paused trial that ends is never promoted.
-        self._status[trial_id] = _Status.ENDED
+        self._status[trial_id] = TrialStatus.ENDED
 
     def next_resume(self) -> int | None:
         if self.mode != "pause":
@@ -153,15 +143,15 @@ class ASHAScheduler(SchedulerBase):
         rung = ladder.rungs[k]
         if len(rung) < self.eta or rung.n_better(entry) < max(1, rung.keep()):
             return Decision.CONTINUE
-        self._status[trial_id] = _Status.STOPPED
+        self._status[trial_id] = TrialStatus.STOPPED
         return Decision.STOP
 
     def _pause_rule(self, trial_id: int, ladder: Ladder, k: int) -> Decision:
-        self._status[trial_id] = _Status.PAUSED
+        self._status[trial_id] = TrialStatus.PAUSED
         found = self._promotable()
         if found is not None and found[2].trial_id == trial_id:
             ladder.rungs[k].promoted.add(trial_id)
-            self._status[trial_id] = _Status.RUNNING
+            self._status[trial_id] = TrialStatus.RUNNING
             return Decision.CONTINUE
         return Decision.PAUSE
 
@@ -188,6 +178,6 @@ class ASHAScheduler(SchedulerBase):
                 return None
             if entry.trial_id in rung.promoted:
                 continue
-            if self._status.get(entry.trial_id) is _Status.PAUSED:
+            if self._status.get(entry.trial_id) is TrialStatus.PAUSED:
                 return entry
         return None

@@ -22,6 +22,7 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from numbers import Real
 from typing import Protocol, runtime_checkable
 
@@ -87,6 +88,27 @@ class Scheduler(Protocol):
     def rungs_snapshot(self) -> dict[float, list[tuple[int, float]]]: ...
 
     def replay(self, events: Iterable[Event]) -> list[Decision]: ...
+
+
+class TrialStatus(Enum):
+    """Where a trial stands with a rung scheduler."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"  # told STOP; its further reports get STOP again
+    ENDED = "ended"
+
+
+def settled_answer(trial_id: int, status: TrialStatus | None) -> Decision | None:
+    """The answer to a report that no rung can change: a trial told to stop or pause (or
+    ended) hears the same again. None: the report is for the scheduler to judge."""
+    if status is None:
+        raise ValueError(f"trial {trial_id} reported before on_start()")
+    if status in (TrialStatus.STOPPED, TrialStatus.ENDED):
+        return Decision.STOP
+    if status is TrialStatus.PAUSED:
+        return Decision.PAUSE
+    return None
 
 
 class SchedulerBase:

@@ -22,25 +22,19 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from enum import Enum
 
 from hpod.decision import Decision
 from hpod.schedule.base import (
     SchedulerBase,
+    TrialStatus,
     check_positive,
     check_reduction_factor,
     check_resources,
+    settled_answer,
 )
 from hpod.schedule.rungs import Rung, merge_snapshots, reached, rung_levels
 
 logger = logging.getLogger(__name__)
-
-
-class _Status(Enum):
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-    ENDED = "ended"
 
 
 class Cohort:
@@ -93,7 +87,7 @@ class CohortScheduler(SchedulerBase):
         self.levels = rung_levels(min_resource, max_resource, self.eta)
         self.cohorts: list[Cohort] = []
         self._cohort_of: dict[int, Cohort] = {}
-        self._status: dict[int, _Status] = {}
+        self._status: dict[int, TrialStatus] = {}
         self._resumable: deque[int] = deque()
         self._stopped: list[int] = []
         self._reporting: int | None = None  # the trial whose report is being handled
@@ -108,25 +102,21 @@ class CohortScheduler(SchedulerBase):
         status = self._status.get(trial_id)
         if status is None:
             self._join(trial_id)
-        elif status is _Status.PAUSED:
+        elif status is TrialStatus.PAUSED:
             if trial_id in self._resumable:
                 self._resumable.remove(trial_id)
-        elif status is _Status.STOPPED:
+        elif status is TrialStatus.STOPPED:
             return  # requeued before it obeyed a STOP: its next report is told STOP again
-        elif status is _Status.ENDED:
+        elif status is TrialStatus.ENDED:
             self._status[trial_id] = self._retried(trial_id)
             return
-        self._status[trial_id] = _Status.RUNNING
+        self._status[trial_id] = TrialStatus.RUNNING
 
     def on_report(self, trial_id: int, step: float, value: float) -> Decision:
         self._seen()
-        status = self._status.get(trial_id)
-        if status is None:
-            raise ValueError(f"trial {trial_id} reported before on_start()")
-        if status in (_Status.STOPPED, _Status.ENDED):
-            return Decision.STOP
-        if status is _Status.PAUSED:
-            return Decision.PAUSE
+        settled = settled_answer(trial_id, self._status.get(trial_id))
+        if settled is not None:
+            return settled
         cohort = self._cohort_of[trial_id]
         k = cohort.next_k[trial_id]
         if reached(step, self.max_resource) or k >= len(cohort.rungs):
@@ -136,22 +126,22 @@ class CohortScheduler(SchedulerBase):
         cohort.rungs[k].add(trial_id, self.score(value), float(value))
         cohort.next_k[trial_id] = k + 1
         cohort.expected.discard(trial_id)
-        self._status[trial_id] = _Status.PAUSED
+        self._status[trial_id] = TrialStatus.PAUSED
         self._reporting = trial_id
         try:
             self._advance(cohort)
         finally:
             self._reporting = None
         status = self._status[trial_id]
-        if status is _Status.RUNNING:
+        if status is TrialStatus.RUNNING:
             return Decision.CONTINUE
-        return Decision.STOP if status is _Status.STOPPED else Decision.PAUSE
+        return Decision.STOP if status is TrialStatus.STOPPED else Decision.PAUSE
 
     def on_complete(self, trial_id: int) -> None:
         self._seen()
         if trial_id not in self._status:
             raise ValueError(f"trial {trial_id} completed before on_start()")
-        self._status[trial_id] = _Status.ENDED
+        self._status[trial_id] = TrialStatus.ENDED
         if trial_id in self._resumable:
             self._resumable.remove(trial_id)
         if trial_id in self._stopped:
@@ -168,22 +158,22 @@ class CohortScheduler(SchedulerBase):
                 self._advance(cohort)
 
     def _held_paused(self, trial_id: int) -> bool:
-        return self._status.get(trial_id) is _Status.PAUSED
+        return self._status.get(trial_id) is TrialStatus.PAUSED
 
-    def _retried(self, trial_id: int) -> _Status:
+    def _retried(self, trial_id: int) -> TrialStatus:
         """Where a retried member (a failed run started again) stands: its cohort went on
         while it was down."""
         cohort = self._cohort_of[trial_id]
         k = cohort.next_k[trial_id]
         if k > 0 and cohort.stage < k:
-            return _Status.PAUSED  # its last rung is not judged yet: it waits there
+            return TrialStatus.PAUSED  # its last rung is not judged yet: it waits there
         if k > 0 and trial_id not in cohort.rungs[k - 1].promoted:
-            return _Status.STOPPED  # it lost there
+            return TrialStatus.STOPPED  # it lost there
         if k < len(cohort.rungs):
             if cohort.stage != k:
-                return _Status.STOPPED  # the rung it owed was judged without it
+                return TrialStatus.STOPPED  # the rung it owed was judged without it
             cohort.expected.add(trial_id)
-        return _Status.RUNNING
+        return TrialStatus.RUNNING
 
     def next_resume(self) -> int | None:
         # Reserved by removal: two free slots must not get the same trial; a reservation that
@@ -220,7 +210,7 @@ class CohortScheduler(SchedulerBase):
             winners = self._judge(rung)
             cohort.stage += 1
             if cohort.stage < len(cohort.rungs):
-                cohort.expected = {t for t in winners if self._status[t] is not _Status.ENDED}
+                cohort.expected = {t for t in winners if self._status[t] is not TrialStatus.ENDED}
 
     def _judge(self, rung: Rung) -> list[int]:
         keep = max(1, rung.keep())
@@ -233,17 +223,17 @@ class CohortScheduler(SchedulerBase):
             if trial_id == self._reporting:
                 # The member whose report completed the rung still holds its slot: it goes on
                 # in place rather than through a pause and a resume.
-                self._status[trial_id] = _Status.RUNNING
-            elif self._status[trial_id] is _Status.PAUSED:
+                self._status[trial_id] = TrialStatus.RUNNING
+            elif self._status[trial_id] is TrialStatus.PAUSED:
                 self._resumable.append(trial_id)
         for trial_id in losers:
             if trial_id == self._reporting:
-                self._status[trial_id] = _Status.STOPPED
-            elif self._status[trial_id] is _Status.PAUSED:
+                self._status[trial_id] = TrialStatus.STOPPED
+            elif self._status[trial_id] is TrialStatus.PAUSED:
                 self._stopped.append(trial_id)
-                self._status[trial_id] = _Status.STOPPED
-            elif self._status[trial_id] is _Status.RUNNING:
-                self._status[trial_id] = _Status.STOPPED  # resumed from outside: STOP next report
+                self._status[trial_id] = TrialStatus.STOPPED
+            elif self._status[trial_id] is TrialStatus.RUNNING:
+                self._status[trial_id] = TrialStatus.STOPPED  # resumed from outside: STOP next report
         return winners
 
 

@@ -4,14 +4,13 @@ file, observed only through the CLI a user would run."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
 
 from helpers import (
     FIXTURE_TRIALS,
+    alive,
     hpod_cli,
     quadratic_study,
     status_json,
@@ -124,7 +123,7 @@ def test_sigterm_interrupts_trials_and_a_restart_finishes_them(tmp_path: Path,
     assert sorted(row["state"] for row in rows) == ["interrupted", "interrupted"]
     assert all("shut down" in row["reason"] for row in rows)
     for pid in pids:
-        assert not _alive(pid), f"trial process {pid} outlived the daemon"
+        assert not alive(pid), f"trial process {pid} outlived the daemon"
 
     # The restart requeues the interrupted trials with the same params and finishes the study.
     before = {row["trial"]: row["params"] for row in rows}
@@ -148,7 +147,7 @@ def test_kill_9_of_the_daemon_takes_the_trials_with_it(tmp_path: Path, start_dae
     pids = _trial_pids(tmp_path)
     daemon.process.kill()
     daemon.wait()
-    wait_until(lambda: not any(_alive(pid) for pid in pids), what="trials to die with the daemon")
+    wait_until(lambda: not any(alive(pid) for pid in pids), what="trials to die with the daemon")
     # The store is intact and a new daemon marks them interrupted, then reruns them.
     restarted = start_daemon(tmp_path)
     wait_until(lambda: "was running when the daemon stopped" in hpod_cli("events", tmp_path).stdout,
@@ -256,19 +255,6 @@ def test_hpod_run_runs_one_study_in_the_foreground(tmp_path: Path) -> None:
 def _trial_pids(folder: Path) -> list[int]:
     """The quadratic fixture writes its pid into its trial folder."""
     return [int(p.read_text()) for p in (folder / ".hpod" / "trials").rglob("pid")]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes; /proc tells.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_transient_failure_is_retried_after_a_delay(tmp_path: Path, start_daemon) -> None:

@@ -3,11 +3,12 @@ studies, and checking processes and the SQLite file afterwards."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
 from hpod.store import StoreReader, TrialRecord
+
+from helpers import alive  # noqa: F401 (the fault tests import it from here)
 
 HERE = Path(__file__).resolve().parent
 TRIALS = HERE / "trials"
@@ -52,19 +53,6 @@ seed = 1
 [space]
 x = {{ type = "float", low = 0.0, high = 1.0 }}
 """
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` is a live process (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def recorded_pids(state_dir: Path) -> list[int]:
