@@ -84,6 +84,9 @@ class TrialOptions:
     # Modules a spare process imports before it is handed a trial (docs/warm-start.md); only
     # for `python script.py` commands. Empty: every trial starts cold.
     preload: tuple[str, ...] = ()
+    # Runs per configuration, each with its own HPOD_SEED; the configuration's value is their
+    # mean (KerasTuner's executions_per_trial): for noisy trainings.
+    repeats: int = 1
 
 
 def _table(f: Fields, raw: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
@@ -314,7 +317,7 @@ def _memory(f: Fields, table: Mapping[str, Any], key: str) -> int | None:
 def parse_trial(f: Fields, raw: Any, command: Sequence[str] | None = None) -> TrialOptions:
     """`command` (resolved, as parse_command returns it) lets `preload` be checked against it."""
     table = _table(f, raw, "trial", ("timeout", "retries", "retry_delay", "stall_timeout",
-                                     "grace", "preload"))
+                                     "grace", "preload", "repeats"))
 
     def seconds(key: str) -> float | None:
         if key not in table:
@@ -329,6 +332,7 @@ def parse_trial(f: Fields, raw: Any, command: Sequence[str] | None = None) -> Tr
         stall_timeout=seconds("stall_timeout"),
         grace=f.number(table.get("grace", 10.0), "trial.grace", low=0.0, high=3600.0),
         preload=parse_preload(f, table.get("preload"), command),
+        repeats=f.integer(table.get("repeats", 1), "trial.repeats", low=1, high=100),
     )
 
 

@@ -88,7 +88,8 @@ STUDY_COLUMNS = (
 )
 TRIAL_COLUMNS = (
     "id, study_id, number, params_json, state, attempt, value, last_step, reason, exit_code, "
-    "checkpoint, placement, created_at, started_at, finished_at, origin"
+    "checkpoint, placement, created_at, started_at, finished_at, origin, peak_gpu_memory_mb, "
+    "repeat, repeat_of"
 )
 _EVENT_COLUMNS = "id, time, level, study_id, trial_id, message"
 _COMMAND_COLUMNS = (
@@ -106,7 +107,7 @@ def study_from_row(r: Row) -> StudyRecord:
 def trial_from_row(r: Row) -> TrialRecord:
     return TrialRecord(
         r[0], r[1], r[2], json.loads(r[3]), TrialState(r[4]), r[5], r[6], r[7], r[8], r[9],
-        r[10], r[11], r[12], r[13], r[14], r[15],
+        r[10], r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18],
     )  # fmt: skip
 
 

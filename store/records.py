@@ -125,6 +125,14 @@ class TrialRecord:
     started_at: float | None
     finished_at: float | None
     origin: str | None = None  # None: suggested; "file:<i>": enqueued in the file; "user"
+    peak_gpu_memory_mb: float | None = None  # the most GPU memory its processes held (NVML)
+    repeat: int = 0  # which run of its configuration ([trial] repeats), from 0
+    repeat_of: int | None = None  # number of the configuration's first run; None for that run
+
+    @property
+    def config_number(self) -> int:
+        """The trial number that names this trial's configuration (its first run's)."""
+        return self.number if self.repeat_of is None else self.repeat_of
 
 
 class MetricPoint(NamedTuple):

@@ -96,7 +96,27 @@ _V2: tuple[str, ...] = (
     "ALTER TABLE commands ADD COLUMN payload TEXT NULL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# v3: GPU utilisation over time and each trial's peak GPU memory (issue 6); repeated runs of
+# one configuration (`[trial] repeats`): `repeat` counts from 0 and `repeat_of` is the number of
+# the configuration's first run (NULL for that run itself and for unrepeated trials).
+_V3: tuple[str, ...] = (
+    """
+    CREATE TABLE gpu_samples (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        gpu INTEGER NOT NULL,
+        utilization REAL NULL,
+        memory_used_mb REAL NULL,
+        memory_total_mb REAL NULL
+    )
+    """,
+    "CREATE INDEX gpu_samples_by_time ON gpu_samples (time)",
+    "ALTER TABLE trials ADD COLUMN peak_gpu_memory_mb REAL NULL",
+    "ALTER TABLE trials ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE trials ADD COLUMN repeat_of INTEGER NULL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 LATEST_VERSION = len(MIGRATIONS)
 
 # Session settings every connection applies (they are not stored in the file, except

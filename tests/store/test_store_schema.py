@@ -153,6 +153,13 @@ async def test_a_saved_old_database_opens_with_its_data(tmp_path, dump):
             assert trials[2].origin == "file:0"
             assert commands[1].action is CommandAction.ENQUEUE
             assert commands[1].payload == {"params": {"x": 0.75}}
+        if int(dump.stem[1:]) >= 3:
+            assert first.peak_gpu_memory_mb == 812.5
+            assert [(t.repeat, t.repeat_of, t.config_number) for t in trials[3:5]] == [
+                (0, None, 3), (1, 3, 3)]
+        else:
+            assert all((t.repeat, t.repeat_of, t.peak_gpu_memory_mb) == (0, None, None)
+                       for t in trials)
     assert schema_of(db_path) == schema_of(fresh)
     with StoreReader(db_path) as reader:
         assert reader.count_trials(seeded.id).total == len(trials)
