@@ -338,7 +338,7 @@ def _best(args: argparse.Namespace) -> int:
 
     with _reader(args) as reader:
         study = _find_study(reader, args.study)
-        best = report.best_dict(reader.best_trial(study.id, study.direction))
+        best = report.best_of_study(reader, study)
     if best is None:
         print(f"study {args.study} has no complete trial yet", file=sys.stderr)
         return 1

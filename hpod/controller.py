@@ -112,8 +112,7 @@ class StudyController:
     def update_spec(self, spec: StudySpec) -> None:
         """A live edit of the study file: budget, parallel, env, timeouts apply to what comes."""
         self.spec = spec
-        self._policy = StudyPolicy(spec, suggester=self._policy.suggester,
-                                   scheduler=self._policy.scheduler)
+        self._policy = self._policy.updated(spec)
         self.progress.budget_trials = spec.budget.trials
         self._wake()
 
@@ -307,10 +306,13 @@ class StudyController:
     async def _next_trial(self) -> TrialRecord | None:
         """What runs next: a requeued trial, a promoted paused one, else a new point."""
         ready = self._first_ready()
-        if ready is not None:
+        while ready is not None:
             self._queue.remove(ready)
             self._retry_at.pop(ready.id, None)
-            return ready
+            if not self._policy.config_stopped(ready):
+                return ready
+            await self._skip_stopped_run(ready)
+            ready = self._first_ready()
         promoted = self._policy.next_resume()
         if promoted is not None and promoted in self._paused_trials:
             self._paused_trials.pop(promoted, None)
@@ -331,9 +333,24 @@ class StudyController:
         if enqueued is not None:
             origin, partial = enqueued
             params = complete_point(self.spec.space, partial, suggestion)
-        trial = await self._store.create_trial(self.study.id, params, origin=origin)
-        self._n_created += 1
-        return trial
+        self._n_created += 1  # the budget counts configurations, however often each runs
+        if self.spec.trial.repeats == 1:
+            return await self._store.create_trial(self.study.id, params, origin=origin)
+        first, *others = await self._store.create_runs(self.study.id, params,
+                                                       self.spec.trial.repeats, origin=origin)
+        self._queue.extend(others)  # the configuration's other runs go next, beside it
+        return first
+
+    async def _skip_stopped_run(self, trial: TrialRecord) -> None:
+        """A queued run whose configuration the scheduler stopped through a sibling run."""
+        final = await self._store.transition(
+            trial.id, TrialState.STOPPED,
+            reason=f"its configuration (trial #{trial.config_number}) was stopped by the "
+                   f"{self.spec.scheduler.kind} scheduler before this run started")
+        self._policy.on_end(final)
+        self._finished[TrialState.STOPPED] += 1
+        await self._observe(final)
+        self._publish()
 
     def _next_enqueued(self) -> tuple[str, dict[str, Any]] | None:
         """Enqueued points run before new suggestions; the file's count against the budget,
@@ -450,7 +467,10 @@ class StudyController:
 
     async def _observe(self, trial: TrialRecord) -> None:
         async with self._suggest_lock:
-            self._policy.observe(trial)
+            observed = self._policy.observe(trial)
+        if observed is None:  # a run of a configuration whose other runs are still going
+            return
+        trial = observed
         if trial.state is TrialState.COMPLETE and trial.value is not None:
             best = self.progress.best_value
             if best is None or self.spec.objective.direction.better(trial.value, best):
@@ -460,7 +480,7 @@ class StudyController:
     async def _restore(self) -> None:
         """Rebuild everything held in memory from the store (start-up, restart, resume)."""
         trials = await self._store.list_trials(self.study.id)
-        self._n_created = len(trials)
+        self._n_created = sum(1 for trial in trials if trial.repeat == 0)
         await self._replay_scheduler(trials)
         self._enqueue_from_file(trials)
         for trial in trials:
@@ -508,7 +528,7 @@ class StudyController:
             if trial.started_at is not None
         }
         self._policy.replay(history_events(trials, metrics, self.spec.objective.metric,
-                                           self.spec.scheduler.resource))
+                                           self.spec.scheduler.resource), trials)
 
     async def _set_state(self, state: StudyState, *, error: str | None = None) -> None:
         if state is self.study.state and error == self.study.error:

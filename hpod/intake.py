@@ -252,8 +252,14 @@ def _identity_refusal(name: str) -> str:
 def _edit_refusal(old: StudySpec, new: StudySpec) -> str | None:
     if old.identity() != new.identity():
         return _identity_refusal(new.name) + " (it keeps running with its previous definition)"
-    for field in ("suggester", "scheduler", "seed"):
-        if getattr(old, field) != getattr(new, field):
+    for field, old_value, new_value in (
+        ("suggester", old.suggester, new.suggester),
+        ("scheduler", old.scheduler, new.scheduler),
+        ("seed", old.seed, new.seed),
+        # How many runs make a configuration: changing it would leave half-measured ones.
+        ("trial.repeats", old.trial.repeats, new.trial.repeats),
+    ):
+        if old_value != new_value:
             return (
                 f"study {new.name}: `{field}` cannot change while the study runs (it keeps "
                 f"running with its previous `{field}`). Fix: restore it, or give the study a new "

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpod.store.reader import StoreReader
-from hpod.store.records import EventRecord, StudyRecord, TrialRecord
+from hpod.repeats import config_results
+from hpod.store.records import EventRecord, StudyRecord, TrialRecord, TrialState
 
 STATUS_COUNT_KEYS = ("queued", "running", "complete", "stopped", "failed", "paused", "interrupted")
 
@@ -34,9 +35,24 @@ def best_dict(trial: TrialRecord | None) -> dict[str, Any] | None:
     return {"value": json_number(trial.value), "params": trial.params, "trial": trial.number}
 
 
+def best_of_study(reader: StoreReader, study: StudyRecord) -> dict[str, Any] | None:
+    """The best trial; with `[trial] repeats`, the best configuration by the mean of its runs."""
+    if study.spec is None:
+        return None
+    if (study.spec.get("trial") or {}).get("repeats", 1) <= 1:
+        return best_dict(reader.best_trial(study.id, study.direction))
+    done = [c for c in config_results(reader.list_trials(study.id))
+            if c.state is TrialState.COMPLETE and c.mean is not None]
+    if not done:
+        return None
+    pick = min if study.direction.value == "minimize" else max
+    best = pick(done, key=lambda c: c.mean)
+    return {"value": best.mean, "params": best.params, "trial": best.number,
+            "runs": best.runs, "values": list(best.values), "std": best.std}
+
+
 def study_status(reader: StoreReader, study: StudyRecord) -> dict[str, Any]:
     counts = reader.count_trials(study.id)
-    best = reader.best_trial(study.id, study.direction) if study.spec is not None else None
     spec = study.spec or {}
     return {
         "name": study.name,
@@ -47,7 +63,7 @@ def study_status(reader: StoreReader, study: StudyRecord) -> dict[str, Any]:
         "objective": {"metric": study.metric, "direction": study.direction.value}
         if study.spec is not None
         else None,
-        "best": best_dict(best),
+        "best": best_of_study(reader, study),
         "error": study.error,
         "elapsed_s": round((study.finished_at or time.time()) - study.created_at, 1),
     }
@@ -90,7 +106,12 @@ def format_status(doc: dict[str, Any]) -> str:
 
 def format_best(name: str, doc: dict[str, Any]) -> str:
     params = "\n".join(f"  {key} = {value!r}" for key, value in doc["params"].items())
-    return f"study {name}: best value {_short(doc['value'])} (trial #{doc['trial']})\n{params}"
+    if "runs" not in doc:
+        return f"study {name}: best value {_short(doc['value'])} (trial #{doc['trial']})\n{params}"
+    spread = f" ± {_short(doc['std'])}" if doc["std"] is not None else ""
+    runs = ", ".join(_short(v) for v in doc["values"])
+    return (f"study {name}: best value {_short(doc['value'])}{spread} (mean of {len(doc['values'])} "
+            f"of {doc['runs']} runs: {runs}; configuration #{doc['trial']})\n{params}")
 
 
 def trial_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
@@ -107,6 +128,8 @@ def trial_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
                 "last_step": trial.last_step,
                 "duration_s": duration,
                 "attempt": trial.attempt,
+                "config": trial.config_number,  # the same for the runs of one configuration
+                "repeat": trial.repeat,
                 "placement": trial.placement,
                 "params": trial.params,
                 "reason": trial.reason,

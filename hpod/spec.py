@@ -194,6 +194,9 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
             f.fail(e.field, f"suggester kind {suggester.kind!r} needs a finite space, but {e.message}",
                    e.fix)
     budget = parse_budget(f, data.get("budget"), suggester.kind)
+    scheduler = parse_scheduler(f, data.get("scheduler"))
+    trial = parse_trial(f, data.get("trial"), command)
+    _check_repeats(f, trial.repeats, scheduler)
     return StudySpec(
         name=name,
         path=path,
@@ -206,15 +209,31 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
         parallel=f.integer(data.get("parallel", 1), "parallel", low=1, high=1024),
         seed=f.integer(data["seed"], "seed", low=0, high=2**63 - 1) if "seed" in data else None,
         suggester=suggester,
-        scheduler=parse_scheduler(f, data.get("scheduler")),
+        scheduler=scheduler,
         resources=parse_resources(f, data.get("resources")),
-        trial=parse_trial(f, data.get("trial"), command),
+        trial=trial,
         max_failures=f.integer(data.get("max_failures", 5), "max_failures", low=1, high=10**6),
         enqueue=parse_enqueue(f, data.get("enqueue"), space, budget.trials),
         source_command=tuple(str(a) for a in source or ()),  # a list: parse_command checked it
         on_finish=_hook(f, data, "on_finish", folder, env),
         on_failure=_hook(f, data, "on_failure", folder, env),
     )
+
+
+# Schedulers that park a trial at a rung (PAUSE); a configuration with several runs would have
+# to park and resume them together, which hpod does not do.
+_PAUSING_SCHEDULERS = frozenset({"sh", "hyperband"})
+
+
+def _check_repeats(f: Fields, repeats: int, scheduler: SchedulerSpec) -> None:
+    if repeats > 1 and (scheduler.kind in _PAUSING_SCHEDULERS or scheduler.mode == "pause"):
+        what = (f"scheduler kind {scheduler.kind!r}" if scheduler.kind in _PAUSING_SCHEDULERS
+                else 'scheduler mode "pause"')
+        f.fail("trial.repeats",
+               f"repeats = {repeats} cannot be combined with {what}, which pauses trials at "
+               "rungs (the runs of a configuration would have to pause and resume together)",
+               'use kind = "asha" or "async-hyperband" with mode = "stop" (or "median"), '
+               "or set repeats = 1")
 
 
 def _hook(f: Fields, data: Mapping[str, Any], name: str, folder: Path,

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hpod.decision import Decision
+from hpod.repeats import RepeatedScheduler, RepeatGroups
 from hpod.schedule import Scheduler, make_scheduler
 from hpod.schedule.base import Ended, Event, Reported, Started
 from hpod.spec import StudySpec
@@ -28,6 +29,19 @@ class StudyPolicy:
         self.spec = spec
         self.suggester = suggester if suggester is not None else build_suggester(spec)
         self.scheduler = scheduler if scheduler is not None else build_scheduler(spec)
+        repeats = spec.trial.repeats
+        # With repeats, the scheduler and the suggester judge configurations (hpod.repeats).
+        self._judge: Scheduler | RepeatedScheduler | None = self.scheduler
+        if repeats > 1 and self.scheduler is not None:
+            self._judge = RepeatedScheduler(self.scheduler, repeats)
+        self._groups = RepeatGroups(repeats) if repeats > 1 else None
+
+    def updated(self, spec: StudySpec) -> StudyPolicy:
+        """The policy under a live edit of the study file (budget, parallel, ...): the same
+        suggester, scheduler and configurations; the edit refuses a change of those."""
+        policy = StudyPolicy(spec, suggester=self.suggester, scheduler=self.scheduler)
+        policy._judge, policy._groups = self._judge, self._groups
+        return policy
 
     @property
     def decision_timeout(self) -> float:
@@ -48,20 +62,37 @@ class StudyPolicy:
         return study.created_at + self.spec.budget.hours * 3600.0 - time.time()
 
     def decide(self, trial_id: int, step: float, value: float) -> Decision:
-        if self.scheduler is None:
+        if self._judge is None:
             return Decision.CONTINUE
-        return self.scheduler.on_report(trial_id, step, value)
+        return self._judge.on_report(trial_id, step, value)
 
     def on_start(self, trial: TrialRecord) -> None:
-        if self.scheduler is not None:
-            self.scheduler.on_start(trial.id)
+        if isinstance(self._judge, RepeatedScheduler):
+            self._judge.on_start(trial)
+        elif self._judge is not None:
+            self._judge.on_start(trial.id)
 
     def on_end(self, trial: TrialRecord) -> None:
-        if self.scheduler is not None:
-            self.scheduler.on_complete(trial.id)
+        if isinstance(self._judge, RepeatedScheduler):
+            self._judge.on_end(trial)
+        elif self._judge is not None:
+            self._judge.on_complete(trial.id)
 
-    def observe(self, trial: TrialRecord) -> None:
-        """Tell the suggester about a finished trial; failures are remembered, not modelled."""
+    def config_stopped(self, trial: TrialRecord) -> bool:
+        """The scheduler stopped this run's configuration (with repeats): it need not start."""
+        return isinstance(self._judge, RepeatedScheduler) and \
+            self._judge.is_stopped(trial.config_number)
+
+    def observe(self, trial: TrialRecord) -> TrialRecord | None:
+        """Tell the suggester about a finished trial; failures are remembered, not modelled.
+
+        With repeats, a run only counts once all the runs of its configuration have ended: the
+        suggester then sees their mean. Returns the record observed (None: not yet)."""
+        if self._groups is not None:
+            combined = self._groups.add(trial)
+            if combined is None:
+                return None
+            trial = combined
         if trial.state is TrialState.COMPLETE:
             self.suggester.observe(trial.params, _finite(trial.value))
         elif trial.state is TrialState.FAILED:
@@ -70,23 +101,26 @@ class StudyPolicy:
             # A trial stopped early carries a value at a lower resource (ASHA's rung).
             resource = float(trial.last_step) if trial.last_step is not None else None
             self.suggester.observe(trial.params, _finite(trial.value), resource)
+        return trial
 
-    def replay(self, events: list[Event]) -> None:
+    def replay(self, events: list[Event], trials: Sequence[TrialRecord] = ()) -> None:
         """Rebuild the scheduler's rungs after a restart from the stored history, in order."""
-        if self.scheduler is not None:
-            self.scheduler.replay(events)
+        if isinstance(self._judge, RepeatedScheduler):
+            self._judge.replay(events, trials)
+        elif self._judge is not None:
+            self._judge.replay(events)
 
     def next_resume(self) -> int | None:
         """A paused trial the scheduler promotes now (it runs again before any new point)."""
-        return self.scheduler.next_resume() if self.scheduler is not None else None
+        return self._judge.next_resume() if self._judge is not None else None
 
     def take_stopped(self) -> list[int]:
         """Paused trials the scheduler will never promote: they are stopped for good."""
-        return self.scheduler.take_stopped() if self.scheduler is not None else []
+        return self._judge.take_stopped() if self._judge is not None else []
 
     def no_more_trials(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.on_no_more_trials()
+        if self._judge is not None:
+            self._judge.on_no_more_trials()
 
 
 def build_suggester(spec: StudySpec) -> Suggester:

@@ -35,7 +35,7 @@ from hpod.decision import Decision
 from hpod.wire import LineBuffer, encode_checkpoint, encode_report, parse_decision
 
 __all__ = ["params", "report", "should_stop", "checkpoint", "trial_dir", "resume_from",
-           "trial_id", "trial_number", "study", "TrialClient"]
+           "trial_id", "trial_number", "study", "seed", "repeat", "TrialClient"]
 
 #: When HPOD_DECISION_TIMEOUT is absent (an older daemon): how long a report waits for its answer.
 DEFAULT_DECISION_TIMEOUT = 30.0
@@ -108,6 +108,15 @@ class TrialClient:
 
     def study(self) -> str | None:
         return self._env.get("HPOD_STUDY") or None
+
+    def seed(self, default: int = 0) -> int:
+        """HPOD_SEED: seed your framework with it (`keras.utils.set_random_seed(seed())`) so
+        that the runs of a repeated configuration differ and a retried run repeats itself."""
+        return _int(self._env.get("HPOD_SEED"), default)
+
+    def repeat(self) -> int:
+        """HPOD_REPEAT: which run of its configuration this is (`[trial] repeats`), from 0."""
+        return _int(self._env.get("HPOD_REPEAT"), 0)
 
     # -- talking to the daemon -------------------------------------------------------------
 
@@ -205,6 +214,13 @@ class TrialClient:
                 return None
 
 
+def _int(raw: str | None, default: int) -> int:
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        return default
+
+
 def _fd(env: Mapping[str, str], name: str) -> int | None:
     raw = env.get(name)
     if not raw:
@@ -276,3 +292,11 @@ def trial_number() -> int | None:
 
 def study() -> str | None:
     return _client().study()
+
+
+def seed(default: int = 0) -> int:
+    return _client().seed(default)
+
+
+def repeat() -> int:
+    return _client().repeat()

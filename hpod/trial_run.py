@@ -21,6 +21,7 @@ from hpod.decision import Decision
 from hpod.errors import LaunchError
 from hpod.executor.base import Executor, RunningTrial, TrialExit
 from hpod.ingest import MetricSink
+from hpod.repeats import run_seed
 from hpod.resources import Lease
 from hpod.spec import StudySpec
 from hpod.store.records import EventLevel, TrialRecord, TrialState
@@ -114,6 +115,11 @@ class TrialRun:
                 "HPOD_STUDY": self.spec.name,
                 "HPOD_TRIAL_DIR": str(self.trial_dir),
                 "HPOD_ATTEMPT": str(self.trial.attempt),
+                # Which run of its configuration this is ([trial] repeats), and the seed that
+                # makes the runs differ (the same for a retry of the same run).
+                "HPOD_REPEAT": str(self.trial.repeat),
+                "HPOD_SEED": str(run_seed(self.spec.seed, self.trial.config_number,
+                                          self.trial.repeat)),
                 "HPOD_DECISION_TIMEOUT": f"{self._decision_timeout:g}",
                 # Trial logs should be readable while the trial runs, not when it exits.
                 "PYTHONUNBUFFERED": "1",

@@ -254,8 +254,8 @@ INSERT_STUDY = (
 # The number is computed in the same statement as the insert, so it is atomic per study.
 INSERT_TRIAL = (
     "INSERT INTO trials (study_id, number, params_json, state, created_at, started_at, "
-    "finished_at, origin) SELECT ?, COALESCE(MAX(number) + 1, 0), ?, ?, ?, ?, ?, ? FROM trials "
-    "WHERE study_id = ?"
+    "finished_at, origin, repeat, repeat_of) SELECT ?, COALESCE(MAX(number) + 1, 0), ?, ?, ?, "
+    "?, ?, ?, ?, ? FROM trials WHERE study_id = ?"
 )
 INSERT_METRIC = "INSERT INTO metrics (trial_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)"
 SET_LAST_STEP = "UPDATE trials SET last_step = ? WHERE id = ?"
@@ -274,12 +274,13 @@ FINISH_COMMAND = "UPDATE commands SET state = ?, applied_at = ?, result = ? WHER
 
 def trial_insert_params(
     study_id: int, params: Mapping[str, Any], state: TrialState, now: float,
-    origin: str | None = None,
+    origin: str | None = None, repeat: int = 0, repeat_of: int | None = None,
 ) -> tuple[Any, ...]:
     state = TrialState(state)
     started = now if state is TrialState.RUNNING else None
     finished = now if state.is_finished() else None
-    return (study_id, dump_json(params), state.value, now, started, finished, origin, study_id)
+    return (study_id, dump_json(params), state.value, now, started, finished, origin, repeat,
+            repeat_of, study_id)
 
 
 def metric_rows(points: Sequence[MetricPoint]) -> Sequence[tuple[int, int, str, float, float]]:

@@ -210,6 +210,35 @@ class Store:
             trial_id, _ = await _execute(conn, q.INSERT_TRIAL, row)
             return await _fetch(conn, q.get_trial(trial_id))
 
+    async def create_runs(
+        self,
+        study_id: int,
+        params: dict[str, Any],
+        repeats: int,
+        *,
+        origin: str | None = None,
+    ) -> list[TrialRecord]:
+        """A configuration's `repeats` queued runs (`[trial] repeats`), in one transaction: a
+        crash never leaves a configuration with fewer runs than its study asks for. The first
+        run is the configuration's number; the others name it in `repeat_of`."""
+        if repeats < 1:
+            raise ValueError(f"a configuration needs at least 1 run, got {repeats}")
+        now = self._clock()
+        async with self._transaction() as conn:
+            await _fetch(conn, q.get_study(study_id))
+            first_id, _ = await _execute(
+                conn, q.INSERT_TRIAL, q.trial_insert_params(study_id, params, TrialState.QUEUED,
+                                                            now, origin))
+            first = await _fetch(conn, q.get_trial(first_id))
+            runs = [first]
+            for repeat in range(1, repeats):
+                trial_id, _ = await _execute(
+                    conn, q.INSERT_TRIAL,
+                    q.trial_insert_params(study_id, params, TrialState.QUEUED, now, origin,
+                                          repeat, first.number))
+                runs.append(await _fetch(conn, q.get_trial(trial_id)))
+            return runs
+
     async def transition(
         self,
         trial_id: int,

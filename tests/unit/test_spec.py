@@ -96,6 +96,8 @@ BROKEN_CASES: dict[str, tuple[str | None, str]] = {
     "toml_syntax.toml": (None, "TOML syntax error: Invalid value (at line 4, column 12)"),
     "trial_negative_retries.toml": ("trial.retries", "must be at least 0"),
     "trial_unknown_key.toml": ("trial.timout", "Did you mean 'timeout'?"),
+    "trial_repeats_with_pause.toml": ("trial.repeats", 'scheduler mode "pause"'),
+    "trial_repeats_zero.toml": ("trial.repeats", "must be at least 1"),
     "unknown_param_key.toml": ("space.lr.hgh", "Did you mean 'high'?"),
     "unknown_param_type.toml": ("space.lr.type", "Did you mean 'float'?"),
     "unknown_top_key.toml": ("paralel", "Did you mean 'parallel'?"),
@@ -230,7 +232,7 @@ def test_every_field_away_from_its_default() -> None:
     assert spec.resources.gpus_per_trial == 0.5
     assert dataclasses.asdict(spec.trial) == {"timeout": 3600.0, "retries": 2,
                                              "retry_delay": 1.5, "stall_timeout": 300.0,
-                                             "grace": 30.0, "preload": (), "repeats": 3}
+                                             "grace": 30.0, "preload": (), "repeats": 1}
 
 
 # -- parse_study on data ---------------------------------------------------------------------
