@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The venv is rebuilt whenever pyproject.toml changes (the stamp is older than it).
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,tensorflow
+EXTRAS ?= dev,tensorflow,ray
 DEMO_DIR ?= build/demo
 
 .PHONY: demo test venv clean help

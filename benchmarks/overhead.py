@@ -9,8 +9,9 @@
 4. Warm starts (hpod/executor/warm.py; skipped with --skip-warm or without TensorFlow):
    a. launch to first report of a Keras trial (import TensorFlow, build a tiny model, report
       once), cold through LocalExecutor vs warm in a ready spare: medians, and their ratio;
-   b. the digits example (examples/digits) under ASHA through the daemon, the same study cold
-      and with `[trial] preload`: wall-clock for the same number of trials, and the ratio.
+   b. a copy of the digits example (examples/digits) under ASHA through `hpod serve
+      --exit-when-idle`, cold (its `[trial] preload` removed) and as shipped (warm): wall-clock
+      for the same number of trials, and the ratio. `--warm-only` runs only this part.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import logging
 import os
+import re
+import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,71 +184,58 @@ model.compile(optimizer="adam", loss="mse")
 trial.report(0, loss=float(model.count_params()))
 """
 
-# The digits study of examples/digits, under ASHA: most trials stop after their first epoch,
-# so the import of TensorFlow is most of what a trial costs.
+# examples/digits as shipped, but under ASHA (rungs at 1, 3 and 9 epochs): most trials stop
+# after their first epoch, so the import of TensorFlow is most of what a trial costs.
 DIGITS_ASHA = """\
-name = "digits_asha"
-command = {command}
-objective = {{ metric = "val_accuracy", direction = "maximize" }}
-budget = {{ trials = {trials} }}
-parallel = {parallel}
-seed = 0
-env = {{ TF_CPP_MIN_LOG_LEVEL = "2", TF_NUM_INTRAOP_THREADS = "1", TF_NUM_INTEROP_THREADS = "1" }}
-
-[space]
-lr = {{ type = "float", low = 1e-4, high = 3e-2, log = true }}
-units = {{ type = "int", low = 16, high = 256, log = true }}
-dropout = {{ type = "float", low = 0.0, high = 0.5, step = 0.1 }}
-act = {{ type = "categorical", choices = ["relu", "tanh", "gelu"] }}
-batch_size = {{ type = "categorical", choices = [16, 32, 64] }}
-epochs = 9
-
 [scheduler]
 kind = "asha"
 resource = "epoch"
 min_resource = 1
 max_resource = 9
-reduction_factor = 3
-
-[trial]
-timeout = 600
-{preload}
-"""
-DIGITS_PRELOAD = ("tensorflow", "keras", "sklearn.datasets", "sklearn.model_selection")
+reduction_factor = 3"""
 
 
-class _SlotsAndPreload:
-    """Stands in for the daemon's wiring of warm starts: passes the study's `preload` and a
-    slot key (one per concurrently running trial, as lease labels are) to the executor.
-    Once the controller passes them itself, launches that carry them go through untouched."""
+def digits_copy(folder: Path, *, trials: int, parallel: int, warm: bool) -> tuple[str, ...]:
+    """Copy examples/digits into `folder` with ASHA, `trials` and `parallel`; cold, without
+    its `[trial] preload`. Returns the modules the example preloads."""
+    source = REPO / "examples" / "digits"
+    shutil.copy(source / "train.py", folder / "train.py")
+    text = (source / "digits.toml").read_text()
+    preload = tuple(tomllib.loads(text)["trial"].get("preload", ()))
+    if not preload:
+        raise RuntimeError("examples/digits/digits.toml has no [trial] preload")
+    edits = {r"^budget = .*$": f"budget = {{ trials = {trials} }}",
+             r"^parallel = .*$": f"parallel = {parallel}",
+             r"^epochs = .*$": "epochs = 9",
+             r'^\[scheduler\]\nkind = "fifo"$': DIGITS_ASHA}
+    if not warm:
+        edits[r"^preload = .*$"] = ""
+    for pattern, replacement in edits.items():
+        text, n = re.subn(pattern, lambda _m, r=replacement: r, text, flags=re.M)
+        if n != 1:
+            raise RuntimeError(f"examples/digits/digits.toml changed: {pattern!r} not found")
+    (folder / "digits.toml").write_text(text)
+    return preload
 
-    def __init__(self, executor, preload: Sequence[str], slots: int) -> None:
-        self._executor = executor
-        self._preload = tuple(preload)
-        self._free = [f"slot:{i}" for i in range(slots)]
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def launch(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path,
-                     trial_dir: Path, preload: Sequence[str] = (), slot: str | None = None):
-        if preload or slot is not None:
-            return await self._executor.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir,
-                                               preload=preload, slot=slot)
-        key = self._free.pop(0)
-        try:
-            trial = await self._executor.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir,
-                                                preload=self._preload, slot=key)
-        except BaseException:
-            self._free.insert(0, key)
-            raise
-
-        async def give_back() -> None:
-            await trial.exited()
-            self._free.insert(0, key)
-
-        task = asyncio.get_running_loop().create_task(give_back())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return trial
+def serve_digits(folder: Path, slots: int, spares: str) -> dict[str, float]:
+    """`hpod serve --exit-when-idle` on the copy: wall-clock, finished trials, warm starts."""
+    log = folder / "daemon.log"
+    started = time.perf_counter()
+    with log.open("w") as out:
+        subprocess.run([sys.executable, "-m", "hpod", "serve", str(folder), "--slots",
+                        str(slots), "--exit-when-idle", "--spares", spares],
+                       check=True, stdout=out, stderr=subprocess.STDOUT)
+    elapsed = time.perf_counter() - started
+    con = sqlite3.connect(folder / ".hpod" / "hpod.db")
+    try:
+        (finished,) = con.execute(
+            "SELECT count(*) FROM trials WHERE state IN ('complete', 'stopped')").fetchone()
+    finally:
+        con.close()
+    found = re.search(r"warm starts: (\d+) of (\d+)", log.read_text())
+    return {"seconds": elapsed, "finished": finished,
+            "warm_starts": int(found.group(1)) if found else 0}
 
 
 async def _first_report_seconds(executor, argv: list[str], env: dict[str, str], cwd: Path,
@@ -292,39 +281,9 @@ async def _keras_first_report(work: Path, repeats: int) -> dict[str, float]:
     return {"cold_s": statistics.median(cold), "warm_s": statistics.median(warm)}
 
 
-def _run_digits(folder: Path, slots: int, executor) -> tuple[float, int]:
-    from hpod.config import DaemonConfig
-    from hpod.daemon import Daemon
-
-    config = DaemonConfig(db_path=folder / ".hpod" / "hpod.db", folder=folder, slots=slots,
-                          gpus="none", exit_when_idle=True)
-
-    async def serve() -> None:
-        try:
-            await Daemon(config, executor=executor).run()
-        finally:
-            close = getattr(executor, "aclose", None)
-            if close is not None:
-                await close()
-
-    started = time.perf_counter()
-    asyncio.run(serve())
-    elapsed = time.perf_counter() - started
-    con = sqlite3.connect(config.db_path)
-    try:
-        (finished,) = con.execute(
-            "SELECT count(*) FROM trials WHERE state IN ('complete', 'stopped')").fetchone()
-    finally:
-        con.close()
-    return elapsed, finished
-
-
-def bench_warm(work: Path, *, repeats: int, trials: int,
-               slots: int | None = None) -> dict[str, float]:
+def bench_warm(work: Path, *, repeats: int, trials: int, slots: int | None = None,
+               spares: str = "auto") -> dict[str, float]:
     """Warm vs cold in one run: Keras launch-to-first-report, and digits under ASHA."""
-    from hpod.executor.local import LocalExecutor
-    from hpod.executor.warm import WarmExecutor
-
     subprocess.run([sys.executable, "-c", "import tensorflow, keras, sklearn.model_selection"],
                    check=True, capture_output=True)  # a warm page cache for both sides
     keras_work = work / "keras"
@@ -333,29 +292,18 @@ def bench_warm(work: Path, *, repeats: int, trials: int,
 
     # One trial per two cores: a spare imports on the core its trial leaves free.
     slots = slots or max(1, len(os.sched_getaffinity(0)) // 2)
-    logging.basicConfig(level=logging.WARNING)
-    command = json.dumps(["python", str(REPO / "examples" / "digits" / "train.py")])
-    timings = {}
+    runs = {}
     for mode in ("cold", "warm"):
         folder = work / f"digits-{mode}"
         folder.mkdir()
-        preload = f"preload = {json.dumps(list(DIGITS_PRELOAD))}" if mode == "warm" else ""
-        (folder / "digits_asha.toml").write_text(DIGITS_ASHA.format(
-            command=command, trials=trials, parallel=slots, preload=preload))
-        warm = None
-        if mode == "cold":
-            executor = LocalExecutor()
-        else:  # the default gate: spares start only on a core nothing else wants
-            warm = WarmExecutor(spare_dir=folder / "spares")
-            executor = _SlotsAndPreload(warm, DIGITS_PRELOAD, slots)
-        elapsed, finished = _run_digits(folder, slots, executor)
-        if finished != trials:
-            raise RuntimeError(f"{mode}: {finished} of {trials} digits trials finished")
-        timings[mode] = elapsed
-        if warm is not None:
-            result["digits_warm_starts"] = warm.warm_starts
-    result.update(digits_cold_s=timings["cold"], digits_warm_s=timings["warm"],
-                  digits_trials=trials, digits_slots=slots)
+        digits_copy(folder, trials=trials, parallel=slots, warm=mode == "warm")
+        runs[mode] = serve_digits(folder, slots, spares if mode == "warm" else "off")
+        if runs[mode]["finished"] != trials:
+            raise RuntimeError(f"{mode}: {runs[mode]['finished']} of {trials} digits trials "
+                               f"finished; see {folder / 'daemon.log'}")
+    result.update(digits_cold_s=runs["cold"]["seconds"], digits_warm_s=runs["warm"]["seconds"],
+                  digits_warm_starts=runs["warm"]["warm_starts"], digits_trials=trials,
+                  digits_slots=slots)
     return result
 
 
@@ -370,29 +318,56 @@ def main() -> int:
                         help="Keras trials timed each way (the medians are compared)")
     parser.add_argument("--warm-trials", type=int, default=10,
                         help="digits trials under ASHA, each way")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="only the warm-start benchmark (parts 1-3 left out)")
+    parser.add_argument("--warm-spares", choices=("auto", "ignore-load"), default="auto",
+                        help="`hpod serve --spares` for the warm digits run (default: auto, "
+                        "as a user gets it)")
     args = parser.parse_args()
+    if args.warm_only and args.skip_warm:
+        parser.error("--warm-only and --skip-warm leave nothing to measure")
 
     has_tf = all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras",
                                                                     "sklearn"))
     with tempfile.TemporaryDirectory(prefix="hpod-bench-") as tmp:
         work = Path(tmp)
-        throughput = bench_throughput(work, args.trials)
-        ingest = bench_ingest(work, args.steps)
-        idle = bench_idle(work, args.idle_seconds)
+        if not args.warm_only:
+            throughput = bench_throughput(work, args.trials)
+            ingest = bench_ingest(work, args.steps)
+            idle = bench_idle(work, args.idle_seconds)
         warm = None
         if not args.skip_warm and has_tf:
             warm_work = work / "warm"
             warm_work.mkdir()
-            warm = bench_warm(warm_work, repeats=args.warm_repeats, trials=args.warm_trials)
+            warm = bench_warm(warm_work, repeats=args.warm_repeats, trials=args.warm_trials,
+                              spares=args.warm_spares)
 
+    print(f"hpod overhead benchmark ({os.cpu_count()} cores, Python {sys.version.split()[0]})\n")
+    print("| measure | hpod | baseline | ratio | goal |")
+    print("|---|---|---|---|---|")
+    if not args.warm_only:
+        print_overhead(args, throughput, ingest, idle)
+    if warm is not None:
+        print(f"| Keras trial, launch to first report, median of {args.warm_repeats} "
+              f"| {warm['warm_s']:.2f} s warm | {warm['cold_s']:.2f} s cold "
+              f"| {warm['cold_s'] / warm['warm_s']:.1f}× faster | ≥ 5× |")
+        print(f"| digits under ASHA, {warm['digits_trials']:.0f} trials on "
+              f"{warm['digits_slots']:.0f} slot(s) ({warm['digits_warm_starts']:.0f} started "
+              f"warm, spares {args.warm_spares}), wall-clock "
+              f"| {warm['digits_warm_s']:.0f} s warm | {warm['digits_cold_s']:.0f} s cold "
+              f"| {warm['digits_cold_s'] / warm['digits_warm_s']:.2f}× faster | > 1× |")
+    elif not args.skip_warm:
+        print("| warm starts | skipped: TensorFlow, Keras or scikit-learn not installed | | | |")
+    return 0
+
+
+def print_overhead(args: argparse.Namespace, throughput: dict[str, float],
+                   ingest: dict[str, float], idle: dict[str, float | bool]) -> None:
     n = args.trials
     rate_total = n / throughput["daemon_total_s"]
     rate_trials = n / throughput["daemon_trials_s"]
     rate_plain = n / throughput["plain_s"]
     reports_per_s = ingest["reports"] / ingest["seconds"]
-    print(f"hpod overhead benchmark ({os.cpu_count()} cores, Python {sys.version.split()[0]})\n")
-    print("| measure | hpod | baseline | ratio | goal |")
-    print("|---|---|---|---|---|")
     print(f"| {n} no-op trials, 2 slots, trials/s (whole daemon run incl. start-up) "
           f"| {rate_total:.1f} | {rate_plain:.1f} (plain spawn loop) "
           f"| {rate_total / rate_plain:.2f} | ≥ 0.8 |")
@@ -405,18 +380,6 @@ def main() -> int:
           f"| 1 % (goal) | | < 1 % |")
     print(f"| idle daemon RSS | {idle['rss_mb']:.0f} MB | 150 MB (goal) | | < 150 MB |")
     print(f"| TensorFlow loaded in the daemon | {idle['tensorflow_loaded']} | | | False |")
-    if warm is not None:
-        print(f"| Keras trial, launch to first report, median of {args.warm_repeats} "
-              f"| {warm['warm_s']:.2f} s warm | {warm['cold_s']:.2f} s cold "
-              f"| {warm['cold_s'] / warm['warm_s']:.1f}× faster | ≥ 5× |")
-        print(f"| digits under ASHA, {warm['digits_trials']:.0f} trials on "
-              f"{warm['digits_slots']:.0f} slot(s) ({warm['digits_warm_starts']:.0f} started "
-              "warm), wall-clock "
-              f"| {warm['digits_warm_s']:.0f} s warm | {warm['digits_cold_s']:.0f} s cold "
-              f"| {warm['digits_cold_s'] / warm['digits_warm_s']:.2f}× faster | > 1× |")
-    elif not args.skip_warm:
-        print("| warm starts | skipped: TensorFlow, Keras or scikit-learn not installed | | | |")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hpod import __version__
-from hpod.config import DaemonConfig, default_db_path, default_slots
+from hpod.config import (EXECUTORS, SPARES_MODES, DaemonConfig, default_db_path,
+                         default_slots)
 from hpod.errors import DaemonError, HpodError, StudySpecError
 from hpod.store.errors import StoreError
 
@@ -32,6 +33,7 @@ typical session:
   hpod trials ~/studies digits --format csv > digits.csv
   hpod run digits.toml                 one study in the foreground, exits when done
   hpod check digits.toml               validate a study file without running anything
+  hpod simulate digits.toml            replay it on a virtual clock: what it reaches, and when
 
 docs: docs/study-file.md (study files), docs/trial-protocol.md (writing a trial)
 """
@@ -62,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit once every study present at start is finished (for scripts and tests)",
     )
+    serve.add_argument(
+        "--spares",
+        choices=SPARES_MODES,
+        default="auto",
+        help="warm starts for studies with [trial] preload: auto (default) starts a spare "
+        "process only on a core nothing else wants; ignore-load also when other programs "
+        "keep the cores busy; off starts every trial cold",
+    )
+    serve.add_argument(
+        "--executor", choices=EXECUTORS, default="local",
+        help="where trials run unless a study's [executor] says otherwise: local (default) "
+        "or ray (a Ray cluster; needs pip install 'hpod[ray]'; see docs/cluster.md)")
+    serve.add_argument(
+        "--ray-address", metavar="ADDRESS", default=None,
+        help="the Ray cluster to use (what `ray start --head` prints, e.g. 10.0.0.1:6379); "
+        "default: a study's [executor] address, else a local Ray instance")
 
     run = sub.add_parser(
         "run",
@@ -141,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(sub)
 
+    from hpod.simulate_cli import add_simulate_parser
+
+    add_simulate_parser(sub)
+
     for name, what in (("stop", "stop a study, or one trial with --trial"),
                        ("pause", "pause a study: running trials finish, none start"),
                        ("resume", "resume a paused, stopped or failed study")):
@@ -214,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tui": _tui,
         "gpus": _gpus,
         "export": _export,
+        "simulate": _simulate,
     }
     try:
         return handlers[args.command](args)
@@ -253,6 +276,9 @@ def _serve(args: argparse.Namespace) -> int:
         exit_when_idle=args.exit_when_idle,
         gpus=args.gpus,
         min_free_memory_mb=args.min_free_memory,
+        spares=args.spares,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     asyncio.run(_daemon(config).run())
     return 0
@@ -446,3 +472,9 @@ def _export(args: argparse.Namespace) -> int:
     from hpod.export_optuna import run_export
 
     return run_export(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from hpod.simulate_cli import run_simulate
+
+    return run_simulate(args)

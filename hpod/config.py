@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STATE_DIR_NAME = ".hpod"
+SPARES_MODES = ("auto", "ignore-load", "off")
+EXECUTORS = ("local", "ray")
 
 
 def default_db_path(folder: Path) -> Path:
@@ -45,12 +47,32 @@ class DaemonConfig:
     command_interval: float = 0.5
     # The watcher's debounce: editors write a file in several steps; we parse once they settle.
     debounce_ms: int = 200
+    # Seconds between two samples of GPU utilisation and of trials' GPU memory (NVML only):
+    # NVML answers in microseconds; the cost is the rows, kept a week (hpod/gpu_usage.py).
+    gpu_sample_interval: float = 10.0
+    # Spare processes for studies with `[trial] preload` (docs/warm-start.md): "auto" starts one
+    # only on a core that nothing wants, "ignore-load" when hpod's own trials leave a core free
+    # whatever else runs, "off" starts every trial cold.
+    spares: str = "auto"
+    # Where trials run unless a study's [executor] says otherwise: "local" (this machine) or
+    # "ray" (a Ray cluster, docs/cluster.md); `ray_address` None starts a local Ray instance.
+    executor: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise ValueError(f"slots must be at least 1, got {self.slots}")
         if self.folder is None and not self.study_files:
             raise ValueError("a daemon needs a folder to watch or study files to run")
+        if not self.gpu_sample_interval > 0:
+            raise ValueError(f"gpu_sample_interval must be > 0 seconds, got "
+                             f"{self.gpu_sample_interval}")
+        if self.spares not in SPARES_MODES:
+            raise ValueError(f"spares must be one of {', '.join(SPARES_MODES)}, got "
+                             f"{self.spares!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got "
+                             f"{self.executor!r}")
 
     @property
     def state_dir(self) -> Path:

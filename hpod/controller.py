@@ -411,6 +411,9 @@ class StudyController:
         return self._config.trials_dir / self.name / f"{trial.number:05d}"
 
     async def _record(self, trial: TrialRecord, outcome: TrialOutcome) -> None:
+        if outcome.state is TrialState.INTERRUPTED and self._end is None:
+            await self._requeue_lost(trial, outcome)
+            return
         final = await self._store.transition(
             trial.id,
             outcome.state,
@@ -445,6 +448,20 @@ class StudyController:
             logger.error("study %s stopped: %s", self.name, reason)
             await self._store.record_event(EventLevel.ERROR, reason, study_id=self.study.id)
             self._finish(StudyState.FAILED, TrialState.STOPPED, reason, None)
+        self._publish()
+
+    async def _requeue_lost(self, trial: TrialRecord, outcome: TrialOutcome) -> None:
+        """Its machine went away under it (a lost Ray node): it runs again at once, as after
+        a daemon restart; the scheduler still counts it running, as its replay would."""
+        await self._store.transition(trial.id, TrialState.INTERRUPTED, reason=outcome.reason,
+                                     value=outcome.value)
+        requeued = await self._store.transition(trial.id, TrialState.QUEUED)
+        self._queue.append(requeued)
+        message = (f"trial {self.name}#{trial.number} was interrupted ({outcome.reason}); "
+                   "it will run again")
+        logger.warning("%s", message)
+        await self._store.record_event(EventLevel.WARNING, message, study_id=self.study.id,
+                                       trial_id=trial.id)
         self._publish()
 
     async def _maybe_retry(self, trial: TrialRecord, outcome: TrialOutcome) -> None:

@@ -4,7 +4,7 @@
     ├─ lock the database (one daemon per database), open the store, reconcile trials a crash
     │  left RUNNING, install signal handlers
     ├─ TaskGroup: metric flusher · command poller · intake (watcher or fixed files) ·
-    │  one StudyController per study
+    │  GPU recorder (with NVML) · one StudyController per study
     └─ shutdown: stop intake, controllers interrupt their trials (SIGTERM, SIGKILL after the
        grace), flush reports, close the store, log a summary
 """
@@ -21,10 +21,12 @@ from hpod.controller import StudyController, StudyProgress
 from hpod.errors import DaemonError, SpaceError
 from hpod.executor.base import Executor
 from hpod.executor.leftovers import kill_leftovers
-from hpod.executor.local import LocalExecutor
+from hpod.executor.ray import RayCluster
+from hpod.executor.select import build_executor, close_executor, retire_study, runs_on_ray
 from hpod.ingest import MetricSink
 from hpod.intake import StudyIntake
 from hpod.lock import DaemonLock
+from hpod.gpu_usage import GpuUsage
 from hpod.gpus import discover_gpus
 from hpod.resources import ResourcePool
 from hpod.spec import StudySpec
@@ -53,7 +55,9 @@ class Daemon:
         on_progress: Callable[[StudyProgress], None] = lambda _progress: None,
     ) -> None:
         self.config = config
-        self._executor = executor if executor is not None else LocalExecutor()
+        # One the daemon builds is its own to close (its spares end with the daemon).
+        self._owns_executor = executor is None
+        self._executor = executor if executor is not None else build_executor(config)
         self._on_progress = on_progress
         self._inventory = discover_gpus(config.gpus)
         self._pool = ResourcePool(
@@ -67,6 +71,10 @@ class Daemon:
         self.controllers: dict[str, StudyController] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._idle_changed_event = asyncio.Event()
+        # What trials launch through: the executor, or the GPU recorder's wrapper of it that
+        # notes each trial's process group (_start_gpu_usage).
+        self._launcher: Executor = self._executor
+        self._ray: RayCluster | None = None  # connected when the first Ray study starts
 
     def __repr__(self) -> str:
         running = sum(c.running for c in self.controllers.values())
@@ -116,17 +124,32 @@ class Daemon:
                 intake = StudyIntake(self.config, store, start=start, live=self.controllers)
                 self._intake = intake
                 flusher = tg.create_task(sink.run(), name="metric-flusher")
+                gpu_usage = self._start_gpu_usage(tg, store)
                 commands = tg.create_task(self._command_loop(store), name="commands")
                 intake_task = tg.create_task(intake.run(), name="intake")
                 idle = tg.create_task(self._exit_when_idle(intake), name="idle-watch")
                 await self._stop_requested.wait()
                 await self._shutdown(intake, intake_task, commands, idle)
                 flusher.cancel()
+                if gpu_usage is not None:
+                    gpu_usage.cancel()
         finally:
             restore_signals()
+            if self._owns_executor:
+                await close_executor(self._executor)
+            if self._ray is not None:
+                await self._ray.aclose()
             await self._pool.aclose()
             self._inventory.close()
         logger.info("daemon stopped; %d report(s) written this run", sink.written)
+
+    def _start_gpu_usage(self, tg: asyncio.TaskGroup, store: Store) -> asyncio.Task[None] | None:
+        """Record GPU utilisation and trials' peak GPU memory where NVML can say them."""
+        usage = GpuUsage.for_inventory(store, self._inventory, self.config.gpu_sample_interval)
+        if usage is None:
+            return None
+        self._launcher = usage.track(self._executor)
+        return tg.create_task(usage.run(), name="gpu-usage")
 
     def _log_placement(self) -> None:
         usable = self._inventory.usable
@@ -165,12 +188,13 @@ class Daemon:
         spec: StudySpec,
         study: StudyRecord,
     ) -> None:
+        executor, pool = self._placement(spec)
         controller = StudyController(
             spec=spec,
             study=study,
             store=store,
-            pool=self._pool,
-            executor=self._executor,
+            pool=pool,
+            executor=executor,
             sink=sink,
             config=self.config,
             on_change=self._progress_changed,
@@ -179,6 +203,16 @@ class Daemon:
         self._tasks[spec.name] = tg.create_task(
             self._run_controller(controller, store), name=f"study:{spec.name}"
         )
+
+    def _placement(self, spec: StudySpec) -> tuple[Executor, ResourcePool]:
+        """Where a study's trials run: this machine, or a Ray cluster (docs/cluster.md)."""
+        if not runs_on_ray(spec, self.config):
+            return self._launcher, self._pool
+        if self._ray is None:
+            self._ray = RayCluster(spec.executor.address or self.config.ray_address)
+        leases = self._ray.leases(spec.executor.address or self.config.ray_address,
+                                  cpus_per_trial=spec.executor.cpus_per_trial)
+        return self._ray.executor, leases  # type: ignore[return-value]
 
     async def _run_controller(self, controller: StudyController, store: Store) -> None:
         try:
@@ -195,6 +229,8 @@ class Daemon:
                 del self.controllers[controller.name]
                 self._tasks.pop(controller.name, None)
             self._idle_changed()
+            if controller.name not in self.controllers:  # not restarted meanwhile
+                await retire_study(self._executor, controller.name)
 
     async def _fail_study(self, store: Store, controller: StudyController,
                           error: Exception) -> None:

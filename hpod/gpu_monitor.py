@@ -44,9 +44,10 @@ class GpuMonitor:
         """One sample, passed to the callback and returned; None when the probe failed."""
         try:
             gpus = await asyncio.to_thread(self._probe.query)
-        except GpuProbeError as e:
+        except Exception as e:  # noqa: BLE001 — a driver hiccup or a probe's bug: never fatal
             if not self._failing:  # one warning per outage, not one per sample
-                logger.warning("GPU sampling failed: %s", e)
+                why = str(e) if isinstance(e, GpuProbeError) else f"{type(e).__name__}: {e}"
+                logger.warning("GPU sampling failed: %s", why)
             self._failing = True
             return None
         if self._failing:

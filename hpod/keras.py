@@ -19,6 +19,8 @@ At the end of each epoch every number in Keras's logs goes to the daemon as one 
   so code after fit must not run as if it were: exiting is what the daemon waits for.
 - on resume (HPOD_RESUME_FROM set by the daemon), `restore(model)` loads that checkpoint and
   returns the epoch to continue from.
+Creating a Reporter declares the trial resumable (hpod.trial.declare_resumable): without that
+declaration the daemon never pauses a trial.
 
 Keras and TensorFlow are imported when a Reporter is created, never by `import hpod.keras`.
 The GPU memory cap (HPOD_GPU_MEMORY_LIMIT_MB, from `[resources] gpu_memory_limit`) is applied
@@ -43,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "keras-checkpoint"
 STATE_FILE = "hpod-keras.json"
-_RESERVED = ("step", "checkpoint")  # names with a meaning of their own on the report pipe
+_RESERVED = ("step", "checkpoint", "resumable")  # names with a meaning of their own on the report pipe
 
 
 def limit_gpu_memory(environ: Mapping[str, str] | None = None) -> bool:
@@ -170,6 +172,8 @@ class Reporter:
         self.initial_epoch = 0
         self._epoch_saved: int | None = None
         limit_gpu_memory()  # the trial process's own environment, whatever the client
+        # A Reporter checkpoints on "pause" and restore() resumes: the daemon may pause it.
+        self._client.declare_resumable()
 
     def restore(self, model: Any) -> int:
         """Restore `model` from the trial's checkpoint when resumed; the epoch to start at."""

@@ -13,9 +13,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from hpod.gpus import format_memory
 from hpod.store.reader import StoreReader
 from hpod.repeats import config_results
-from hpod.store.records import EventRecord, StudyRecord, TrialRecord, TrialState
+from hpod.store.records import EventRecord, GpuSample, StudyRecord, TrialRecord, TrialState
 
 STATUS_COUNT_KEYS = ("queued", "running", "complete", "stopped", "failed", "paused", "interrupted")
 
@@ -70,7 +71,17 @@ def study_status(reader: StoreReader, study: StudyRecord) -> dict[str, Any]:
 
 
 def status(reader: StoreReader) -> dict[str, Any]:
-    return {"studies": [study_status(reader, s) for s in reader.list_studies()]}
+    with reader.snapshot():
+        studies = [study_status(reader, s) for s in reader.list_studies()]
+        gpus = reader.latest_gpu_samples()
+    return {"studies": studies, "gpus": gpu_status(gpus, time.time())}
+
+
+def gpu_status(samples: Sequence[GpuSample], now: float) -> list[dict[str, Any]]:
+    """The newest sample of each GPU (NVML only; [] without): utilisation %, memory in MiB."""
+    return [{"gpu": s.gpu, "utilization": s.utilization, "memory_used_mb": s.memory_used_mb,
+             "memory_total_mb": s.memory_total_mb, "time": s.time,
+             "age_s": round(max(0.0, now - s.time), 1)} for s in samples]
 
 
 def format_status(doc: dict[str, Any]) -> str:
@@ -101,7 +112,32 @@ def format_status(doc: dict[str, Any]) -> str:
     text = _table(rows)
     if errors:
         text += "\n\nerrors:\n" + "\n".join(f"  {line}" for line in errors)
-    return text
+    return text + _format_gpus(doc.get("gpus") or [])
+
+
+def _format_gpus(gpus: Sequence[dict[str, Any]]) -> str:
+    if not gpus:
+        return ""
+    rows = [("GPU", "UTIL", "MEMORY USED", "SAMPLED")]
+    for gpu in gpus:
+        util = gpu["utilization"]
+        used, total = gpu["memory_used_mb"], gpu["memory_total_mb"]
+        rows.append((f"gpu:{gpu['gpu']}", "?" if util is None else f"{util:.0f}%",
+                     f"{_mib(used)} of {_mib(total)}", f"{_ago(gpu['age_s'])} ago"))
+    return "\n\n" + _table(rows)
+
+
+def _mib(mb: float | None) -> str:
+    return format_memory(None if mb is None else round(mb))
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h" if s < 172800 else f"{s // 86400}d"
 
 
 def format_best(name: str, doc: dict[str, Any]) -> str:
@@ -131,6 +167,7 @@ def trial_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
                 "config": trial.config_number,  # the same for the runs of one configuration
                 "repeat": trial.repeat,
                 "placement": trial.placement,
+                "peak_gpu_memory_mb": trial.peak_gpu_memory_mb,  # None: no GPU memory seen
                 "params": trial.params,
                 "reason": trial.reason,
             }
@@ -142,7 +179,10 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(rows, indent=2)
     param_names = sorted({name for row in rows for name in row["params"]})
-    head = ["trial", "state", "value", "last_step", "duration_s", *param_names, "reason"]
+    # Only studies whose trials held GPU memory get the column: CPU studies read as before.
+    gpu = any(row.get("peak_gpu_memory_mb") is not None for row in rows)
+    head = ["trial", "state", "value", "last_step", "duration_s",
+            *(["peak_gpu_mb"] if gpu else []), *param_names, "reason"]
     records = [
         [
             row["trial"],
@@ -150,6 +190,7 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
             row["value"],
             row["last_step"],
             row["duration_s"],
+            *([_peak(row.get("peak_gpu_memory_mb"))] if gpu else []),
             *(row["params"].get(name) for name in param_names),
             (row["reason"] or "").splitlines()[0] if row["reason"] else "",
         ]
@@ -172,6 +213,10 @@ def format_events(events: Sequence[EventRecord], names: dict[int, str]) -> str:
         where = names.get(event.study_id, "") if event.study_id is not None else "daemon"
         lines.append(f"{when}  {event.level.value:<7}  {where:<16}  {event.message}")
     return "\n".join(lines) if lines else "no events"
+
+
+def _peak(mb: float | None) -> int | None:
+    return None if mb is None else round(mb)
 
 
 def _short(value: Any) -> str:

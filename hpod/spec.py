@@ -25,6 +25,7 @@ from hpod.spec_files import check_shape, read_study_data
 from hpod.spec_sections import (
     FINITE_SUGGESTERS,
     Budget,
+    ExecutorSpec,
     Objective,
     Resources,
     SchedulerSpec,
@@ -33,6 +34,7 @@ from hpod.spec_sections import (
     parse_budget,
     parse_command,
     parse_env,
+    parse_executor,
     parse_objective,
     parse_resources,
     parse_scheduler,
@@ -42,11 +44,11 @@ from hpod.spec_sections import (
 )
 
 __all__ = ["StudySpec", "Objective", "Budget", "SuggesterSpec", "SchedulerSpec", "Resources",
-           "TrialOptions", "load_study_file", "parse_study", "TOP_LEVEL_KEYS"]
+           "TrialOptions", "ExecutorSpec", "load_study_file", "parse_study", "TOP_LEVEL_KEYS"]
 
 TOP_LEVEL_KEYS = ("name", "command", "workdir", "env", "objective", "budget", "parallel", "seed",
                   "space", "suggester", "scheduler", "resources", "trial", "max_failures",
-                  "enqueue", "on_finish", "on_failure")
+                  "enqueue", "on_finish", "on_failure", "executor")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
 
@@ -79,6 +81,8 @@ class StudySpec:
     # Resolved like `command`; not part of identity(): a hook may change under a running study.
     on_finish: tuple[str, ...] | None = None
     on_failure: tuple[str, ...] | None = None
+    # Where trials run (local or a Ray cluster); not part of identity(): results compare.
+    executor: ExecutorSpec = ExecutorSpec()
 
     def identity(self) -> str:
         """sha256 (hex) of what may not change under a running study: command, space, objective.
@@ -121,6 +125,8 @@ class StudySpec:
             "enqueue": [dict(point) for point in self.enqueue],
             "on_finish": None if self.on_finish is None else list(self.on_finish),
             "on_failure": None if self.on_failure is None else list(self.on_failure),
+            "executor": {"kind": self.executor.kind, "address": self.executor.address,
+                         "cpus_per_trial": self.executor.cpus_per_trial},
         }
 
 
@@ -217,6 +223,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
         source_command=tuple(str(a) for a in source or ()),  # a list: parse_command checked it
         on_finish=_hook(f, data, "on_finish", folder, env),
         on_failure=_hook(f, data, "on_failure", folder, env),
+        executor=parse_executor(f, data.get("executor")),
     )
 
 

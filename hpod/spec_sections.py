@@ -6,6 +6,7 @@ and returns the record; hpod.spec puts them together into a StudySpec.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import keyword
 import math
@@ -27,9 +28,10 @@ SUGGESTER_KINDS = ("random", "grid", "gp", "gp-grid", "tpe")
 FINITE_SUGGESTERS = ("grid", "gp-grid")  # need a finite space; run until it is exhausted
 SCHEDULER_KINDS = ("fifo", "sh", "hyperband", "asha", "async-hyperband", "median")
 RUNG_SCHEDULERS = ("sh", "hyperband", "asha", "async-hyperband")  # need max_resource
+EXECUTOR_KINDS = ("local", "ray")
 _PYTHON_WORDS = ("python", "python3")
 _METRIC_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_./\-]{0,99}")
-_RESERVED_METRICS = ("step", "checkpoint")  # keys with a meaning of their own on the report pipe
+_RESERVED_METRICS = ("step", "checkpoint", "resumable")  # keys with a meaning of their own on the report pipe
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_SECONDS = 1e7  # about 115 days
 _MAX_RESOURCE = 1e12
@@ -87,6 +89,16 @@ class TrialOptions:
     # Runs per configuration, each with its own HPOD_SEED; the configuration's value is their
     # mean (KerasTuner's executions_per_trial): for noisy trainings.
     repeats: int = 1
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Where the study's trials run (docs/cluster.md). `kind` None: the daemon's choice
+    (`hpod serve --executor`); `address` None: the daemon's `--ray-address`, else a local Ray."""
+
+    kind: str | None = None
+    address: str | None = None
+    cpus_per_trial: float = 1.0  # what each trial asks Ray for; local trials take a CPU slot
 
 
 def _table(f: Fields, raw: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
@@ -372,3 +384,35 @@ def _runs_python_script(command: Sequence[str]) -> bool:
     """`python script.py ...` with `python` resolved to this interpreter (see _executable)."""
     return (len(command) >= 2 and bool(sys.executable) and command[0] == sys.executable
             and not command[1].startswith("-"))
+
+
+def parse_executor(f: Fields, raw: Any) -> ExecutorSpec:
+    """`[executor]` (or `executor = "ray"`): local subprocesses or a Ray cluster."""
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    table = _table(f, raw, "executor", ("kind", "address", "cpus_per_trial"))
+    kind = f.choice(table["kind"], "executor.kind", EXECUTOR_KINDS) if "kind" in table else None
+    address = f.string(table["address"], "executor.address", max_len=1000) \
+        if "address" in table else None
+    if address is not None and kind is None:
+        kind = "ray"  # only a Ray executor has an address
+    if address is not None and kind != "ray":
+        f.fail("executor.address", f"is only for kind = \"ray\", but kind is {kind!r}",
+               "remove address, or set kind = \"ray\"")
+    if kind == "ray" and not ray_installed():
+        f.fail("executor.kind", "is \"ray\", but Ray is not installed for the daemon",
+               "pip install 'hpod[ray]' (on the daemon's machine and every node), or remove "
+               "[executor]")
+    cpus = f.number(table.get("cpus_per_trial", 1.0), "executor.cpus_per_trial", positive=True,
+                    high=1024.0)
+    return ExecutorSpec(kind, address, cpus)
+
+
+def ray_installed() -> bool:
+    """Whether Ray can be imported, without importing it (seconds). A folder named `ray` on
+    sys.path without an __init__.py is a namespace package, not Ray: its origin is None."""
+    try:
+        found = importlib.util.find_spec("ray")
+    except (ImportError, ValueError):
+        return False
+    return found is not None and found.origin is not None

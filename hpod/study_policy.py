@@ -61,9 +61,13 @@ class StudyPolicy:
             return None
         return study.created_at + self.spec.budget.hours * 3600.0 - time.time()
 
-    def decide(self, trial_id: int, step: float, value: float) -> Decision:
+    def decide(self, trial_id: int, step: float, value: float, resumable: bool = True) -> Decision:
+        """The scheduler's answer to a report. `resumable` False: the trial cannot checkpoint,
+        so it is never paused (it gets the stop-mode answer; see Scheduler.cannot_pause)."""
         if self._judge is None:
             return Decision.CONTINUE
+        if not resumable and self._judge is self.scheduler:
+            self.scheduler.cannot_pause(trial_id)  # type: ignore[union-attr]
         return self._judge.on_report(trial_id, step, value)
 
     def on_start(self, trial: TrialRecord) -> None:

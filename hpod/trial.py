@@ -3,6 +3,7 @@
     import hpod.trial as trial
 
     p = trial.params(defaults={"lr": 1e-3, "units": 64})
+    trial.declare_resumable()  # only if it checkpoints on "pause" and resumes (resume_from())
     for epoch in range(p["epochs"]):
         loss = train_one_epoch(p)
         if trial.report(epoch, loss=loss) != "continue":
@@ -32,10 +33,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpod.decision import Decision
-from hpod.wire import LineBuffer, encode_checkpoint, encode_report, parse_decision
+from hpod.wire import (LineBuffer, encode_checkpoint, encode_declaration, encode_report,
+                       parse_decision)
 
-__all__ = ["params", "report", "should_stop", "checkpoint", "trial_dir", "resume_from",
-           "trial_id", "trial_number", "study", "seed", "repeat", "TrialClient"]
+__all__ = ["params", "report", "should_stop", "checkpoint", "declare_resumable", "trial_dir",
+           "resume_from", "trial_id", "trial_number", "study", "seed", "repeat", "TrialClient"]
 
 #: When HPOD_DECISION_TIMEOUT is absent (an older daemon): how long a report waits for its answer.
 DEFAULT_DECISION_TIMEOUT = 30.0
@@ -141,6 +143,14 @@ class TrialClient:
     def checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Tell the daemon a checkpoint was written at `path` (given to HPOD_RESUME_FROM later)."""
         line = encode_checkpoint(os.path.abspath(os.fspath(path)))
+        with self._lock:
+            if self._report_fd is not None:
+                self._send(line)
+
+    def declare_resumable(self) -> None:
+        """Tell the daemon this trial can be paused: on "pause" it writes a checkpoint, calls
+        checkpoint(path) and exits, and when started again it resumes from resume_from()."""
+        line = encode_declaration(resumable=True)
         with self._lock:
             if self._report_fd is not None:
                 self._send(line)
@@ -270,6 +280,13 @@ def should_stop() -> bool:
 def checkpoint(path: str | os.PathLike[str]) -> None:
     """Tell the daemon a checkpoint was written at `path`; a resumed trial gets it back."""
     _client().checkpoint(path)
+
+
+def declare_resumable() -> None:
+    """Declare that this trial checkpoints on "pause" and resumes from resume_from(); call it
+    before the first report. Without it hpod never pauses the trial: where a scheduler in
+    `mode = "pause"` would pause it, it is told "continue" or "stop" as in stop mode."""
+    _client().declare_resumable()
 
 
 def trial_dir() -> Path:

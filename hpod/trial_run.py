@@ -16,17 +16,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hpod.decision import Decision
 from hpod.errors import LaunchError
 from hpod.executor.base import Executor, RunningTrial, TrialExit
+from hpod.executor.select import spare_slot
 from hpod.ingest import MetricSink
 from hpod.repeats import run_seed
 from hpod.resources import Lease
 from hpod.spec import StudySpec
 from hpod.store.records import EventLevel, TrialRecord, TrialState
 from hpod.store.store import Store
-from hpod.wire import CheckpointNote, Report, WireProblem
+from hpod.wire import CheckpointNote, Declaration, Report, WireProblem
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,12 @@ MAX_PROTOCOL_WARNINGS = 5
 # After the process exits, leftover children may hold the report pipe open; how long to wait
 # for the pipe to drain before giving up on the rest.
 DRAIN_TIMEOUT = 5.0
+# A trial whose machine is lost is requeued (INTERRUPTED) while it has run fewer times than
+# this; then it fails: a trial that takes down its Ray worker every time must not loop.
+MAX_REQUEUES_WHEN_LOST = 3
 
-DecideFn = Callable[[int, float, float], Decision]
+# (trial id, step, value, resumable: the trial declared it can checkpoint) -> the answer
+DecideFn = Callable[[int, float, float, bool], Decision]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ class TrialRun:
         self._last_report = time.monotonic()
         self._stopped_at_step: float | None = None
         self._warnings = 0
+        self._resumable = False  # until the trial declares it checkpoints on "pause"
         self._objective = spec.objective.metric
 
     # -- control from outside -------------------------------------------------------------
@@ -133,12 +140,19 @@ class TrialRun:
     async def run(self) -> TrialOutcome:
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         self._launched_at = self._last_report = time.monotonic()
+        # Only a study with `preload` names them: an executor without warm starts need not
+        # know the keywords.
+        preload = self.spec.trial.preload
+        warm: dict[str, Any] = (
+            {"preload": preload, "slot": spare_slot(self.spec.name)} if preload else {}
+        )
         try:
             running = await self._executor.launch(
                 self.spec.command,
                 env=self.environment(),
                 cwd=self.spec.workdir,
                 trial_dir=self.trial_dir,
+                **warm,
             )
         except LaunchError as exc:
             return TrialOutcome(TrialState.FAILED, None, f"could not start: {exc}")
@@ -220,6 +234,8 @@ class TrialRun:
                     decision = self._on_report(message)
                     if answer_continue or decision is not Decision.CONTINUE:
                         running.decide(decision, message.step)
+                elif isinstance(message, Declaration):
+                    self._resumable = message.resumable
                 elif isinstance(message, CheckpointNote):
                     # The reports before a checkpoint are stored before the checkpoint is: a
                     # trial resumed from it after a kill -9 never reports those steps again.
@@ -244,7 +260,7 @@ class TrialRun:
             return self._verdict  # repeated to a trial that reports on after its verdict
         resource = self.spec.scheduler.resource
         step = metrics.get(resource, report.step) if resource else report.step
-        decision = self._decide(self.trial.id, float(step), value)
+        decision = self._decide(self.trial.id, float(step), value, self._resumable)
         if decision is not Decision.CONTINUE:
             self._verdict = decision
             self._stopped_at_step = float(step)
@@ -279,6 +295,13 @@ class TrialRun:
         if self._verdict is not None:  # it obeyed the scheduler's stop or pause
             state = TrialState.PAUSED if self._verdict is Decision.PAUSE else TrialState.STOPPED
             return TrialOutcome(state, value, self._verdict_reason(), code)
+        if exit_.lost:  # its machine is gone (executor/ray.py), not the trial's doing
+            if self.trial.attempt < MAX_REQUEUES_WHEN_LOST:
+                return TrialOutcome(TrialState.INTERRUPTED, value, exit_.reason)
+            return TrialOutcome(
+                TrialState.FAILED, value,
+                f"{exit_.reason}; run {self.trial.attempt + 1} times, so not requeued again",
+                transient=True)
         if not exit_.ok:
             return TrialOutcome(TrialState.FAILED, value, exit_.describe(), code, transient=True)
         metric = self.spec.objective.metric

@@ -7,6 +7,7 @@ trial -> daemon (the report pipe)::
 
     {"step": 3, "val_loss": 0.41, "acc": 0.88}      -> Report(3, {"val_loss": 0.41, "acc": 0.88})
     {"checkpoint": "/abs/path/ckpt"}                -> CheckpointNote("/abs/path/ckpt")
+    {"resumable": true}                             -> Declaration(resumable=True)
     anything else                                   -> WireProblem(reason, line_preview)
 
 daemon -> trial (the control pipe)::
@@ -36,7 +37,7 @@ MAX_LINE = 1 << 20
 MAX_STEP = (1 << 63) - 1
 
 _PREVIEW_CHARS = 120
-_RESERVED = ("step", "checkpoint")
+_RESERVED = ("step", "checkpoint", "resumable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,14 @@ class CheckpointNote:
 
 
 @dataclass(frozen=True, slots=True)
+class Declaration:
+    """What the trial can do: `resumable` — it saves a checkpoint when told "pause" and resumes
+    from HPOD_RESUME_FROM. A trial that never says so is never paused."""
+
+    resumable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class WireProblem:
     """A line that is not the protocol; the daemon records it as a warning and reads on."""
 
@@ -62,7 +71,7 @@ class WireProblem:
     line_preview: str
 
 
-Message = Report | CheckpointNote | WireProblem
+Message = Report | CheckpointNote | Declaration | WireProblem
 
 
 def preview(line: bytes) -> str:
@@ -96,11 +105,13 @@ def parse_lines(items: Sequence[bytes | WireProblem]) -> list[Message]:
 
 
 def _from_object(obj: Any, line: bytes) -> Message:
-    if type(obj) is dict and "checkpoint" not in obj:
+    if type(obj) is dict and "checkpoint" not in obj and "resumable" not in obj:
         return _parse_report(obj, line)
     if not isinstance(obj, dict):
         return _problem(f"a JSON {type(obj).__name__ if obj is not None else 'null'}, "
                         "not an object", line)
+    if "resumable" in obj:
+        return _parse_declaration(obj, line)
     return _parse_checkpoint(obj, line)
 
 
@@ -124,7 +135,16 @@ def parse_line(line: bytes) -> Message:
                         "not an object", line)
     if "checkpoint" in obj:
         return _parse_checkpoint(obj, line)
+    if "resumable" in obj:
+        return _parse_declaration(obj, line)
     return _parse_report(obj, line)
+
+
+def _parse_declaration(obj: dict, line: bytes) -> Message:
+    resumable = obj["resumable"]
+    if type(resumable) is not bool:
+        return _problem('"resumable" must be true or false', line)
+    return Declaration(resumable)
 
 
 def _parse_checkpoint(obj: dict, line: bytes) -> Message:
@@ -218,6 +238,11 @@ def encode_checkpoint(path: str) -> bytes:
     if len(data) > MAX_LINE:
         raise ValueError(f"checkpoint path is longer than {MAX_LINE} bytes")
     return data
+
+
+def encode_declaration(*, resumable: bool) -> bytes:
+    """One declaration line for the trial side."""
+    return b'{"resumable":true}\n' if resumable else b'{"resumable":false}\n'
 
 
 def encode_decision(decision: Decision, step: int | None) -> bytes:

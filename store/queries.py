@@ -30,6 +30,7 @@ from .records import (
     Direction,
     EventLevel,
     EventRecord,
+    GpuSample,
     MetricPoint,
     StudyRecord,
     StudyState,
@@ -353,6 +354,60 @@ def plan_transition(
     # The state guard makes the update a compare-and-set even if a caller bypassed the lock.
     sql = f"UPDATE trials SET {assignments} WHERE id = ? AND state = ?"
     return sql, [*columns.values(), trial.id, trial.state.value]
+
+
+# --- GPU utilisation ----------------------------------------------------------------------------
+
+# Every GPU of one sample shares its time (one probe read), so "the latest sample per GPU" is
+# the rows at the newest time, and both reads below go through the index on time: the CLI and
+# the TUI never scan a week of samples.
+_GPU_SAMPLE_COLUMNS = "time, gpu, utilization, memory_used_mb, memory_total_mb"
+INSERT_GPU_SAMPLE = (
+    f"INSERT INTO gpu_samples ({_GPU_SAMPLE_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+)
+# MAX keeps the highest reading ever seen; NULL (none seen yet) loses to any reading.
+RAISE_PEAK_GPU_MEMORY = (
+    "UPDATE trials SET peak_gpu_memory_mb = MAX(COALESCE(peak_gpu_memory_mb, 0), ?) WHERE id = ?"
+)
+PRUNE_GPU_SAMPLES = "DELETE FROM gpu_samples WHERE time < ?"
+
+
+def _gpu_sample_from_row(r: Row) -> GpuSample:
+    return GpuSample(r[0], r[1], r[2], r[3], r[4])
+
+
+def latest_gpu_samples() -> Query[list[GpuSample]]:
+    sql = (
+        f"SELECT {_GPU_SAMPLE_COLUMNS} FROM gpu_samples "
+        "WHERE time = (SELECT MAX(time) FROM gpu_samples) ORDER BY gpu"
+    )
+    return Query(sql, (), _all(_gpu_sample_from_row))
+
+
+def recent_gpu_samples(window: float) -> Query[dict[int, list[GpuSample]]]:
+    """Each GPU's samples of the last `window` seconds before the newest one, oldest first.
+
+    Relative to the newest sample, not to now: after the daemon stopped, the TUI still shows
+    how the GPUs were doing at the end.
+    """
+    if not window >= 0:
+        raise ValueError(f"the window must be >= 0 seconds, got {window}")
+    sql = (
+        f"SELECT {_GPU_SAMPLE_COLUMNS} FROM gpu_samples "
+        "WHERE time >= (SELECT MAX(time) FROM gpu_samples) - ? ORDER BY time, gpu"
+    )
+    return Query(sql, (window,), _by_gpu)
+
+
+def _by_gpu(rows: list[Row]) -> dict[int, list[GpuSample]]:
+    by_gpu: dict[int, list[GpuSample]] = {}
+    for r in rows:
+        by_gpu.setdefault(r[1], []).append(_gpu_sample_from_row(r))
+    return dict(sorted(by_gpu.items()))
+
+
+def peak_rows(peaks: Mapping[int, float]) -> list[tuple[float, int]]:
+    return [(mb, trial_id) for trial_id, mb in peaks.items()]
 
 
 # --- errors -----------------------------------------------------------------------------------

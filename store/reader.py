@@ -23,6 +23,7 @@ from .records import (
     CommandRecord,
     Direction,
     EventRecord,
+    GpuSample,
     MetricPoint,
     StudyRecord,
     TrialCounts,
@@ -199,6 +200,14 @@ class StoreReader:
 
     def get_command(self, command_id: int) -> CommandRecord:
         return self._run(q.get_command(command_id))
+
+    def latest_gpu_samples(self) -> list[GpuSample]:
+        """The newest sample of each GPU (one probe read: they share its time); [] if none."""
+        return self._run(q.latest_gpu_samples())
+
+    def recent_gpu_samples(self, window: float) -> dict[int, list[GpuSample]]:
+        """Each GPU's samples of the `window` seconds up to the newest one, oldest first."""
+        return self._run(q.recent_gpu_samples(window))
 
     def data_version(self) -> int:
         """Changes whenever another connection (the daemon, a CLI) has committed."""

@@ -146,6 +146,17 @@ class MetricPoint(NamedTuple):
     time: float
 
 
+class GpuSample(NamedTuple):
+    """One GPU at one moment, as the daemon sampled it (NVML). A tuple in the column order, so
+    a batch goes to executemany as it is; None where the GPU did not say."""
+
+    time: float
+    gpu: int
+    utilization: float | None  # percent of the time a kernel ran
+    memory_used_mb: float | None
+    memory_total_mb: float | None
+
+
 @dataclass(frozen=True, slots=True)
 class EventRecord:
     id: int

@@ -28,6 +28,7 @@ from .records import (
     Direction,
     EventLevel,
     EventRecord,
+    GpuSample,
     MetricPoint,
     StudyRecord,
     StudyState,
@@ -317,6 +318,34 @@ class Store:
 
     async def metrics(self, trial_id: int, *, since_id: int = 0) -> list[tuple[int, MetricPoint]]:
         return await self._run(q.metrics(trial_id, since_id=since_id))
+
+    # --- GPU utilisation ----------------------------------------------------------------------
+
+    async def add_gpu_samples(
+        self, samples: Sequence[GpuSample], peaks: Mapping[int, float] | None = None
+    ) -> None:
+        """Store one round of GPU samples and raise trials' peak GPU memory (MiB, by trial id)
+        in one transaction: one commit per sampling round, whatever the number of GPUs."""
+        peak_rows = q.peak_rows(peaks or {})
+        if not samples and not peak_rows:
+            return
+        async with self._transaction() as conn:
+            if samples:
+                await conn.executemany(q.INSERT_GPU_SAMPLE, samples)
+            if peak_rows:
+                await conn.executemany(q.RAISE_PEAK_GPU_MEMORY, peak_rows)
+
+    async def prune_gpu_samples(self, before: float) -> int:
+        """Delete the samples older than `before` (a unix time); how many went."""
+        async with self._transaction() as conn:
+            _, rowcount = await _execute(conn, q.PRUNE_GPU_SAMPLES, (before,))
+            return rowcount
+
+    async def latest_gpu_samples(self) -> list[GpuSample]:
+        return await self._run(q.latest_gpu_samples())
+
+    async def recent_gpu_samples(self, window: float) -> dict[int, list[GpuSample]]:
+        return await self._run(q.recent_gpu_samples(window))
 
     # --- events and commands ------------------------------------------------------------------
 

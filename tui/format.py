@@ -52,6 +52,13 @@ def clock(ts: float | None, now: float | None = None) -> str:
     return time.strftime("%H:%M:%S", local)
 
 
+def memory(mb: float | None) -> str:
+    """A size in MiB as it reads best: 512 MiB, 9.1 GiB."""
+    if mb is None or math.isnan(mb):
+        return MISSING
+    return f"{mb / 1024:.1f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
 def count(n: int) -> str:
     return str(n) if n else "·"
 

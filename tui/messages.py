@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hpod.store import CommandRecord, EventRecord, MetricPoint, TrialRecord
+from hpod.store import CommandRecord, EventRecord, GpuSample, MetricPoint, TrialRecord
 from textual.message import Message
 
 from .model import CurvePoint, EventRow, StudySummary, TrialStats
@@ -97,6 +97,17 @@ class CommandsUpdated(Message):
     """Commands that are new or changed state (pending -> applied/rejected)."""
 
     commands: tuple[CommandRecord, ...]
+
+
+@dataclass
+class GpusUpdated(Message):
+    """The newest sample of each GPU and each GPU's recent samples, oldest first (whole)."""
+
+    latest: tuple[GpuSample, ...]
+    recent: Mapping[int, tuple[GpuSample, ...]]  # by GPU index
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GpusUpdated)
 
 
 @dataclass

@@ -38,6 +38,7 @@ def loss_at(p: dict, epoch: int) -> float:
 
 def main() -> None:
     p = trial.params(defaults=DEFAULTS)
+    trial.declare_resumable()  # it checkpoints on "pause" and resumes below: it may be paused
     start = 0
     resume = trial.resume_from()
     if resume is not None:

@@ -21,7 +21,9 @@ from hpod.wire import Message
 class TrialExit:
     """How a trial's process ended.
 
-    Exactly one of `returncode` (it exited) and `signal` (a signal killed it) is set.
+    Exactly one of `returncode` (it exited) and `signal` (a signal killed it) is set, unless
+    `lost`: the machine or worker process that ran it is gone, so how it ended is unknown (a
+    Ray node lost; the trial is requeued as after a daemon restart, not failed).
     `reason` says it in words ("exit code 3", "killed by SIGSEGV"); `stderr_tail` holds the last
     lines the program wrote to stderr (bounded), which is usually the real explanation.
     """
@@ -30,6 +32,7 @@ class TrialExit:
     signal: int | None
     stderr_tail: str
     reason: str
+    lost: bool = False
 
     @property
     def ok(self) -> bool:
@@ -85,8 +88,9 @@ class Executor(Protocol):
         """Start `argv` (never through a shell) with exactly the environment `env` plus the
         HPOD_REPORT_FD / HPOD_CONTROL_FD pipe numbers. Raises LaunchError when it cannot start.
 
-        `preload` (the study's `[trial] preload`) and `slot` (where the trial runs, e.g. the
-        lease label) let an executor hand the trial to a process that has imported those
-        modules already (executor/warm.py); an executor may ignore both.
+        `preload` (the study's `[trial] preload`) and `slot` (which launches may share spare
+        processes: the daemon passes the study's name, and only when `preload` is set) let an
+        executor hand the trial to a process that has imported those modules already
+        (executor/warm.py); an executor may ignore both.
         """
         ...

@@ -1,19 +1,25 @@
 """Warm starts: a Python trial runs in a spare process that has imported its slow modules.
 
 `WarmExecutor` wraps a LocalExecutor. For a launch with `preload` modules whose command is
-`python script.py ...` (this interpreter), it keeps ONE spare process per slot key: started like
-a cold trial (own process group, PR_SET_PDEATHSIG, report/control pipes on fds 3/4), it imports
-the modules, says it is ready and waits (hpod/spare.py). A launch on that slot hands the trial's
-argv, env, cwd and trial folder to the spare over its control pipe; the spare applies them and
-runs the script, and the executor returns the spare's own LocalTrial: the daemon sees the same
-pid, pipes, stop/wait semantics and group cleanup as for a cold start. A new spare is started
-behind it. Anything unusual — no ready spare, another configuration, a spare that died or
-failed the hand-off — is a cold start, which is always correct.
+`python script.py ...` (this interpreter), it keeps ONE spare process per running slot (below).
+Started like a cold trial (own process group, PR_SET_PDEATHSIG, report/control pipes on fds 3/4),
+a spare imports the modules, says it is ready and waits (hpod/spare.py). A launch on that slot
+hands the trial's argv, env, cwd and trial folder to the spare over its control pipe; the spare
+applies them and runs the script, and the executor returns the spare's own LocalTrial: the
+daemon sees the same pid, pipes, stop/wait semantics and group cleanup as for a cold start. A
+new spare is started behind it. Anything unusual — no ready spare, another configuration, a
+spare that died or failed the hand-off — is a cold start, which is always correct.
+
+Slot keys: launches with the same `slot` (the daemon passes the study's name) share spares. The
+first trial of a slot running at a time gets the key `slot` itself, a second one running
+meanwhile `slot#2`, and so on (the lowest key free when it is launched), and each key keeps one
+spare: a study with `parallel = 3` keeps three, whatever GPU or CPU slot its trials land on
+(a spare is not tied to a GPU: the placement is applied at the hand-off).
 
 Spares start only for a slot that has just been launched on (or `prepare`d), and only while
 the machine has a free core (hpod's own trials and importing spares, and whatever else wants a
-CPU right now, are fewer than the usable cores); they run at lower priority until they get a trial or a launch waits for them
-(`_set_priority`). Design and measurements: docs/warm-start.md.
+CPU right now, are fewer than the usable cores); they run at lower priority until they get a
+trial or a launch waits for them (`_set_priority`). Design and measurements: docs/warm-start.md.
 """
 
 from __future__ import annotations
@@ -96,7 +102,9 @@ class WarmExecutor:
                  running: Callable[[], int] | None = runnable_elsewhere,
                  python: str | None = None) -> None:
         self._cold = cold if cold is not None else LocalExecutor()
+        # A folder of its own: what a killed daemon's spares left there is removed (_folder).
         self._spare_dir = spare_dir
+        self._swept = False
         self._own_dir: Path | None = None
         self._cores = cores if cores is not None else _usable_cores()
         self._running = running  # None: count only hpod's own processes (tests)
@@ -110,6 +118,10 @@ class WarmExecutor:
         self._python = python or sys.executable
         self._wanted: dict[str, tuple[SpareConfig, Path]] = {}
         self._spares: dict[str, _Spare] = {}
+        # Keys of running slots -> their trial (None while it is being launched), and the keys
+        # each `slot` has handed out (what retire(slot) ends).
+        self._holders: dict[str, LocalTrial | None] = {}
+        self._keys: dict[str, set[str]] = {}
         self._broken: dict[SpareConfig, str] = {}
         self._deaths: dict[str, int] = {}
         self._live = 0  # trials this executor started that have not exited
@@ -120,6 +132,7 @@ class WarmExecutor:
         self._closed = False
         self.warm_starts = 0
         self.cold_starts = 0
+        self._warm_launches = 0  # launches that could have been warm (`preload`, a script)
 
     def __repr__(self) -> str:
         ready = sum(s.ready.done() and s.ready.result() for s in self._spares.values())
@@ -134,24 +147,32 @@ class WarmExecutor:
         """Hand the trial to the slot's ready spare when it matches, else start it cold; then
         want a spare behind it. Raises LaunchError as LocalExecutor does."""
         argv = [os.fspath(a) for a in argv]
-        key = slot or ""
         config = self._config(argv, env, Path(cwd), preload)
-        trial = None
-        if config is not None:
+        if config is None:
+            trial = await self._cold.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir)
+            self.cold_starts += 1
+            self._track(trial, None)
+            return trial
+        self._warm_launches += 1
+        key = self._take_key(slot or "")  # before any await: concurrent launches differ
+        try:
+            trial = None
             spare = self._spares.get(key)
             if spare is not None and spare.config != config:
                 logger.debug("spare for %r was prepared for another configuration", key)
                 self._discard(spare)
             elif spare is not None:
                 trial = await self._claim(spare, argv, env, Path(cwd), Path(trial_dir))
-        if trial is None:
-            trial = await self._cold.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir)
-            self.cold_starts += 1
-            self._track(trial)
-        else:
-            self.warm_starts += 1
-        if config is not None:
-            self._want(key, config, Path(cwd))
+            if trial is None:
+                trial = await self._cold.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir)
+                self.cold_starts += 1
+                self._track(trial, key)
+            else:
+                self.warm_starts += 1
+        except BaseException:
+            self._holders.pop(key, None)
+            raise
+        self._want(key, config, Path(cwd))
         return trial
 
     # -- spares ---------------------------------------------------------------------------
@@ -190,8 +211,12 @@ class WarmExecutor:
             await changed.wait()
 
     async def retire(self, slot: str | None = None) -> None:
-        """End the spare of `slot` (None: every slot) and want none there until a launch."""
-        keys = list(self._wanted.keys() | self._spares.keys()) if slot is None else [slot]
+        """End the spares of `slot` — every key its launches used — (None: every slot) and
+        want none there until a launch."""
+        if slot is None:
+            keys = list(self._wanted.keys() | self._spares.keys())
+        else:
+            keys = [slot, *sorted(self._keys.pop(slot, set()) - {slot})]
         spares = []
         for key in keys:
             self._wanted.pop(key, None)
@@ -205,6 +230,9 @@ class WarmExecutor:
 
     async def aclose(self) -> None:
         """End every spare and forget the trials (their runners end them). Idempotent."""
+        if not self._closed and self._warm_launches:
+            logger.info("warm starts: %d of %d trial(s) with preload started in a spare",
+                        self.warm_starts, self._warm_launches)
         self._closed = True
         await self.retire()
         for task in list(self._tasks):
@@ -225,6 +253,16 @@ class WarmExecutor:
         path0 = os.path.dirname(os.path.realpath(os.path.join(cwd, argv[1])))
         return SpareConfig(self._python, tuple(preload), path0,
                            tuple(sorted(base_environment(env).items())))
+
+    def _take_key(self, slot: str) -> str:
+        """The lowest key of `slot` that no running trial holds, now held by the launch."""
+        key, n = slot, 1
+        while key in self._holders:
+            n += 1
+            key = f"{slot}#{n}"
+        self._holders[key] = None
+        self._keys.setdefault(slot, set()).add(key)
+        return key
 
     def _want(self, key: str, config: SpareConfig, cwd: Path) -> None:
         if self._closed or config in self._broken:
@@ -373,7 +411,7 @@ class WarmExecutor:
         spare.role = "trial"
         if spare.life is not None:
             spare.life.cancel()
-        self._track(process)
+        self._track(process, spare.slot)
         process.adopt_stderr(stderr_path, start)
         shutil.rmtree(spare.folder, ignore_errors=True)  # its logs until now: import chatter
         logger.debug("spare %d took the trial %s", process.pid, argv[1:])
@@ -414,14 +452,19 @@ class WarmExecutor:
             done = False
         return done or low
 
-    def _track(self, trial: LocalTrial) -> None:
+    def _track(self, trial: LocalTrial, key: str | None) -> None:
+        """Count the trial as busy, and as the holder of `key`, until its process exits."""
         self._live += 1
+        if key is not None:
+            self._holders[key] = trial
 
         async def watch() -> None:
             try:
                 await trial.exited()
             finally:
                 self._live -= 1
+                if key is not None and self._holders.get(key) is trial:
+                    del self._holders[key]  # the slot's next launch may use the key again
             self._fill()
 
         task = asyncio.get_running_loop().create_task(watch(), name=f"hpod-watch-{trial.pid}")
@@ -462,6 +505,10 @@ class WarmExecutor:
 
     def _folder(self) -> Path:
         if self._spare_dir is not None:
+            if not self._swept:  # a killed daemon's spares died with it; their folders did not
+                self._swept = True
+                for stale in self._spare_dir.glob("spare-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
             return self._spare_dir
         if self._own_dir is None:
             self._own_dir = Path(tempfile.mkdtemp(prefix="hpod-spares-"))

@@ -11,7 +11,9 @@ slot frees, `next_resume()` scans the rungs from the top down and returns the be
 promoted paused trial among the top floor(n * q_k) of its rung (rungs with fewer than eta
 entries promote nobody); it resumes from its checkpoint and trains to the next rung. When the
 trial that just reached a rung is itself the one Algorithm 2 would promote next, it is told to
-CONTINUE instead of pausing: the same schedule, without a checkpoint round-trip.
+CONTINUE instead of pausing: the same schedule, without a checkpoint round-trip. A trial that
+cannot checkpoint (`cannot_pause`) is never paused: at each rung it gets stop mode's answer,
+continuing (as promoted) when stop mode would keep it, else stopping.
 
 A resumed trial that restarts from scratch re-reports steps at or below its rung; they are
 ignored (syne-tune's `ignore_data`). Replay after a restart sees only a trial's latest start:
@@ -63,6 +65,7 @@ class ASHAScheduler(SchedulerBase):
         self._ladders = [Ladder(levels, max_resource) for levels in self._bracket_levels()]
         self._status: dict[int, TrialStatus] = {}
         self._bracket: dict[int, int] = {}
+        self._no_pause: set[int] = set()
 
     # Brackets: ASHA has one ladder starting at min_resource; async Hyperband overrides these.
     def _bracket_levels(self) -> list[tuple[float, ...]]:
@@ -108,7 +111,15 @@ class ASHAScheduler(SchedulerBase):
         entry = ladder.record(trial_id, k, self.score(value), float(value))
         if self.mode == "stop":
             return self._stop_rule(trial_id, ladder, k, entry)
+        if trial_id in self._no_pause:
+            decision = self._stop_rule(trial_id, ladder, k, entry)
+            if decision is Decision.CONTINUE:
+                ladder.rungs[k].promoted.add(trial_id)  # it goes on in a promotion's place
+            return decision
         return self._pause_rule(trial_id, ladder, k)
+
+    def cannot_pause(self, trial_id: int) -> None:
+        self._no_pause.add(trial_id)
 
     def on_complete(self, trial_id: int) -> None:
         self._seen()

@@ -4,7 +4,8 @@ A scheduler is pure and synchronous: no I/O, no clock, no randomness without a s
 controller feeds it events and acts on the `Decision`s it returns (syne-tune's split between
 scheduler and tuner; ray's warning against schedulers that call the executor).
 
-Call order, per trial: `on_start` (new or resumed) -> `on_report`* -> `on_complete` (finished,
+Call order, per trial: `on_start` (new or resumed) -> [`cannot_pause`, when the trial cannot
+checkpoint] -> `on_report`* -> `on_complete` (finished,
 failed or stopped: a crash inserts nothing into any rung, only reports do). When a slot frees,
 the controller first drains `take_stopped()`, then asks `next_resume()`, and only when that is
 None and `should_start_new()` holds does it ask the suggester for a new point. When the budget
@@ -75,6 +76,8 @@ class Scheduler(Protocol):
 
     def on_complete(self, trial_id: int) -> None: ...
 
+    def cannot_pause(self, trial_id: int) -> None: ...
+
     def on_no_more_trials(self) -> None: ...
 
     def next_resume(self) -> int | None: ...
@@ -127,6 +130,11 @@ class SchedulerBase:
         return self._sign * value
 
     # Defaults for schedulers that never pause, never wait and never stop paused trials.
+    def cannot_pause(self, trial_id: int) -> None:
+        """The trial cannot checkpoint: where it would be paused it gets the stop-mode answer
+        instead (ASHA). Synchronous cohorts (sh, hyperband) still pause it: it is retrained from
+        scratch when promoted, as scikit-learn's halving search does."""
+
     def on_no_more_trials(self) -> None:
         self._n_events += 1
 

@@ -7,9 +7,11 @@ the daemon decides, and the same controller rules fill a free slot: drain `take_
 then `next_resume()`, then a new trial if `should_start_new()`. A six-hour study runs in
 milliseconds and is exactly reproducible, which is what the scheduler tests rely on.
 
-Trial i (0-based, in start order) replays curve i. Steps are 1, 2, ..., len(values); a paused
-trial resumes from its checkpoint (or, with checkpoints=False, retrains from step 1 and
-re-reports old steps, which the schedulers must ignore).
+Trial i (0-based, in start order) replays curve i. Its reports are at steps 1, 2, ...,
+len(values), or at the curve's own `steps` (a resource such as a data fraction, or the epochs a
+recorded trial reported at); a paused trial resumes from its checkpoint (or, with
+checkpoints=False, retrains from its first step and re-reports old steps, which the schedulers
+must ignore).
 """
 
 from __future__ import annotations
@@ -31,13 +33,17 @@ from hpod.schedule.base import (
 )
 from hpod.store.records import TrialState
 
+# on_leave(trial_id, state, last step (None before any report), last value)
+LeaveHook = Callable[[int, TrialState, float | None, float | None], None]
 
 @dataclass(frozen=True)
 class Curve:
-    """values[i] is the value reported after step i + 1."""
+    """values[i] is the value reported after step i + 1, at resource steps[i] (i + 1 when
+    `steps` is None)."""
 
     values: tuple[float, ...]
     seconds_per_step: float = 1.0
+    steps: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(float(v) for v in self.values))
@@ -45,6 +51,14 @@ class Curve:
             raise ValueError("a Curve needs at least one value")
         if not (math.isfinite(self.seconds_per_step) and self.seconds_per_step > 0):
             raise ValueError(f"`seconds_per_step` must be > 0, got {self.seconds_per_step!r}")
+        if self.steps is not None:
+            steps = tuple(float(s) for s in self.steps)
+            if len(steps) != len(self.values):
+                raise ValueError(f"`steps` has {len(steps)} entries for {len(self.values)} values")
+            if not all(math.isfinite(s) and s >= 0 for s in steps) or any(
+                    b <= a for a, b in zip(steps, steps[1:])):
+                raise ValueError("`steps` must be finite, >= 0 and strictly increasing")
+            object.__setattr__(self, "steps", steps)
 
     @classmethod
     def from_function(
@@ -56,12 +70,16 @@ class Curve:
     def n_steps(self) -> int:
         return len(self.values)
 
+    def resource(self, count: int) -> float:
+        """The step reported after `count` steps of training (1-based)."""
+        return count if self.steps is None else self.steps[count - 1]
+
 
 @dataclass(frozen=True)
 class TrialOutcome:
     trial_id: int
     state: TrialState  # COMPLETE, STOPPED, PAUSED (never resumed) or RUNNING (cut by the budget)
-    last_step: int
+    last_step: float  # the resource of its last report (the step count for plain curves)
     last_value: float | None
     steps_trained: int  # includes steps retrained after a resume without checkpoint
     resumes: int
@@ -121,6 +139,8 @@ class _Simulation:
     max_trials: int | None
     launch_seconds: float
     checkpoints: bool
+    start_until: float | None = None
+    on_leave: LeaveHook | None = None
     clock: float = 0.0
     idle: int = 0
     closed: bool = False
@@ -156,9 +176,10 @@ class _Simulation:
         run.steps_trained += 1
         self.total_steps += 1
         value = run.curve.values[run.step - 1]
+        position = run.curve.resource(run.step)
         run.last_value = value
-        self.events.append(Reported(trial_id, run.step, value))
-        decision = self.scheduler.on_report(trial_id, run.step, value)
+        self.events.append(Reported(trial_id, position, value))
+        decision = self.scheduler.on_report(trial_id, position, value)
         self.decisions.append(decision)
         if run.step == run.curve.n_steps:
             self.improve(value)
@@ -169,6 +190,7 @@ class _Simulation:
             run.state = TrialState.PAUSED
             self.events.append(Paused(trial_id))
             self.idle += 1
+            self.leave(trial_id, TrialState.PAUSED)
         else:
             self.schedule(trial_id, run.curve.seconds_per_step)
 
@@ -185,7 +207,14 @@ class _Simulation:
             self.idle += 1
         run.state, run.ended_at = state, self.clock
         self.events.append(Ended(trial_id))
+        self.leave(trial_id, state)
         self.scheduler.on_complete(trial_id)
+
+    def leave(self, trial_id: int, state: TrialState) -> None:
+        if self.on_leave is not None:
+            run = self.runs[trial_id]
+            last = run.curve.resource(run.step) if run.step else None
+            self.on_leave(trial_id, state, last, run.last_value)
 
     def fill(self) -> None:
         """The controller's slot-filling rule, repeated until nothing changes."""
@@ -193,6 +222,8 @@ class _Simulation:
             for trial_id in self.scheduler.take_stopped():
                 self.end(trial_id, TrialState.STOPPED)
             spent = self.max_trials is not None and len(self.runs) >= self.max_trials
+            if self.start_until is not None and self.clock >= self.start_until:
+                spent = True  # a time budget: nothing new starts, what runs goes on
             if spent and not self.closed:
                 self.close()
                 continue
@@ -252,6 +283,8 @@ def simulate(
     max_seconds: float | None = None,
     launch_seconds: float = 0.0,
     checkpoints: bool = True,
+    start_until: float | None = None,
+    on_leave: LeaveHook | None = None,
 ) -> SimulationResult:
     """Run a fresh `scheduler` over `curves` (a list, or a function of the trial number
     returning a Curve or None when exhausted) with `workers` parallel slots.
@@ -259,6 +292,10 @@ def simulate(
     Stops when nothing is running and nothing can start, or at `max_seconds` of virtual time
     (trials still running then are cut). `max_trials` bounds new trials (default: all curves);
     `launch_seconds` is paid at every start and resume (process start, checkpoint load).
+    No new trial starts at or after virtual time `start_until` (a study's hours), while running
+    and paused ones go on. `on_leave(trial_id, state, last_step, last_value)` is called when a
+    trial leaves its slot (COMPLETE, STOPPED or PAUSED) or a paused one is stopped for good,
+    before the scheduler's `on_complete`: what the daemon records and observes there.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be an integer >= 1, got {workers!r}")
@@ -270,13 +307,14 @@ def simulate(
         raise ValueError(f"`launch_seconds` must be >= 0, got {launch_seconds!r}")
     if max_trials is None and not callable(curves):
         max_trials = len(curves)
-    sim = _Simulation(scheduler, curves, workers, max_trials, launch_seconds, checkpoints)
+    sim = _Simulation(scheduler, curves, workers, max_trials, launch_seconds, checkpoints,
+                      start_until, on_leave)
     total_time = sim.run(max_seconds)
     trials = tuple(
         TrialOutcome(
             trial_id,
             run.state,
-            run.step,
+            run.curve.resource(run.step) if run.step else 0,
             run.last_value,
             run.steps_trained,
             run.resumes,

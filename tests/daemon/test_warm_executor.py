@@ -429,6 +429,38 @@ async def test_aclose_ends_every_spare(tmp_path) -> None:
     await executor.aclose()
 
 
+async def test_trials_running_at_once_on_one_slot_keep_a_spare_each(tmp_path) -> None:
+    # The daemon passes the study's name as the slot: each of its running trials is a key.
+    executor = WarmExecutor(spare_dir=tmp_path / "spares", cores=4, running=None)
+    argv = [sys.executable, str(TRIALS / "hang.py")]
+    env = trial_env(tmp_path / "t")
+
+    async def launch(name: str) -> LocalTrial:
+        return await executor.launch(argv, env=env, cwd=tmp_path, trial_dir=tmp_path / name,
+                                     preload=["json"], slot="study")
+
+    try:
+        first, second = await launch("t1"), await launch("t2")
+        behind_first = await asyncio.wait_for(executor.wait_ready("study"), WAIT)
+        behind_second = await asyncio.wait_for(executor.wait_ready("study#2"), WAIT)
+        async with first:
+            await first.stop(grace=5)
+        # The lowest key no running trial holds: the first one's, and its spare.
+        async with await launch("t3") as third:
+            assert third.pid == behind_first
+            assert executor.spare_pid("study#2") == behind_second
+            behind_third = await asyncio.wait_for(executor.wait_ready("study"), WAIT)
+            await executor.retire("study")  # the study is over: every key's spare goes
+            assert pid_gone(behind_second) and pid_gone(behind_third)
+            assert not pid_gone(third.pid) and not pid_gone(second.pid), "trials are not spares"
+            await third.stop(grace=5)
+        async with second:
+            await second.stop(grace=5)
+        assert (executor.warm_starts, executor.cold_starts) == (1, 2)
+    finally:
+        await executor.aclose()
+
+
 @pytest.mark.parametrize("how", ["idle timeout", "retire"])
 async def test_an_unused_spare_is_ended_and_not_replaced(tmp_path, how) -> None:
     executor = WarmExecutor(spare_dir=tmp_path / "spares", cores=2, running=None,
@@ -604,18 +636,49 @@ def test_the_base_environment_leaves_out_what_only_the_trial_sees() -> None:
 FAKE_LIBCUDA = r"""
 #include <stdio.h>
 #include <stdlib.h>
-/* Records each cuInit with the CUDA_VISIBLE_DEVICES the driver would read, then says "no
-   device" (100), as a machine without a GPU does. */
+/* Records each cuInit with the CUDA_VISIBLE_DEVICES the driver would read and the memory
+   setting TensorFlow reads when it then creates the GPU devices, then says "no device" (100),
+   as a machine without a GPU does. */
 int cuInit(unsigned int flags) {
     const char *log = getenv("FAKE_CUDA_LOG");
     const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+    const char *growth = getenv("TF_FORCE_GPU_ALLOW_GROWTH");
     FILE *f = log ? fopen(log, "a") : NULL;
-    if (f) { fprintf(f, "cuInit CUDA_VISIBLE_DEVICES=%s\n", visible ? visible : "<unset>");
+    if (f) { fprintf(f, "cuInit CUDA_VISIBLE_DEVICES=%s TF_FORCE_GPU_ALLOW_GROWTH=%s\n",
+                     visible ? visible : "<unset>", growth ? growth : "<unset>");
              fclose(f); }
     return 100;
 }
 int cuGetErrorName(int error, const char **name) { *name = "CUDA_ERROR_NO_DEVICE"; return 0; }
 int cuGetErrorString(int error, const char **text) { *text = "no CUDA device"; return 0; }
+"""
+
+GETENV_SPY = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* LD_PRELOADed: logs every getenv (and secure_getenv) of a variable hpod sets only at the
+   hand-off, so that reading one while the spare imports would show. */
+static char *(*real_getenv)(const char *);
+static void note(const char *name, const char *value) {
+    static const char *late[] = {"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
+                                 "TF_FORCE_GPU_ALLOW_GROWTH", NULL};
+    for (int i = 0; late[i]; i++) {
+        if (strcmp(name, late[i]) != 0) continue;
+        const char *log = real_getenv("GETENV_SPY_LOG");
+        FILE *f = log ? fopen(log, "a") : NULL;
+        if (f) { fprintf(f, "%s=%s\n", name, value ? value : "<unset>"); fclose(f); }
+    }
+}
+char *getenv(const char *name) {
+    if (!real_getenv) real_getenv = (char *(*)(const char *))dlsym(RTLD_NEXT, "getenv");
+    char *value = real_getenv(name);
+    if (name) note(name, value);
+    return value;
+}
+char *secure_getenv(const char *name) { return getenv(name); }
 """
 
 TF_TRIAL = r'''
@@ -642,22 +705,29 @@ gpus = tf.config.list_physical_devices("GPU")
 async def test_tensorflow_is_preloaded_and_sees_the_trials_gpu_settings(tmp_path) -> None:
     script = write(tmp_path / "scripts" / "tf_trial.py", TF_TRIAL)
     argv = [sys.executable, str(script)]
-    extra = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    # The placement of a trial on half a GPU: set at the hand-off, never seen by the spare.
+    extra = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
     log = tmp_path / "cuda.log"
+    reads = tmp_path / "getenv.log"
     if shutil.which("gcc"):
         # A stand-in CUDA driver: TensorFlow loads libcuda.so.1 from LD_LIBRARY_PATH when it
         # first looks for devices, and calls cuInit — which shows when, and with what setting.
+        # And a getenv spy: what TensorFlow's C++ reads while it is imported, it may keep.
         lib = tmp_path / "fakecuda"
-        source = write(lib / "fake.c", FAKE_LIBCUDA)
-        subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / "libcuda.so.1"), str(source)],
-                       check=True, timeout=120)
-        extra.update(LD_LIBRARY_PATH=str(lib), FAKE_CUDA_LOG=str(log))
+        for name, code in (("libcuda.so.1", FAKE_LIBCUDA), ("libspy.so", GETENV_SPY)):
+            source = write(lib / f"{name}.c", code)
+            subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / name), str(source),
+                            "-ldl"], check=True, timeout=120)
+        extra.update(LD_LIBRARY_PATH=str(lib), FAKE_CUDA_LOG=str(log),
+                     LD_PRELOAD=str(lib / "libspy.so"), GETENV_SPY_LOG=str(reads))
     env = trial_env(tmp_path / "t", HPOD_DECISION_TIMEOUT="0", **extra)
+    assert "TF_FORCE_GPU_ALLOW_GROWTH" not in base_environment(env)
     executor = WarmExecutor(spare_dir=tmp_path / "spares", cores=2, running=None)
     try:
         executor.prepare(argv, env=env, cwd=tmp_path, preload=["tensorflow"], slot=SLOT)
         spare = await asyncio.wait_for(executor.wait_ready(SLOT), 300)
         assert not log.exists(), "importing TensorFlow must not initialise the CUDA driver"
+        assert not reads.exists(), "nor read a placement variable (it would keep the spare's)"
         hot = await run(executor, argv, env, tmp_path, tmp_path / "t", preload=["tensorflow"],
                         slot=SLOT)
     finally:
@@ -670,7 +740,9 @@ async def test_tensorflow_is_preloaded_and_sees_the_trials_gpu_settings(tmp_path
     seen = json.loads(hot.files["tf.json"])
     assert seen == {"visible": "3", "gpus": 0, "initialised_after": True}
     if shutil.which("gcc"):
-        assert log.read_text().splitlines() == ["cuInit CUDA_VISIBLE_DEVICES=3"]
+        assert log.read_text().splitlines() == [
+            "cuInit CUDA_VISIBLE_DEVICES=3 TF_FORCE_GPU_ALLOW_GROWTH=true"]
+        assert "CUDA_VISIBLE_DEVICES=3" in reads.read_text().splitlines()
 
 
 # -- the study file: [trial] preload ---------------------------------------------------------

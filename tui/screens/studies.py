@@ -18,6 +18,7 @@ from ..controls import CommandRequest, confirm_and_send, toggle_pause
 from ..messages import StudiesUpdated
 from ..model import StudySummary, elapsed, estimate_left, spec_section
 from ..watch_overview import OverviewInterest
+from ..widgets.gpu_panel import GpuPanel
 from ..widgets.status import CommandBar
 from ..widgets.table import Column, Row, VirtualTable
 from .study import StudyScreen
@@ -100,7 +101,9 @@ class StudiesScreen(Screen[None]):
         Binding("p", "pause", "Pause/resume"),
         Binding("X", "stop_study", "Stop study"),
     ]
-    HELP = "Each row is a study file; invalid ones show their error below the table."
+    HELP = ("Each row is a study file; invalid ones show their error below the table. Where "
+            "the daemon samples GPUs (NVML), a line per GPU shows its utilisation now and over "
+            "the last 10 minutes, and its memory in use.")
 
     def __init__(self, ctx: TuiContext) -> None:
         super().__init__()
@@ -112,6 +115,7 @@ class StudiesScreen(Screen[None]):
         table = VirtualTable(id="studies")
         table.set_columns(COLUMNS)
         yield table
+        yield GpuPanel(self.ctx.feed, clock=self.ctx.clock, id="gpus")
         yield Static(id="study-detail")
         yield CommandBar()
         yield Footer()

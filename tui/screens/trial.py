@@ -68,6 +68,8 @@ def info_table(trial: TrialRecord, now: float) -> Table:
         table.add_row("exit code", str(trial.exit_code))
     table.add_row("value", f"{fmt.value(trial.value)} at step {fmt.param(trial.last_step)}")
     table.add_row("where", trial.placement or fmt.MISSING)
+    if trial.peak_gpu_memory_mb is not None:  # only where NVML saw its processes on a GPU
+        table.add_row("peak GPU memory", fmt.memory(trial.peak_gpu_memory_mb))
     table.add_row("duration", fmt.duration(trial_duration(trial, now)))
     table.add_row("checkpoint", trial.checkpoint or fmt.MISSING)
     return table

@@ -10,6 +10,7 @@ import time
 import hpod.trial as trial
 
 params = trial.params()
+trial.declare_resumable()
 x = float(params["x"])
 steps = int(params.get("steps", 9))
 resume = trial.resume_from()

@@ -1,0 +1,71 @@
+"""Which executor a daemon runs its trials with, and the daemon's part in its life.
+
+`build_executor` is the one place that chooses; an executor for another kind of machine (a Ray
+cluster) adds its branch there. An executor may hold processes of its own between trials (the
+warm starts' spares): `retire_study` ends what a finished study no longer needs, and
+`close_executor` ends everything at shutdown. Both do nothing for an executor that holds none.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from hpod.config import DaemonConfig
+from hpod.executor.base import Executor
+from hpod.executor.local import LocalExecutor
+from hpod.executor.warm import WarmExecutor, runnable_elsewhere
+
+if TYPE_CHECKING:
+    from hpod.spec import StudySpec
+
+SPARES_FOLDER = "spares"  # under the daemon's state folder, beside trials/
+
+
+@runtime_checkable
+class HoldsProcesses(Protocol):
+    """An executor with processes of its own between trials."""
+
+    async def retire(self, slot: str | None = None) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def build_executor(config: DaemonConfig) -> Executor:
+    """The daemon's executor for `config`: local trials, warm-started for studies with
+    `[trial] preload` unless `config.spares` is "off". With `--executor ray` it is for the
+    studies that choose `local`; the others run on the daemon's RayCluster (runs_on_ray)."""
+    if config.executor == "ray":
+        from hpod.executor.ray import require_ray
+
+        require_ray()  # a clear DaemonError at start-up, not at the first study
+    if config.spares == "off":
+        return LocalExecutor()
+    return WarmExecutor(
+        LocalExecutor(),
+        spare_dir=config.state_dir / SPARES_FOLDER,
+        # "ignore-load": count only hpod's own busy processes against the cores.
+        running=None if config.spares == "ignore-load" else runnable_elsewhere,
+    )
+
+
+def spare_slot(study: str) -> str:
+    """The `slot` a study's launches pass: its trials share its spares, one per running trial."""
+    return study
+
+
+async def retire_study(executor: Executor, study: str) -> None:
+    """The study has ended: its spares go (they would wait for trials that never come)."""
+    if isinstance(executor, HoldsProcesses):
+        await executor.retire(spare_slot(study))
+
+
+async def close_executor(executor: Executor) -> None:
+    """The daemon is stopping: every spare goes (the trials were ended by their runners)."""
+    if isinstance(executor, HoldsProcesses):
+        await executor.aclose()
+
+
+def runs_on_ray(spec: StudySpec, config: DaemonConfig) -> bool:
+    """Whether a study's trials go to a Ray cluster: its `[executor] kind`, else the daemon's
+    `--executor` (executor/ray.py; the daemon keeps one RayCluster for all such studies)."""
+    return (spec.executor.kind or config.executor) == "ray"

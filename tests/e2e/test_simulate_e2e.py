@@ -1,0 +1,60 @@
+"""`hpod simulate --curves STORE_DB`: a study replayed on the curves a real run recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hpod.store import StoreReader
+
+from helpers import FIXTURE_TRIALS, hpod_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _study(scheduler: str) -> str:
+    return f"""
+name = "replayed"
+command = ["python", "{FIXTURE_TRIALS / 'quadratic.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 8 }}
+parallel = 2
+seed = 5
+[scheduler]
+{scheduler}
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+steps = 9
+"""
+
+
+def test_simulate_replays_the_nearest_recorded_curve(tmp_path: Path) -> None:
+    study = tmp_path / "replayed.toml"
+    study.write_text(_study('kind = "fifo"'))
+    hpod_cli("run", study, "--plain", "--slots", "2", timeout=300)
+    db = tmp_path / ".hpod" / "hpod.db"
+    with StoreReader(db) as reader:
+        record = reader.find_study("replayed")
+        recorded = {trial.value: trial.params["x"] for trial in reader.list_trials(record.id)}
+    assert len(recorded) == 8
+    # The same study under ASHA, simulated on what the fifo run recorded.
+    study.write_text(_study('kind = "asha"\nmax_resource = 9'))
+    out = hpod_cli("simulate", study, "--curves", db, "--workers", "4", "--trials", "30",
+                   "--json").stdout
+    doc = json.loads(out)
+    assert doc["curves"] == str(db.resolve()) and doc["trials"] == 30
+    assert doc["states"].get("stopped") and doc["states"].get("complete")
+    best = doc["best"]
+    # Its value is a recorded trial's final value, the one whose x is nearest to its own.
+    assert best["value"] in recorded
+    nearest = min(recorded.values(), key=lambda x: abs(x - best["params"]["x"]))
+    assert recorded[best["value"]] == nearest
+    assert out == hpod_cli("simulate", study, "--curves", db, "--workers", "4", "--trials",
+                           "30", "--json").stdout
+    other = tmp_path / "other.toml"
+    other.write_text(_study('kind = "fifo"').replace('"replayed"', '"other"'))
+    failed = hpod_cli("simulate", other, "--curves", db, check=False)
+    assert failed.returncode == 2
+    assert "no study named 'other'" in failed.stderr and "Fix:" in failed.stderr
