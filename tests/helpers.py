@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from hpod.store import StoreReader, StoreUnavailable
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TRIALS = REPO / "tests" / "fixtures" / "trials"
 EXAMPLES = REPO / "examples"
@@ -68,6 +70,16 @@ def study_status(folder: Path, name: str) -> dict[str, Any] | None:
         if study["name"] == name:
             return study
     return None
+
+
+def open_reader(db: Path) -> StoreReader | None:
+    """A reader on the daemon's store, or None while the daemon has not created it yet."""
+    if not db.exists():
+        return None
+    try:
+        return StoreReader(db)
+    except StoreUnavailable:  # the file exists but its schema is still being written
+        return None
 
 
 def write_study(folder: Path, name: str, body: str, suffix: str = ".toml") -> Path:

@@ -23,10 +23,10 @@ import pytest
 from hpod.config import DaemonConfig
 from hpod.daemon import Daemon
 from hpod.gpu_usage import RETENTION_S
-from hpod.store import GpuSample, StoreReader, StoreUnavailable, TrialState, open_store
+from hpod.store import GpuSample, StoreReader, TrialState, open_store
 
 from fake_nvml import FakeNvml, four_gpus
-from helpers import FIXTURE_TRIALS, hpod_cli, quadratic_study, write_study
+from helpers import FIXTURE_TRIALS, hpod_cli, open_reader, quadratic_study, write_study
 
 INTERVAL = 0.05  # seconds between samples: the rounds come quickly, nothing waits for them
 
@@ -58,7 +58,7 @@ async def serving(folder: Path) -> AsyncIterator[StoreReader]:
     daemon = Daemon(config)
     task = asyncio.create_task(daemon.run())
     try:
-        reader = await eventually(lambda: _open(db) or task.done(), "the database")
+        reader = await eventually(lambda: open_reader(db) or task.done(), "the database")
         if task.done():
             task.result()  # the daemon's error, not a timeout
             pytest.fail("the daemon stopped before its database could be read")
@@ -67,13 +67,6 @@ async def serving(folder: Path) -> AsyncIterator[StoreReader]:
     finally:
         daemon.request_shutdown()
         await asyncio.wait_for(task, 60)
-
-
-def _open(db: Path) -> StoreReader | None:
-    try:
-        return StoreReader(db)
-    except StoreUnavailable:
-        return None
 
 
 def newest_time(reader: StoreReader) -> float | None:

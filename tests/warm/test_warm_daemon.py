@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from hpod.store import StoreReader, StoreUnavailable
+from hpod.store import StoreReader
 
-from helpers import DaemonProcess, alive, wait_until, write_study
+from helpers import DaemonProcess, alive, open_reader, wait_until, write_study
 
 pytestmark = [
     pytest.mark.slow,
@@ -222,11 +222,8 @@ def test_a_finished_studys_spares_end_while_the_daemon_runs_on(tmp_path: Path,
     db = folder / ".hpod" / "hpod.db"
 
     def complete() -> bool:
-        if not db.exists():
-            return False
-        try:
-            reader = StoreReader(db)
-        except StoreUnavailable:  # the daemon is creating the file at this moment
+        reader = open_reader(db)
+        if reader is None:
             return False
         with reader:
             study = reader.find_study("plan")
@@ -264,9 +261,10 @@ def test_a_kill_9_of_the_daemon_leaves_no_spare_or_warm_trial(tmp_path: Path,
     db = folder / ".hpod" / "hpod.db"
 
     def warm_trial_running() -> int | None:
-        if not db.exists():
+        reader = open_reader(db)
+        if reader is None:
             return None
-        with StoreReader(db) as reader:
+        with reader:
             study = reader.find_study("hang")
             if study is None:
                 return None
