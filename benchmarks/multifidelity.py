@@ -92,23 +92,28 @@ class LiveRungPolicy(StudyPolicy):
         return super().observe(trial)
 
 
-# name -> (suggester, scheduler, policy class)
-HPOD: dict[str, tuple[str, str, type[StudyPolicy]]] = {
-    "hpod asha + gp": ("gp", "asha", StudyPolicy),
-    "hpod asha + gp, rungs fed live": ("gp", "asha", LiveRungPolicy),
-    "hpod asha + random": ("random", "asha", StudyPolicy),
-    "hpod hyperband + random": ("random", "hyperband", StudyPolicy),
-    "hpod gp, no stopping": ("gp", "fifo", StudyPolicy),
-    "random search, no stopping": ("random", "fifo", StudyPolicy),
+JOINT = {"fidelity": "joint", "max_resource": R}
+# name -> (suggester, scheduler, policy class, suggester options)
+HPOD: dict[str, tuple[str, str, type[StudyPolicy], dict[str, Any]]] = {
+    "hpod asha + gp": ("gp", "asha", StudyPolicy, {}),
+    "hpod asha + gp, rungs fed live": ("gp", "asha", LiveRungPolicy, {}),
+    "hpod asha + gp joint": ("gp", "asha", StudyPolicy, JOINT),
+    "hpod asha + gp joint, rungs fed live": ("gp", "asha", LiveRungPolicy, JOINT),
+    "hpod asha + random": ("random", "asha", StudyPolicy, {}),
+    "hpod hyperband + random": ("random", "hyperband", StudyPolicy, {}),
+    "hpod gp, no stopping": ("gp", "fifo", StudyPolicy, {}),
+    "random search, no stopping": ("random", "fifo", StudyPolicy, {}),
 }
 OPTUNA = ("optuna SH + random", "optuna SH + TPE", "optuna hyperband + random",
           "optuna hyperband + TPE")
 PEERS = ("random search, no stopping", *OPTUNA)
+GOAL = "hpod asha + gp"
 
 Completed = list[tuple[float, float, float]]  # (virtual time, reported final, true final)
 
 
-def study_spec(suggester: str, scheduler: str, seed: int, workers: int) -> StudySpec:
+def study_spec(suggester: str, scheduler: str, seed: int, workers: int,
+               options: dict[str, Any] | None = None) -> StudySpec:
     table: dict[str, Any] = {"kind": scheduler}
     if scheduler != "fifo":
         table.update(min_resource=1, max_resource=R, reduction_factor=ETA)
@@ -116,14 +121,14 @@ def study_spec(suggester: str, scheduler: str, seed: int, workers: int) -> Study
         "name": "multifidelity", "command": ["python", "-c", "pass"],
         "objective": {"metric": "loss", "direction": "minimize"},
         "budget": {"trials": 10**6}, "parallel": workers, "seed": seed,
-        "space": {**SPACE, "epochs": R}, "suggester": {"kind": suggester}, "scheduler": table,
+        "space": {**SPACE, "epochs": R}, "suggester": {"kind": suggester, **(options or {})}, "scheduler": table,
     }, path=Path("multifidelity.toml"))
 
 
 def run_hpod(method: str, landscape: SyntheticCurves, seed: int, workers: int,
              horizon: float) -> Completed:
-    suggester, scheduler, policy = HPOD[method]
-    spec = study_spec(suggester, scheduler, seed, workers)
+    suggester, scheduler, policy, options = HPOD[method]
+    spec = study_spec(suggester, scheduler, seed, workers, options)
     sim = simulate_study(spec, curves=landscape, seed=seed, max_seconds=horizon,
                          launch_seconds=LAUNCH_SECONDS, policy=policy)
     done = [t for t in sim.result.trials if t.state is TrialState.COMPLETE]
@@ -197,13 +202,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--budget", type=float, default=30.0, help="full-length trials")
+    parser.add_argument("--methods", default="",
+                        help="semicolon-separated hpod methods to run (default: all); the peers "
+                             "and the goal's method always run")
     args = parser.parse_args()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.getLogger("hpod").setLevel(logging.WARNING)
-    methods = [*HPOD, *OPTUNA]
+    chosen = [m.strip() for m in args.methods.split(";") if m.strip()]
+    unknown = sorted(set(chosen) - set(HPOD))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {sorted(HPOD)}")
+    wanted = {*chosen, *PEERS, GOAL} if chosen else {*HPOD, *OPTUNA}
+    methods = [m for m in [*HPOD, *OPTUNA] if m in wanted]
     best: dict[str, dict[float, list[float]]] = {m: {f: [] for f in FRACTIONS} for m in methods}
     n_trials: dict[str, list[int]] = {m: [] for m in methods}
     seconds: dict[str, float] = {m: 0.0 for m in methods}
@@ -249,7 +262,7 @@ def table(best: dict[str, dict[float, list[float]]], n_trials: dict[str, list[in
                   for f in FRACTIONS]
         out.append(f"| {m} | {' | '.join(cells)} | {' | '.join(ratios)} "
                    f"| {statistics.median(n_trials[m]):.0f} | {seconds[m]:.0f} |")
-    goal = "hpod asha + gp"
+    goal = GOAL
     wins = sum(a <= b for a, b in zip(best[goal][0.5], best[peer][1.0]))
     out += ["", f"Goal: {goal} at 50 % = {fmt(med[goal][0.5])} vs best peer ({peer}) at 100 % "
             f"= {fmt(ref)}: {'met' if med[goal][0.5] <= ref else 'not met'} on the medians; "

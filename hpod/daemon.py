@@ -20,6 +20,7 @@ from hpod.config import DaemonConfig
 from hpod.controller import StudyController, StudyProgress
 from hpod.errors import DaemonError, SpaceError
 from hpod.executor.base import Executor
+from hpod.executor.fd_slots import ChildFdSlots
 from hpod.executor.leftovers import kill_leftovers
 from hpod.executor.ray import RayCluster
 from hpod.executor.select import build_executor, close_executor, retire_study, runs_on_ray
@@ -53,11 +54,14 @@ class Daemon:
         *,
         executor: Executor | None = None,
         on_progress: Callable[[StudyProgress], None] = lambda _progress: None,
+        fd_slots: ChildFdSlots | None = None,
     ) -> None:
         self.config = config
         # One the daemon builds is its own to close (its spares end with the daemon).
         self._owns_executor = executor is None
-        self._executor = executor if executor is not None else build_executor(config)
+        self._executor = (
+            executor if executor is not None else build_executor(config, fd_slots=fd_slots)
+        )
         self._on_progress = on_progress
         self._inventory = discover_gpus(config.gpus)
         self._pool = ResourcePool(

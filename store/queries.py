@@ -223,6 +223,27 @@ def metrics(trial_id: int, *, since_id: int = 0) -> Query[list[tuple[int, Metric
     return Query(sql, (trial_id, since_id), _all(_metric_from_row))
 
 
+MetricValue = tuple[int, int, float]  # (row id, step, value)
+
+
+def metric_values(trial_id: int, name: str, *, since_id: int = 0) -> Query[list[MetricValue]]:
+    """One metric's rows after `since_id`, in report order, as plain (row id, step, value).
+
+    For a reader that follows a running trial at thousands of reports a second (the TUI): no
+    record per row, no trial id, name or time, and no rows of the other metrics.
+    """
+    sql = (
+        "SELECT id, step, value FROM metrics WHERE trial_id = ? AND id > ? AND name = ? "
+        "ORDER BY id"
+    )
+    return Query(sql, (trial_id, since_id, name), _metric_values)
+
+
+def _metric_values(rows: list[Row]) -> list[MetricValue]:
+    # NULL is a NaN report (see the module docstring); the other rows are returned as they are.
+    return [r if r[2] is not None else (r[0], r[1], math.nan) for r in rows]  # type: ignore[misc]
+
+
 def list_commands(*, since_id: int = 0) -> Query[list[CommandRecord]]:
     sql = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id > ? ORDER BY id"
     return Query(sql, (since_id,), _all(_command_from_row))

@@ -192,6 +192,13 @@ class StoreReader:
     def metrics(self, trial_id: int, *, since_id: int = 0) -> list[tuple[int, MetricPoint]]:
         return self._run(q.metrics(trial_id, since_id=since_id))
 
+    def metric_values(
+        self, trial_id: int, name: str, *, since_id: int = 0
+    ) -> list[q.MetricValue]:
+        """(row id, step, value) of one metric's rows after `since_id`, oldest first; lighter
+        than metrics() for a reader that follows a running trial."""
+        return self._run(q.metric_values(trial_id, name, since_id=since_id))
+
     def list_commands(self, *, since_id: int = 0) -> list[CommandRecord]:
         return self._run(q.list_commands(since_id=since_id))
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hpod.store import (
     Direction,
@@ -62,8 +62,10 @@ class EventRow:
     trial_number: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class CurvePoint:
+class CurvePoint(NamedTuple):
+    """A tuple, not a dataclass: the feed makes tens of thousands a second for a running
+    trial's curve, and the chart takes them as (x, y) pairs."""
+
     x: float  # the step, or the scheduler's resource metric when the study names one
     y: float
 
@@ -159,15 +161,21 @@ def trial_duration(trial: TrialRecord, now: float) -> float | None:
 def improve_stats(
     stats: TrialStats, points: Iterable[tuple[int, float]], direction: Direction
 ) -> TrialStats:
-    """Fold new (step, value) objective reports into a trial's stats; NaN is never best."""
-    best, best_step, count = stats.best, stats.best_step, stats.points
-    for step, value in points:
-        count += 1
-        if math.isnan(value):
-            continue
-        if best is None or direction.better(value, best):
-            best, best_step = value, step
-    return TrialStats(best, best_step, count)
+    """Fold new (step, value) objective reports into a trial's stats; NaN is never best.
+
+    The best is the first report of the batch's extreme value, if strictly better than the
+    old best: the same as comparing one by one, with builtins doing the loop (a running trial
+    may bring 30 000 reports per poll).
+    """
+    pairs = points if isinstance(points, list) else list(points)
+    values = [value for _, value in pairs]
+    usable = [value for value in values if value == value]  # NaN != NaN
+    best, best_step = stats.best, stats.best_step
+    if usable:
+        extreme = min(usable) if direction is Direction.MINIMIZE else max(usable)
+        if best is None or direction.better(extreme, best):
+            best, best_step = extreme, pairs[values.index(extreme)][0]
+    return TrialStats(best, best_step, stats.points + len(pairs))
 
 
 def best_so_far(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from hpod.store import StudyRecord, TrialRecord, TrialState
 
 from . import format as fmt
 from .model import (
-    CurvePoint,
     best_so_far,
     param_choices,
     param_is_log,
@@ -17,13 +16,14 @@ from .model import (
     rung_levels,
 )
 from .widgets.chart import Plot, Series
+from .widgets.points import Points
 
 MAX_CURVES = 12  # beyond this a braille chart is a blur; the legend says how many are hidden
 
 
 def curves_plot(
     study: StudyRecord,
-    curves: Mapping[int, Sequence[CurvePoint]],
+    curves: Mapping[int, Points],
     numbers: Mapping[int, int],
     focus: int | None,
 ) -> Plot:
@@ -34,7 +34,7 @@ def curves_plot(
     series = tuple(
         Series(
             f"#{numbers.get(tid, '?')}",
-            [(p.x, p.y) for p in curves[tid]],
+            curves[tid],  # as is: the chart decimates long curves from their columns
             emphasis=tid == focus and len(shown) > 1,
         )
         for tid in sorted(shown, key=lambda tid: numbers.get(tid, tid))

@@ -7,7 +7,9 @@ costs little per poll:
   number (numbers are contiguous per study) when the count grows.
 - metrics: each trial's rows are read from the last row id seen, for running trials and for
   trials that just changed. Trials already finished when the view opened are read in the
-  background, a bounded number of rows per poll, so the table shows up at once.
+  background, a bounded number of rows per poll, so the table shows up at once. Only the
+  objective is read (and the scheduler's resource metric for a curve), as plain tuples: a
+  trial reporting 60 000 times a second brings 30 000 new rows per poll.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hpod.store import MetricPoint, NotFound, StoreReader, StudyRecord, TrialRecord, TrialState
+from hpod.store import NotFound, StoreReader, StudyRecord, TrialRecord, TrialState
 from textual.message import Message
 
 from .messages import CurvesUpdated, StudyUpdated, TrialsUpdated
@@ -33,7 +35,7 @@ PARKED_STATES = frozenset({TrialState.PAUSED, TrialState.INTERRUPTED})
 # enough that a poll on a huge study returns quickly and the UI thread keeps the GIL.
 BACKFILL_ROWS_PER_POLL = 20_000
 
-Rows = list[tuple[int, MetricPoint]]
+Rows = list[tuple[int, int, float]]  # one metric's (row id, step, value): metric_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +196,17 @@ class StudyWatch:
 
     @staticmethod
     def _rows(
-        reader: StoreReader, trial_id: int, since: int, reads: dict[int, tuple[int, Rows]]
+        reader: StoreReader,
+        study: StudyRecord,
+        trial_id: int,
+        since: int,
+        reads: dict[int, tuple[int, Rows]],
     ) -> Rows:
-        """Metric rows after `since`; the stats and the curve of a trial share one read."""
+        """The objective's rows after `since`; the stats and the curve of a trial share one
+        read."""
         cached = reads.get(trial_id)
         if cached is None or cached[0] > since:
-            cached = (since, reader.metrics(trial_id, since_id=since))
+            cached = (since, reader.metric_values(trial_id, study.metric, since_id=since))
             reads[trial_id] = cached
         first, rows = cached
         return rows if first == since else [r for r in rows if r[0] > since]
@@ -232,14 +239,13 @@ class StudyWatch:
         out: dict[int, TrialStats],
     ) -> int:
         since = self._cursor.get(trial_id, 0)
-        rows = self._rows(reader, trial_id, since, reads)
+        rows = self._rows(reader, study, trial_id, since, reads)
         # Set even when empty: it marks the trial as read, so its next change reads again.
         self._cursor[trial_id] = rows[-1][0] if rows else since
         if not rows:
             return 0
-        objective = ((p.step, p.value) for _, p in rows if p.name == study.metric)
         before = self._stats.get(trial_id, TrialStats())
-        after = improve_stats(before, objective, study.direction)
+        after = improve_stats(before, [(step, value) for _, step, value in rows], study.direction)
         if after != before:
             self._stats[trial_id] = after
             out[trial_id] = after
@@ -262,27 +268,23 @@ class StudyWatch:
                 since = 0
             elif trial_id not in reads and trial.state is not TrialState.RUNNING:
                 continue  # nothing new can have arrived for it
-            rows = self._rows(reader, trial_id, since, reads)
+            rows = self._rows(reader, study, trial_id, since, reads)
             if rows:
                 self._curve_cursor[trial_id] = rows[-1][0]
-                points[trial_id] = self._curve_points(study, trial_id, rows)
+                points[trial_id] = self._curve_points(reader, study, trial_id, since, rows)
             else:
                 self._curve_cursor.setdefault(trial_id, since)
         return points, reset
 
     def _curve_points(
-        self, study: StudyRecord, trial_id: int, rows: Rows
+        self, reader: StoreReader, study: StudyRecord, trial_id: int, since: int, rows: Rows
     ) -> tuple[CurvePoint, ...]:
         resource = resource_metric(study)
         if resource is None:
-            return tuple(CurvePoint(p.step, p.value) for _, p in rows if p.name == study.metric)
+            return tuple([CurvePoint(step, value) for _, step, value in rows])
         # A report usually carries both metrics at one step, in either order: map steps first.
+        # Rows of the resource after the last objective row are read again next time: harmless.
         at_step = self._resource.setdefault(trial_id, {})
-        for _, p in rows:
-            if p.name == resource:
-                at_step[p.step] = p.value
-        return tuple(
-            CurvePoint(at_step.get(p.step, float(p.step)), p.value)
-            for _, p in rows
-            if p.name == study.metric
-        )
+        for _, step, value in reader.metric_values(trial_id, resource, since_id=since):
+            at_step[step] = value
+        return tuple(CurvePoint(at_step.get(step, float(step)), value) for _, step, value in rows)

@@ -4,6 +4,12 @@ Each trial is its own process group (start_new_session), so stopping it reaches 
 forked; it gets SIGKILL if the daemon dies (PR_SET_PDEATHSIG); its report and control pipes are
 its descriptors 3 and 4 and no other descriptor of the daemon's reaches it; its stdout/stderr go
 to `stdout.log` / `stderr.log` in its trial folder, never through the pipes.
+
+Two ways to start one, with the same result for the trial:
+- the fast path (the daemon's: it holds descriptors 3 and 4, executor/fd_slots.py, and has
+  setpriv, executor/spawn.py): no preexec_fn, so CPython spawns with vfork;
+- the preexec path (everywhere else, and for a program that may not exec cleanly): a
+  preexec_fn sets PR_SET_PDEATHSIG and moves the pipes (process.child_setup), and CPython forks.
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from hpod.decision import Decision
 from hpod.errors import LaunchError
 from hpod.executor.base import TrialExit
+from hpod.executor.fd_slots import ChildFdSlots
 from hpod.executor.leftovers import kill_leftovers
 from hpod.executor.process import (child_setup, classify_exit, group_alive, launch_error,
                                    load_prctl, signal_group, stderr_tail)
+from hpod.executor.spawn import direct_program, with_pdeathsig
 from hpod.wire import MAX_LINE, LineBuffer, Message, encode_decision, parse_lines
 
 logger = logging.getLogger(__name__)
@@ -32,11 +41,26 @@ _GROUP_POLL_MAX = 0.1
 
 
 class LocalExecutor:
-    """Starts trials as local subprocesses. One instance serves every trial of a daemon."""
+    """Starts trials as local subprocesses. One instance serves every trial of a daemon.
 
-    def __init__(self) -> None:
+    With both `fd_slots` (ChildFdSlots.claim()) and `setpriv` (spawn.find_setpriv()) trials
+    start on the fast path; without either, on the preexec path.
+    """
+
+    def __init__(self, *, fd_slots: ChildFdSlots | None = None,
+                 setpriv: str | None = None) -> None:
         self._prctl_ready = False
         self._prctl: Callable[..., int] | None = None
+        self._fd_slots = fd_slots
+        self._setpriv = setpriv
+        self.fast_starts = 0  # launches that took the fast path
+
+    @property
+    def fast(self) -> bool:
+        """Whether launches can take the fast path (a program that may not exec cleanly
+        still takes the preexec path)."""
+        return self._fd_slots is not None and not self._fd_slots.closed \
+            and self._setpriv is not None
 
     async def launch(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path,
                      trial_dir: Path, preload: Sequence[str] = (),
@@ -49,33 +73,34 @@ class LocalExecutor:
         argv = [os.fspath(a) for a in argv]
         if not argv or not argv[0]:
             raise LaunchError("cannot start trial: the command is empty")
-        if not self._prctl_ready:
-            self._prctl = load_prctl()
-            self._prctl_ready = True
         trial_dir = Path(trial_dir)
         try:
             trial_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LaunchError(f"cannot create trial folder {os.fspath(trial_dir)!r}: {e}") from e
         # What an earlier run of this trial forked may have outlived a killed daemon: it must
-        # not share the machine (or the GPU) with the run that starts now.
-        await asyncio.to_thread(kill_leftovers, trial_dir)
+        # not share the machine (or the GPU) with the run that starts now. Every run creates
+        # stderr.log before its process exists (a spare's hand-off too), so without one no
+        # process can carry this folder as its HPOD_TRIAL_DIR: the scan of /proc is skipped.
+        if (trial_dir / "stderr.log").exists():
+            await asyncio.to_thread(kill_leftovers, trial_dir)
+        fast = self.fast and direct_program(argv[0], env, Path(cwd)) is not None
 
         report_r, report_w = os.pipe()
         control_r, control_w = os.pipe()
-        setup = child_setup(report_w, control_r, self._prctl)
-        child_env = {**env, "HPOD_REPORT_FD": str(setup.report_fd),
-                     "HPOD_CONTROL_FD": str(setup.control_fd)}
         spawned = False
         try:
             # Appending keeps a resumed trial's earlier output; the tail starts at this run.
             with open(trial_dir / "stdout.log", "ab") as out, \
                     open(trial_dir / "stderr.log", "ab") as err:
                 stderr_start = err.tell()
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
-                    cwd=cwd, env=child_env, start_new_session=True,
-                    pass_fds=setup.pass_fds, preexec_fn=setup.preexec)
+                if fast:
+                    proc = await self._spawn_fast(argv, env, cwd, out, err, report_w,
+                                                  control_r)
+                    self.fast_starts += 1
+                else:
+                    proc = await self._spawn_preexec(argv, env, cwd, out, err, report_w,
+                                                     control_r)
             spawned = True
         except OSError as e:
             raise launch_error(e, argv, Path(cwd)) from e
@@ -105,6 +130,42 @@ class LocalExecutor:
         logger.debug("launched pid %d: %s", proc.pid, argv)
         return LocalTrial(proc, reader, transport, control_w, trial_dir / "stderr.log",
                           stderr_start)
+
+    async def _spawn_fast(self, argv: list[str], env: Mapping[str, str], cwd: Path,
+                          out: IO[bytes], err: IO[bytes], report_w: int,
+                          control_r: int) -> asyncio.subprocess.Process:
+        """vfork + exec of setpriv, which sets PR_SET_PDEATHSIG and execs the trial.
+
+        NOTE: unlike the preexec path, nothing checks that the daemon is still alive once the
+        death signal is set: a daemon killed between the spawn and setpriv's prctl (a few
+        hundred microseconds) leaves the trial running. That is the window a trial's own
+        children always have (PDEATHSIG is not inherited by fork), and it is covered the same
+        way: the next daemon on this state folder kills every process carrying a trial folder
+        of it as HPOD_TRIAL_DIR before it starts anything (leftovers.py, Daemon._reconcile).
+        """
+        assert self._fd_slots is not None and self._setpriv is not None
+        async with self._fd_slots.placed(report_w, control_r) as (report_fd, control_fd):
+            child_env = {**env, "HPOD_REPORT_FD": str(report_fd),
+                         "HPOD_CONTROL_FD": str(control_fd)}
+            return await asyncio.create_subprocess_exec(
+                *with_pdeathsig(self._setpriv, argv), stdin=asyncio.subprocess.DEVNULL,
+                stdout=out, stderr=err, cwd=cwd, env=child_env, start_new_session=True,
+                pass_fds=(report_fd, control_fd))
+
+    async def _spawn_preexec(self, argv: list[str], env: Mapping[str, str], cwd: Path,
+                             out: IO[bytes], err: IO[bytes], report_w: int,
+                             control_r: int) -> asyncio.subprocess.Process:
+        """fork + preexec_fn (PR_SET_PDEATHSIG, pipes moved to 3 and 4) + exec of the trial."""
+        if not self._prctl_ready:
+            self._prctl = load_prctl()
+            self._prctl_ready = True
+        setup = child_setup(report_w, control_r, self._prctl)
+        child_env = {**env, "HPOD_REPORT_FD": str(setup.report_fd),
+                     "HPOD_CONTROL_FD": str(setup.control_fd)}
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+            cwd=cwd, env=child_env, start_new_session=True,
+            pass_fds=setup.pass_fds, preexec_fn=setup.preexec)
 
 
 class LocalTrial:

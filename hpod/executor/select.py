@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hpod.config import DaemonConfig
 from hpod.executor.base import Executor
+from hpod.executor.fd_slots import ChildFdSlots
 from hpod.executor.local import LocalExecutor
+from hpod.executor.spawn import find_setpriv
 from hpod.executor.warm import WarmExecutor, runnable_elsewhere
 
 if TYPE_CHECKING:
@@ -30,18 +32,22 @@ class HoldsProcesses(Protocol):
     async def aclose(self) -> None: ...
 
 
-def build_executor(config: DaemonConfig) -> Executor:
+def build_executor(config: DaemonConfig, *, fd_slots: ChildFdSlots | None = None) -> Executor:
     """The daemon's executor for `config`: local trials, warm-started for studies with
     `[trial] preload` unless `config.spares` is "off". With `--executor ray` it is for the
-    studies that choose `local`; the others run on the daemon's RayCluster (runs_on_ray)."""
+    studies that choose `local`; the others run on the daemon's RayCluster (runs_on_ray).
+    `fd_slots` (the process's descriptors 3 and 4, claimed at start-up) and a setpriv on PATH
+    let trials start without a fork of the daemon (executor/spawn.py)."""
     if config.executor == "ray":
         from hpod.executor.ray import require_ray
 
         require_ray()  # a clear DaemonError at start-up, not at the first study
+    setpriv = find_setpriv() if fd_slots is not None else None
+    local = LocalExecutor(fd_slots=fd_slots, setpriv=setpriv)
     if config.spares == "off":
-        return LocalExecutor()
+        return local
     return WarmExecutor(
-        LocalExecutor(),
+        local,
         spare_dir=config.state_dir / SPARES_FOLDER,
         # "ignore-load": count only hpod's own busy processes against the cores.
         running=None if config.spares == "ignore-load" else runnable_elsewhere,

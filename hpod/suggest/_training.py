@@ -66,6 +66,24 @@ class EncodedHistory:
         v = np.array([obs[i].value for i in idx], dtype=float)
         return X, (-v if maximize else v)
 
+    def joint_training(self, *, maximize: bool, min_points: int, top: float | None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(X (n, d + 1), v (n,), at_acq (n,) bool, r_acq coordinate): every level of every point,
+        the encoded level as the last column (hpod.suggest.gp.fidelity)."""
+        from hpod.suggest.gp.fidelity import Levels, joint_training_indices
+
+        obs = self.history.observations
+        idx, levels, acq_level = joint_training_indices(obs, self._keys, min_points=min_points)
+        finite = [lv for lv in levels if not math.isinf(lv)]
+        scale = Levels(top, finite)
+        d = self.space.dim
+        X = np.array([self._rows[i] for i in idx]).reshape(len(idx), d)
+        column = np.array([scale.encode(lv) for lv in levels], dtype=float)
+        v = np.array([obs[i].value for i in idx], dtype=float)
+        at_acq = np.array([lv == acq_level for lv in levels], dtype=bool)
+        return (np.column_stack([X, column]), (-v if maximize else v), at_acq,
+                scale.encode(acq_level))
+
     def taken(self, pending: Iterable[Mapping[str, Any]] = ()) -> set[Hashable]:
         """Keys never to propose: observed (failed included) and pending."""
         out = set(self._keys)

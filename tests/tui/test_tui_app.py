@@ -149,7 +149,7 @@ async def test_new_trials_and_metrics_show_up_without_a_keypress(make_app, seede
         assert study.table._rows_data[str(running.id)].stats.best == 0.001
         assert numbers(study.table)[0] == 12  # the new trial, at the top (newest first)
         # The curve of the trial under the cursor (still #11) got the new point too.
-        await wait_for(pilot, lambda: any(p.y == 0.001 for p in study._curves.get(running.id, [])),
+        await wait_for(pilot, lambda: any(y == 0.001 for _, y in study._curves.get(running.id, ())),
                        "the new point on the learning curve")  # fmt: skip
 
 

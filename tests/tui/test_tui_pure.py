@@ -140,3 +140,13 @@ def test_braille_dots_and_lines() -> None:
     assert bits == [0x01 | 0x10, 0x04 | 0x80]
     with pytest.raises(ValueError):
         BrailleCanvas(0, 3)
+
+
+def test_stats_take_the_first_report_of_a_tied_best_and_only_a_strictly_better_one() -> None:
+    stats = improve_stats(TrialStats(), [(0, 2.0), (1, 1.0), (2, 1.0)], Direction.MINIMIZE)
+    assert stats == TrialStats(1.0, 1, 3)
+    tied = improve_stats(stats, [(3, 1.0), (4, math.nan)], Direction.MINIMIZE)
+    assert tied == TrialStats(1.0, 1, 5)
+    assert improve_stats(stats, iter([(5, 0.5)]), Direction.MINIMIZE) == TrialStats(0.5, 5, 4)
+    nan_only = improve_stats(TrialStats(), [(0, math.nan)], Direction.MAXIMIZE)
+    assert nan_only == TrialStats(None, None, 1)

@@ -10,13 +10,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from .. import format as fmt
 from ..context import TuiContext
 from ..messages import EventsAppended
 from ..model import EventRow
 from ..watch_events import EventsInterest
+from ..widgets.footer import KeysFooter
 from ..widgets.status import CommandBar
 from ..widgets.table import Column, Row, VirtualTable
 
@@ -63,7 +64,7 @@ class EventsScreen(Screen[None]):
         yield table
         yield Static(id="event-detail")
         yield CommandBar()
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = "hpod · events"

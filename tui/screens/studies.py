@@ -10,7 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from .. import format as fmt
 from ..context import TuiContext
@@ -18,6 +18,7 @@ from ..controls import CommandRequest, confirm_and_send, toggle_pause
 from ..messages import StudiesUpdated
 from ..model import StudySummary, elapsed, estimate_left, spec_section
 from ..watch_overview import OverviewInterest
+from ..widgets.footer import KeysFooter
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.status import CommandBar
 from ..widgets.table import Column, Row, VirtualTable
@@ -118,7 +119,7 @@ class StudiesScreen(Screen[None]):
         yield GpuPanel(self.ctx.feed, clock=self.ctx.clock, id="gpus")
         yield Static(id="study-detail")
         yield CommandBar()
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.sub_title = str(self.ctx.db_path)

@@ -10,16 +10,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import Header, Input, Static, TabbedContent, TabPane
 
 from .. import format as fmt
 from ..context import TuiContext
 from ..controls import CommandRequest, confirm_and_send, toggle_pause
 from ..messages import CurvesUpdated, StudyUpdated, TrialsUpdated
-from ..model import CurvePoint, StudySummary, elapsed, estimate_left, param_names
+from ..model import StudySummary, elapsed, estimate_left, param_names
 from ..plots import best_plot, curves_plot, params_plot
 from ..watch_study import StudyInterest
 from ..widgets.chart import Chart
+from ..widgets.footer import KeysFooter
+from ..widgets.points import Points
 from ..widgets.status import CommandBar
 from ..widgets.table import VirtualTable
 from ..widgets.trial_table import TrialTable
@@ -59,7 +61,9 @@ class StudyScreen(Screen[None]):
         self._params = param_names(study)
         self._param_index = 0
         self._marked: set[int] = set()
-        self._curves: dict[int, list[CurvePoint]] = {}
+        # Columns, not lists of points: a running trial's curve grows by thousands a second
+        # and is redrawn on every update (see widgets/decimate.py).
+        self._curves: dict[int, Points] = {}
         self._interest = StudyInterest(study.id)
         self._loading = True
         self._charts_dirty = True
@@ -78,7 +82,7 @@ class StudyScreen(Screen[None]):
                 with TabPane("Params", id="params"):
                     yield Chart(id="params-chart")
         yield CommandBar()
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = f"hpod · {self.study.name}"
@@ -119,10 +123,11 @@ class StudyScreen(Screen[None]):
 
     def on_curves_updated(self, message: CurvesUpdated) -> None:
         for trial_id in message.reset:
-            self._curves[trial_id] = []
+            self._curves[trial_id] = Points()
         for trial_id, points in message.points.items():
             if trial_id in self._interest.curves:
-                self._curves.setdefault(trial_id, []).extend(points)
+                curve = self._curves.setdefault(trial_id, Points())
+                curve.extend(points)
         self._draw_curves()
 
     def _tick(self) -> None:

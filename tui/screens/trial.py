@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Log, Static, TabbedContent, TabPane
+from textual.widgets import Header, Log, Static, TabbedContent, TabPane
 
 from .. import format as fmt
 from ..context import TuiContext
@@ -22,6 +22,7 @@ from ..messages import TrialEvents, TrialLog, TrialMetrics, TrialUpdated
 from ..model import rung_levels, trial_duration, trial_log_dir
 from ..watch_trial import TrialInterest
 from ..widgets.chart import Chart, Plot, Series
+from ..widgets.footer import KeysFooter
 from ..widgets.status import CommandBar
 from ..widgets.table import Column, Row, VirtualTable
 
@@ -110,7 +111,7 @@ class TrialScreen(Screen[None]):
             with TabPane("stderr", id="stderr"):
                 yield Log(max_lines=LOG_LINES, id="stderr-log")
         yield CommandBar()
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = f"hpod · {self.study.name}#{self.trial.number}"

@@ -11,12 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
 from .. import format as fmt
+from . import decimate
 from .braille import BrailleCanvas
+from .points import Points
 
 N_COLOURS = 6
 _MARKER = -1
@@ -26,7 +29,7 @@ _MIN_PLOT = (8, 2)  # cells: below this the chart says so instead of drawing a s
 @dataclass(frozen=True, slots=True)
 class Series:
     label: str
-    points: Sequence[tuple[float, float]]
+    points: Sequence[tuple[float, float]] | Points  # Points: a long live curve, drawn from arrays
     lines: bool = True  # False: a scatter of dots
     emphasis: bool = False
 
@@ -108,6 +111,22 @@ def _scale(value: float, log: bool) -> float | None:
 
 
 @dataclass
+class _Scaled:
+    """One series on the axes' scales, as arrays; `valid` marks the points that can be drawn."""
+
+    valid: np.ndarray
+    xs: np.ndarray  # the valid points only
+    ys: np.ndarray
+
+    @classmethod
+    def of(cls, series: Series, plot: Plot) -> _Scaled:
+        raw_x, raw_y = decimate.columns(series.points)
+        xs, ys = decimate.scaled(raw_x, plot.x_log), decimate.scaled(raw_y, plot.y_log)
+        valid = ~(np.isnan(xs) | np.isnan(ys))
+        return cls(valid, xs[valid], ys[valid])
+
+
+@dataclass
 class _Frame:
     """The plot area's geometry for one render: ranges, label widths, pixel mapping."""
 
@@ -117,30 +136,29 @@ class _Frame:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
     label_width: int
+    scaled: list[_Scaled]  # by series
 
     @classmethod
     def build(cls, plot: Plot, width: int, height: int) -> _Frame | None:
-        xs: list[float] = []
-        ys: list[float] = []
-        for series in plot.series:
-            for x, y in series.points:
-                sx, sy = _scale(x, plot.x_log), _scale(y, plot.y_log)
-                if sx is not None and sy is not None:
-                    xs.append(sx)
-                    ys.append(sy)
-        if not xs:
+        # Arrays, not Python loops: a live curve may hold a million points (see decimate.py).
+        scaled = [_Scaled.of(series, plot) for series in plot.series]
+        drawn = [s for s in scaled if s.xs.size]
+        if not drawn:
             return None
+        x_lo = min(float(s.xs.min()) for s in drawn)
+        x_hi = max(float(s.xs.max()) for s in drawn)
         for marker in plot.markers:
             sm = _scale(marker, plot.x_log)
             if sm is not None:
-                xs.append(sm)
-        x_range = _padded(min(xs), max(xs))
-        y_range = _padded(min(ys), max(ys))
+                x_lo, x_hi = min(x_lo, sm), max(x_hi, sm)
+        x_range = _padded(x_lo, x_hi)
+        y_range = _padded(min(float(s.ys.min()) for s in drawn),
+                          max(float(s.ys.max()) for s in drawn))  # fmt: skip
         labels = [_y_label(v, plot.y_log) for v in (y_range[0], y_range[1])]
         label_width = max(len(s) for s in labels) + 1
         if width - label_width < _MIN_PLOT[0]:
             return None
-        return cls(plot, width, height, x_range, y_range, label_width)
+        return cls(plot, width, height, x_range, y_range, label_width, scaled)
 
     @property
     def plot_width(self) -> int:
@@ -154,10 +172,6 @@ class _Frame:
         lo, hi = self.x_range
         return round((x - lo) / (hi - lo) * (canvas.pixel_width - 1))
 
-    def _py(self, y: float, canvas: BrailleCanvas) -> int:
-        lo, hi = self.y_range
-        return round((hi - y) / (hi - lo) * (canvas.pixel_height - 1))
-
     def draw(self, style: Callable[[str], Style]) -> list[Text]:
         plot = self.plot
         canvas = BrailleCanvas(self.plot_width, self.plot_height)
@@ -167,7 +181,7 @@ class _Frame:
                 canvas.vline(self._px(sm, canvas), _MARKER)
         order = sorted(range(len(plot.series)), key=lambda i: plot.series[i].emphasis)
         for index in order:
-            self._draw_series(canvas, plot.series[index], index)
+            self._draw_series(canvas, plot.series[index], self.scaled[index], index)
         classes = {i: _series_class(i, s) for i, s in enumerate(plot.series)}
         classes[_MARKER] = "chart--marker"
         axis = style("chart--axis")
@@ -181,19 +195,26 @@ class _Frame:
         rows.append(self._x_axis(axis, canvas))
         return rows
 
-    def _draw_series(self, canvas: BrailleCanvas, series: Series, layer: int) -> None:
-        previous: tuple[int, int] | None = None
-        for x, y in series.points:
-            sx, sy = _scale(x, self.plot.x_log), _scale(y, self.plot.y_log)
-            if sx is None or sy is None:
-                previous = None  # a gap, not a line across the missing value
-                continue
-            point = (self._px(sx, canvas), self._py(sy, canvas))
-            if series.lines and previous is not None:
-                canvas.line(*previous, *point, layer)
+    def _draw_series(
+        self, canvas: BrailleCanvas, series: Series, scaled: _Scaled, layer: int
+    ) -> None:
+        """The same dots as joining every point to the next (a dot alone after a gap, a gap
+        being a value that cannot be drawn), but from the decimated runs: see decimate.py."""
+        px = decimate.to_pixels(scaled.xs, *self.x_range, canvas.pixel_width, flip=False)
+        py = decimate.to_pixels(scaled.ys, *self.y_range, canvas.pixel_height, flip=True)
+        if not series.lines:
+            for x, y in decimate.dot_pixels(px, py, canvas.pixel_height):
+                canvas.dot(x, y, layer)
+            return
+        previous = (0, 0)
+        for run in decimate.line_runs(scaled.valid, px, py):
+            if run.starts_segment:
+                canvas.dot(run.x, run.first, layer)
             else:
-                canvas.dot(*point, layer)
-            previous = point
+                canvas.line(*previous, run.x, run.first, layer)
+            if run.low != run.high:
+                canvas.line(run.x, run.low, run.x, run.high, layer)
+            previous = (run.x, run.last)
 
     def _y_axis_label(self, row: int) -> str:
         lo, hi = self.y_range

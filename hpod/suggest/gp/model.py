@@ -83,12 +83,14 @@ class GPModel:
         every = self.refit_every or max(1, n // _REFIT_SPACING)
         return n - self._fitted_at >= every or n < self._fitted_at
 
-    def posterior(self, X: np.ndarray, v: np.ndarray,
-                  rng: np.random.Generator) -> tuple[GPPosterior, float, np.ndarray]:
-        """(posterior, incumbent target, incumbent point (d,)) for the data (X, v)."""
+    def posterior(self, X: np.ndarray, v: np.ndarray, rng: np.random.Generator,
+                  among: np.ndarray | None = None) -> tuple[GPPosterior, float, np.ndarray]:
+        """(posterior, incumbent target, incumbent point (d,)) for the data (X, v); the incumbent
+        is the best of the rows `among` (n,) bool marks, when given (the joint model's r_acq)."""
         t = gp_targets(v, self.winsorize, self.warp)
         idx = cap_indices(t, self.max_points, rng)
         X, t = X[idx], t[idx]
+        eligible = None if among is None else among[idx]
         n = len(t)
         if self._should_refit(n):
             self.params = fit_kernel_params(X, t, self.is_cat, self.n_choices,
@@ -108,7 +110,10 @@ class GPModel:
                                             deterministic=self.deterministic)
             self._fitted_at = n
             post = GPPosterior(X, t, self.params, self.is_cat)
-        best = int(np.argmax(t))
+        if eligible is not None and eligible.any():
+            best = int(np.flatnonzero(eligible)[np.argmax(t[eligible])])
+        else:
+            best = int(np.argmax(t))
         return post, float(t[best]), X[best]
 
     def acquisition(self, post: GPPosterior, best: float, Xp: np.ndarray, rng: np.random.Generator,

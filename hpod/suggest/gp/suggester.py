@@ -27,12 +27,17 @@ from hpod.suggest._lattice import Lattice, sobol
 from hpod.suggest._training import EncodedHistory
 from hpod.suggest.base import draw_rng, parse_direction, seed_entropy
 from hpod.suggest.gp.acquisition import Acquisition
+from hpod.suggest.gp.fidelity import AtLevel
 from hpod.suggest.gp.model import ACQUISITIONS, BlasThreads, GPModel, default_n_startup
 from hpod.suggest.gp.optimize import maximize_acquisition
 from hpod.suggest.gp.pending import PENDING_STRATEGIES
 from hpod.suggest.gp.prior import PRIORS
 
 logger = logging.getLogger(__name__)
+
+# "level": a single-fidelity GP on one level (hpod.suggest._training); "joint": one GP over
+# (params, level) on every level (hpod.suggest.gp.fidelity).
+FIDELITIES = ("level", "joint")
 
 
 class GPSuggester:
@@ -41,7 +46,9 @@ class GPSuggester:
     Options: acquisition "logei" | "ucb" (with `beta`); pending "believer" | "liar" | "fantasy";
     n_startup (default max(5, min(2d, 20))); prior "hvarfner" | "optuna"; deterministic (noise
     pinned at 1e-6); max_points (data cap); refit_every (None: automatic); n_candidates and
-    n_starts for the acquisition search; blas_threads (None: leave BLAS alone).
+    n_starts for the acquisition search; blas_threads (None: leave BLAS alone); fidelity "level" |
+    "joint" (how values at several resources are modelled, see FIDELITIES) and max_resource (the
+    resource of a final result, for "joint"; the scheduler's max_resource when the study has one).
     """
 
     def __init__(self, space: Space, seed: int | None = None,
@@ -50,10 +57,16 @@ class GPSuggester:
                  n_fantasies: int = 16, prior: str = "hvarfner", deterministic: bool = False,
                  max_points: int = 500, refit_every: int | None = None,
                  n_candidates: int = 1024, n_starts: int = 10, warp: str = "none",
-                 blas_threads: int | None = 1) -> None:
+                 blas_threads: int | None = 1, fidelity: str = "level",
+                 max_resource: float | None = None) -> None:
         _check_choice("acquisition", acquisition, ACQUISITIONS)
         _check_choice("pending", pending, PENDING_STRATEGIES)
         _check_choice("prior", prior, PRIORS)
+        _check_choice("fidelity", fidelity, FIDELITIES)
+        if max_resource is not None and (isinstance(max_resource, bool)
+                                         or not isinstance(max_resource, (int, float))
+                                         or not max_resource > 1):
+            raise ValueError(f"max_resource must be a number > 1, got {max_resource!r}")
         if acquisition == "ucb" and pending == "fantasy":
             raise ValueError('pending = "fantasy" needs acquisition = "logei"')
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
@@ -81,6 +94,13 @@ class GPSuggester:
                               deterministic=deterministic, max_points=max_points,
                               refit_every=refit_every, warp=warp)
         self._design: np.ndarray | None = None
+        self.fidelity = fidelity
+        self.max_resource = None if max_resource is None else float(max_resource)
+        # The joint model has one more coordinate (the level): its own kernel parameters.
+        self._joint_model = GPModel(np.append(self._lattice.is_cat, False),
+                                    np.append(self._lattice.n_choices, 0), prior=prior,
+                                    deterministic=deterministic, max_points=max_points,
+                                    refit_every=refit_every, warp=warp)
 
     # -- ask/tell --------------------------------------------------------------------------------
 
@@ -95,18 +115,23 @@ class GPSuggester:
             raise SearchExhausted(f"all {self.space.grid_size()} points of the space were "
                                   "observed or are pending")
         rng = draw_rng(self._entropy, 1 + len(self._history) + len(pending))
-        X, v = self._history.training(maximize=self.direction is Direction.MAXIMIZE,
-                                      min_points=max(3, self.space.dim + 1))
+        maximize = self.direction is Direction.MAXIMIZE
+        min_points = max(3, self.space.dim + 1)
+        X, v = self._history.training(maximize=maximize, min_points=min_points)
         if self._history.n_succeeded + len(pending) < self.n_startup or len(X) < 2:
             return self._design_point(taken, rng)
         Xp = self.space.to_unit_many(pending)
         with self._threads.limit():
-            post, best, best_x = self._model.posterior(X, v, rng)
-            acq = self._model.acquisition(post, best, Xp, rng, kind=self.acquisition,
-                                          beta=self.beta, pending=self.pending,
-                                          n_fantasies=self.n_fantasies)
+            if self.fidelity == "joint":
+                acq, best_x, lengthscales = self._joint_acquisition(Xp, rng, maximize, min_points)
+            else:
+                post, best, best_x = self._model.posterior(X, v, rng)
+                acq = self._model.acquisition(post, best, Xp, rng, kind=self.acquisition,
+                                              beta=self.beta, pending=self.pending,
+                                              n_fantasies=self.n_fantasies)
+                lengthscales = post.params.lengthscales
             taken_X = np.vstack([self._history.encoded(), Xp])
-            points = self._ranked_points(acq, rng, best_x, post.params.lengthscales, taken_X)
+            points = self._ranked_points(acq, rng, best_x, lengthscales, taken_X)
         params = first_free(self.space, points, taken)
         if params is None:
             logger.debug("gp: every ranked candidate is taken; falling back to a random point")
@@ -114,6 +139,20 @@ class GPSuggester:
         return params
 
     # -- pieces ----------------------------------------------------------------------------------
+
+    def _joint_acquisition(self, Xp: np.ndarray, rng: np.random.Generator, maximize: bool,
+                           min_points: int) -> tuple[Acquisition, np.ndarray, np.ndarray]:
+        """(acquisition over x, incumbent x (d,), lengthscales (d,)) of the joint model: fitted on
+        every level, looking at r_acq, with the pending points pending there too."""
+        X, v, at_acq, level = self._history.joint_training(maximize=maximize,
+                                                           min_points=min_points,
+                                                           top=self.max_resource)
+        post, best, best_x = self._joint_model.posterior(X, v, rng, among=at_acq)
+        Xp = np.column_stack([Xp, np.full(len(Xp), level)])
+        acq = self._joint_model.acquisition(post, best, Xp, rng, kind=self.acquisition,
+                                            beta=self.beta, pending=self.pending,
+                                            n_fantasies=self.n_fantasies)
+        return AtLevel(acq, level), best_x[:-1], post.params.lengthscales[:-1]
 
     def _ranked_points(self, acq: Acquisition, rng: np.random.Generator, best_x: np.ndarray,
                        lengthscales: np.ndarray, taken_X: np.ndarray) -> np.ndarray:

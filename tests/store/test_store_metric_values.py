@@ -1,0 +1,32 @@
+"""StoreReader.metric_values: one metric's rows as plain tuples, for a reader following a trial."""
+
+from __future__ import annotations
+
+import math
+
+from hpod.store import MetricPoint, StoreReader, TrialState
+
+
+async def test_metric_values_are_one_metrics_new_rows_in_report_order(
+    store, db_path, make_trial
+) -> None:
+    trial = await make_trial(TrialState.RUNNING)
+    other = await make_trial(TrialState.RUNNING, study_id=trial.study_id)
+    points = [MetricPoint(trial.id, 0, "loss", 2.0, 1.0),
+              MetricPoint(trial.id, 0, "acc", 0.1, 1.0),
+              MetricPoint(other.id, 0, "loss", 9.0, 1.0),
+              MetricPoint(trial.id, 1, "loss", 1.5, 2.0),
+              MetricPoint(trial.id, 2, "loss", math.nan, 3.0)]  # fmt: skip
+    await store.add_metrics(points, {trial.id: (2, 1.5), other.id: (0, 9.0)})
+    with StoreReader(db_path) as reader:
+        rows = reader.metric_values(trial.id, "loss")
+        assert [(step, value) for _, step, value in rows[:2]] == [(0, 2.0), (1, 1.5)]
+        assert rows[2][1] == 2 and math.isnan(rows[2][2])  # a NaN report reads back as NaN
+        # The row ids are those of metrics(): a cursor works with either.
+        loss_ids = [row_id for row_id, p in reader.metrics(trial.id) if p.name == "loss"]
+        assert [row_id for row_id, _, _ in rows] == loss_ids
+        assert [value for _, _, value in reader.metric_values(trial.id, "acc")] == [0.1]
+        assert reader.metric_values(trial.id, "loss", since_id=rows[1][0])[0][1] == 2
+        assert reader.metric_values(trial.id, "loss", since_id=rows[-1][0]) == []
+        assert reader.metric_values(trial.id, "missing") == []
+        assert reader.metric_values(other.id, "loss")[0][1:] == (0, 9.0)
