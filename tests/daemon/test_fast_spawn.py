@@ -23,6 +23,8 @@ from hpod.executor.child_watcher import pidfd_child_watcher
 from hpod.executor.fd_slots import ChildFdSlots
 from hpod.executor.spawn import direct_program, find_setpriv
 
+from helpers import alive
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the fast path is Linux's (setpriv, PR_SET_PDEATHSIG)")
 
@@ -44,14 +46,6 @@ def probe(kind: str, path: str, work: Path) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def pid_gone(pid: int) -> bool:
-    """True when `pid` has exited (a zombie nobody reaps counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rfind(b")") + 2:].split()[0] in (b"Z", b"X")
 
 
 async def wait_until(predicate, what: str) -> None:
@@ -100,11 +94,11 @@ async def test_the_trial_dies_with_a_kill_9_daemon(tmp_path, path) -> None:
         assert result["first"] == "Report", "the trial runs its own code"
         assert result["fast_starts"] == (1 if path == "fast" else 0)
         trial = result["pid"]
-        assert not pid_gone(trial)
+        assert alive(trial)
     finally:
         daemon.send_signal(signal.SIGKILL)
         await daemon.wait()
-    await wait_until(lambda: pid_gone(trial), f"trial {trial} to die with its daemon")
+    await wait_until(lambda: not alive(trial), f"trial {trial} to die with its daemon")
 
 
 def test_launch_errors_read_the_same_on_both_paths(tmp_path) -> None:
