@@ -280,11 +280,23 @@ def _serve(args: argparse.Namespace) -> int:
         executor=args.executor,
         ray_address=args.ray_address,
     )
-    # NOTE: the vfork spawn path (hpod/executor/fd_slots.py, spawn.py, child_watcher.py) is
-    # not switched on yet: tests/faults/test_crash_recovery.py's second-restart test hung in 1
-    # of 3 runs with it, cause not yet found. The daemon keeps the preexec path until it is.
-    asyncio.run(_daemon(config).run())
+    from hpod.executor.fd_slots import ChildFdSlots
+
+    # Before asyncio opens its descriptors: trials' pipes are spawned from 3 and 4.
+    fd_slots = ChildFdSlots.claim()
+    try:
+        asyncio.run(_serve_daemon(_daemon(config, fd_slots=fd_slots)))
+    finally:
+        if fd_slots is not None:
+            fd_slots.close()
     return 0
+
+
+async def _serve_daemon(daemon: Any) -> None:
+    from hpod.executor.child_watcher import pidfd_child_watcher
+
+    async with pidfd_child_watcher():  # this process runs one event loop
+        await daemon.run()
 
 
 def _daemon(config: DaemonConfig, **kwargs: Any):  # -> Daemon

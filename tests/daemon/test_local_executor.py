@@ -18,6 +18,8 @@ from hpod.errors import LaunchError
 from hpod.executor import LocalExecutor, LocalTrial
 from hpod.wire import CheckpointNote, Declaration, Message, Report, WireProblem
 
+from helpers import alive
+
 TRIALS = Path(__file__).parents[1] / "fixtures" / "trials"
 WAIT = 60.0  # generous bound for a loaded 2-core box; conditions end the waits, not this
 
@@ -30,16 +32,6 @@ async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
     assert predicate(), what
-
-
-def pid_gone(pid: int) -> bool:
-    """True when `pid` has exited (a zombie nobody reaps counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rfind(b")") + 2:].split()[0] in (b"Z", b"X")
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -211,11 +203,11 @@ async def test_stop_kills_what_the_trial_forked(launch) -> None:
         stream = trial.messages()
         report = await next_message(stream, "the child's pid")
         child = int(report.metrics["child_pid"])  # type: ignore[union-attr]
-        assert not pid_gone(child)
+        assert alive(child)
         await asyncio.wait_for(trial.stop(grace=0.2), WAIT)
         # The child held the report pipe open: the stream ends only because it is dead too.
         assert [m async for m in stream] == []
-    await wait_until(lambda: pid_gone(child), f"forked child {child} to be gone")
+    await wait_until(lambda: not alive(child), f"forked child {child} to be gone")
 
 
 async def test_a_stray_child_is_killed_when_the_trial_exits(launch) -> None:
@@ -223,7 +215,7 @@ async def test_a_stray_child_is_killed_when_the_trial_exits(launch) -> None:
         messages = await collect(trial)
         child = int(messages[0].metrics["child_pid"])  # type: ignore[union-attr]
         assert (await asyncio.wait_for(trial.wait(), WAIT)).ok
-    await wait_until(lambda: pid_gone(child), f"stray child {child} to be gone")
+    await wait_until(lambda: not alive(child), f"stray child {child} to be gone")
 
 
 async def test_async_with_kills_the_group_on_the_way_out(launch) -> None:
@@ -233,7 +225,7 @@ async def test_async_with_kills_the_group_on_the_way_out(launch) -> None:
         child = int(report.metrics["child_pid"])  # type: ignore[union-attr]
     exit_ = await trial.wait()
     assert exit_.signal == signal.SIGKILL and "from hpod" in exit_.reason
-    await wait_until(lambda: pid_gone(trial.pid) and pid_gone(child), "the group to be gone")
+    await wait_until(lambda: not alive(trial.pid) and not alive(child), "the group to be gone")
     trial.decide(Decision.STOP)  # after close: ignored, not an error
 
 
@@ -248,7 +240,7 @@ async def test_a_trial_that_never_reads_control_does_not_block_decide(launch) ->
         # In a thread so that a blocking write would show up as a timeout, not a hung test.
         await asyncio.wait_for(asyncio.to_thread(flood), WAIT)
         assert trial.dropped_decisions > 0
-        assert trial.pid and not pid_gone(trial.pid)
+        assert trial.pid and alive(trial.pid)
         await asyncio.wait_for(trial.stop(grace=5), WAIT)
 
 
@@ -352,11 +344,11 @@ async def test_the_trial_dies_with_a_kill_9_daemon(tmp_path) -> None:
     try:
         line = await asyncio.wait_for(daemon.stdout.readline(), WAIT)  # type: ignore[union-attr]
         trial_pid = int(line)
-        assert not pid_gone(trial_pid)
+        assert alive(trial_pid)
     finally:
         daemon.kill()
         await daemon.wait()
-    await wait_until(lambda: pid_gone(trial_pid), f"trial {trial_pid} to die with its daemon")
+    await wait_until(lambda: not alive(trial_pid), f"trial {trial_pid} to die with its daemon")
 
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -158,6 +158,35 @@ sleep = 0.04
 """
 
 
+_HELD = """# quadratic.py (argv[2]), held after its report of step 2 until the file argv[1] exists.
+import runpy, sys, time
+from pathlib import Path
+import hpod.trial as trial
+
+gate, program, report = Path(sys.argv[1]), sys.argv[2], trial.report
+
+def held_report(step, /, **metrics):
+    decision = report(step, **metrics)
+    while step == 2 and not gate.exists():
+        time.sleep(0.01)
+    return decision
+
+trial.report = held_report
+sys.argv = [program]
+runpy.run_path(program, run_name="__main__")
+"""
+
+
+def _held_at_step_2(folder: Path, study: str) -> tuple[str, Path]:
+    """`study` with its trials held after the report of step 2 until the returned gate exists:
+    the test then never has to catch a trial in the fraction of a second it runs unheld."""
+    wrapper, gate = folder / "held.py", folder / "gate"
+    wrapper.write_text(_HELD)
+    quadratic = str(FIXTURE_TRIALS / "quadratic.py")
+    return study.replace(f'["python", "{quadratic}"]',
+                         f'["python", "{wrapper}", "{gate}", "{quadratic}"]'), gate
+
+
 def _steps(folder: Path, study: str, trial_id: int) -> list[int]:
     with StoreReader(db_of(folder)) as reader:
         return [point.step for _id, point in reader.metrics(trial_id)]
@@ -203,7 +232,11 @@ def test_asha_pause_killed_while_a_promoted_trial_runs(tmp_path: Path, start_dae
 
 
 def test_a_scheduler_study_survives_a_second_restart(tmp_path: Path, start_daemon) -> None:
-    write_study(tmp_path, "asha", _asha_study("stop"))
+    # Unheld, the study passes through "a running trial with stored reports" in a fraction of
+    # a second (only its first two trials run past step 1) and ends in about two: a poll that
+    # missed it waited out its whole timeout.
+    study, gate = _held_at_step_2(tmp_path, _asha_study("stop"))
+    write_study(tmp_path, "asha", study)
     daemon = start_daemon(tmp_path)
     left = kill_9_when(daemon, tmp_path, "asha",
                        lambda ts: any(t.state is TrialState.RUNNING and (t.last_step or 0) >= 2
@@ -217,6 +250,7 @@ def test_a_scheduler_study_survives_a_second_restart(tmp_path: Path, start_daemo
                            for t in trials_of(tmp_path, "asha")),
                what="the interrupted trial to run again")
     assert daemon.terminate() == 0, daemon.log()
+    gate.touch()  # the rerun was held too: it could not end before the test saw it running
 
     restarted = start_daemon(tmp_path, "--exit-when-idle")
     assert restarted.wait() == 0, restarted.log()
