@@ -13,8 +13,8 @@ worker time: 30 * 27 * mean epoch cost / 4 seconds of virtual time, after which 
 is cut.
 
 hpod's methods run through `hpod.simulation.simulate_study`: the daemon's StudyPolicy,
-suggesters and schedulers. "rungs fed live" adds the rung values of running trials to what the
-GP learns from (LiveRungPolicy below); hpod itself observes a trial when it ends. Optuna's run
+suggesters and schedulers, which tell the suggester every value that enters a rung as it
+happens (hpod.rung_feed). "joint" is the GP with fidelity = "joint". Optuna's run
 ask/tell on the same clock: report every epoch, ask `should_prune()`, tell PRUNED or the final
 value.
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import logging
-import math
 import statistics
 import time
 import warnings
@@ -43,9 +42,7 @@ import numpy as np
 from hpod.schedule.landscape import SyntheticCurves
 from hpod.simulation import simulate_study
 from hpod.spec import StudySpec, parse_study
-from hpod.decision import Decision
-from hpod.store.records import TrialRecord, TrialState
-from hpod.study_policy import StudyPolicy
+from hpod.store.records import TrialState
 
 R = 27
 ETA = 3
@@ -60,49 +57,17 @@ SPACE: dict[str, Any] = {
 }
 
 
-class LiveRungPolicy(StudyPolicy):
-    """The daemon's policy, plus rung values fed to the suggester while trials run (BOHB /
-    MOBSTER style): a report that enters a rung is observed at its step, at the next observe
-    (where the controller holds its suggest lock). The daemon only observes trials as they end;
-    this variant is measured here and did not do better, so it is not in hpod."""
-
-    def __init__(self, spec: StudySpec) -> None:
-        super().__init__(spec)
-        self._params: dict[int, dict[str, Any]] = {}
-        self._rungs: list[tuple[dict[str, Any], float, float]] = []
-
-    def on_start(self, trial: TrialRecord) -> None:
-        self._params[trial.id] = trial.params
-        super().on_start(trial)
-
-    def decide(self, trial_id: int, step: float, value: float, resumable: bool = True) -> Decision:
-        scheduler = self.scheduler
-        before = scheduler.next_milestone(trial_id) if scheduler else None
-        decision = super().decide(trial_id, step, value, resumable)
-        moved = scheduler is not None and before is not None \
-            and scheduler.next_milestone(trial_id) != before
-        if moved and math.isfinite(value) and trial_id in self._params:
-            self._rungs.append((self._params[trial_id], float(value), float(step)))
-        return decision
-
-    def observe(self, trial: TrialRecord) -> TrialRecord | None:
-        for params, value, step in self._rungs:
-            self.suggester.observe(params, value, step)
-        self._rungs.clear()
-        return super().observe(trial)
-
-
-JOINT = {"fidelity": "joint", "max_resource": R}
-# name -> (suggester, scheduler, policy class, suggester options)
-HPOD: dict[str, tuple[str, str, type[StudyPolicy], dict[str, Any]]] = {
-    "hpod asha + gp": ("gp", "asha", StudyPolicy, {}),
-    "hpod asha + gp, rungs fed live": ("gp", "asha", LiveRungPolicy, {}),
-    "hpod asha + gp joint": ("gp", "asha", StudyPolicy, JOINT),
-    "hpod asha + gp joint, rungs fed live": ("gp", "asha", LiveRungPolicy, JOINT),
-    "hpod asha + random": ("random", "asha", StudyPolicy, {}),
-    "hpod hyperband + random": ("random", "hyperband", StudyPolicy, {}),
-    "hpod gp, no stopping": ("gp", "fifo", StudyPolicy, {}),
-    "random search, no stopping": ("random", "fifo", StudyPolicy, {}),
+JOINT = {"fidelity": "joint"}  # max_resource: the scheduler's
+# name -> (suggester, scheduler, suggester options)
+HPOD: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "hpod asha + gp": ("gp", "asha", {}),
+    "hpod asha + gp joint": ("gp", "asha", JOINT),
+    "hpod async-hyperband + gp": ("gp", "async-hyperband", {}),
+    "hpod async-hyperband + gp joint": ("gp", "async-hyperband", JOINT),
+    "hpod asha + random": ("random", "asha", {}),
+    "hpod hyperband + random": ("random", "hyperband", {}),
+    "hpod gp, no stopping": ("gp", "fifo", {}),
+    "random search, no stopping": ("random", "fifo", {}),
 }
 OPTUNA = ("optuna SH + random", "optuna SH + TPE", "optuna hyperband + random",
           "optuna hyperband + TPE")
@@ -127,10 +92,10 @@ def study_spec(suggester: str, scheduler: str, seed: int, workers: int,
 
 def run_hpod(method: str, landscape: SyntheticCurves, seed: int, workers: int,
              horizon: float) -> Completed:
-    suggester, scheduler, policy, options = HPOD[method]
+    suggester, scheduler, options = HPOD[method]
     spec = study_spec(suggester, scheduler, seed, workers, options)
     sim = simulate_study(spec, curves=landscape, seed=seed, max_seconds=horizon,
-                         launch_seconds=LAUNCH_SECONDS, policy=policy)
+                         launch_seconds=LAUNCH_SECONDS)
     done = [t for t in sim.result.trials if t.state is TrialState.COMPLETE]
     return [(t.ended_at or 0.0, t.last_value or 0.0, landscape.final(sim.params[t.trial_id]))
             for t in done]

@@ -367,6 +367,8 @@ class StudyController:
         pending += [trial.params for trial in self._queue]
         pending += [trial.params for trial in self._paused_trials.values()]
         async with self._suggest_lock:
+            # On the loop: the rung values it drains are queued by reports on the loop.
+            self._policy.tell_rungs()
             # Fitting a GP blocks for up to a second: never on the event loop.
             return await asyncio.to_thread(self._policy.suggester.suggest, pending)
 

@@ -194,6 +194,7 @@ class _Driver:
     def next_curve(self, index: int) -> Curve | None:
         enqueued = self.spec.enqueue[index] if index < len(self.spec.enqueue) else None
         pending = [self.records[i].params for i in sorted(self._live)]
+        self.policy.tell_rungs()
         try:
             suggestion = self.policy.suggester.suggest(pending)
         except SearchExhausted:

@@ -11,6 +11,7 @@ from typing import Any
 
 from hpod.decision import Decision
 from hpod.repeats import RepeatedScheduler, RepeatGroups
+from hpod.rung_feed import RungFeed
 from hpod.schedule import Scheduler, make_scheduler
 from hpod.schedule.base import Ended, Event, Reported, Started
 from hpod.spec import StudySpec
@@ -35,12 +36,14 @@ class StudyPolicy:
         if repeats > 1 and self.scheduler is not None:
             self._judge = RepeatedScheduler(self.scheduler, repeats)
         self._groups = RepeatGroups(repeats) if repeats > 1 else None
+        # With repeats a rung value is one run's, not the configuration's mean: not fed.
+        self._rungs = RungFeed() if self.scheduler is not None and repeats == 1 else None
 
     def updated(self, spec: StudySpec) -> StudyPolicy:
         """The policy under a live edit of the study file (budget, parallel, ...): the same
         suggester, scheduler and configurations; the edit refuses a change of those."""
         policy = StudyPolicy(spec, suggester=self.suggester, scheduler=self.scheduler)
-        policy._judge, policy._groups = self._judge, self._groups
+        policy._judge, policy._groups, policy._rungs = self._judge, self._groups, self._rungs
         return policy
 
     @property
@@ -68,15 +71,25 @@ class StudyPolicy:
             return Decision.CONTINUE
         if not resumable and self._judge is self.scheduler:
             self.scheduler.cannot_pause(trial_id)  # type: ignore[union-attr]
-        return self._judge.on_report(trial_id, step, value)
+        if self._rungs is None or self.scheduler is None:
+            return self._judge.on_report(trial_id, step, value)
+        heading_to = self.scheduler.next_milestone(trial_id)
+        decision = self._judge.on_report(trial_id, step, value)
+        if heading_to is not None and self.scheduler.next_milestone(trial_id) != heading_to:
+            self._rungs.entered(trial_id, step, value)
+        return decision
 
     def on_start(self, trial: TrialRecord) -> None:
+        if self._rungs is not None:
+            self._rungs.started(trial)
         if isinstance(self._judge, RepeatedScheduler):
             self._judge.on_start(trial)
         elif self._judge is not None:
             self._judge.on_start(trial.id)
 
     def on_end(self, trial: TrialRecord) -> None:
+        if self._rungs is not None:
+            self._rungs.ended(trial.id)
         if isinstance(self._judge, RepeatedScheduler):
             self._judge.on_end(trial)
         elif self._judge is not None:
@@ -91,7 +104,11 @@ class StudyPolicy:
         """Tell the suggester about a finished trial; failures are remembered, not modelled.
 
         With repeats, a run only counts once all the runs of its configuration have ended: the
-        suggester then sees their mean. Returns the record observed (None: not yet)."""
+        suggester then sees their mean. Returns the record observed (None: not yet).
+
+        Rung values queued since the last call (hpod.rung_feed) are told first: the controller
+        calls this under its suggest lock, so they never race a suggestion in its thread."""
+        self.tell_rungs()
         if self._groups is not None:
             combined = self._groups.add(trial)
             if combined is None:
@@ -107,12 +124,20 @@ class StudyPolicy:
             self.suggester.observe(trial.params, _finite(trial.value), resource)
         return trial
 
+    def tell_rungs(self) -> None:
+        """Tell the suggester the rung values of running trials queued since the last call."""
+        if self._rungs is not None:
+            for params, value, resource in self._rungs.drain():
+                self.suggester.observe(params, value, resource)
+
     def replay(self, events: list[Event], trials: Sequence[TrialRecord] = ()) -> None:
         """Rebuild the scheduler's rungs after a restart from the stored history, in order."""
         if isinstance(self._judge, RepeatedScheduler):
             self._judge.replay(events, trials)
         elif self._judge is not None:
             self._judge.replay(events)
+            if self._rungs is not None:
+                self._rungs.rebuilt(self._judge.rungs_snapshot(), trials)
 
     def next_resume(self) -> int | None:
         """A paused trial the scheduler promotes now (it runs again before any new point)."""
@@ -128,12 +153,17 @@ class StudyPolicy:
 
 
 def build_suggester(spec: StudySpec) -> Suggester:
+    options = dict(spec.suggester.options)
+    # The joint GP places a final result at the scheduler's full resource unless told otherwise.
+    if options.get("fidelity") == "joint" and "max_resource" not in options \
+            and spec.scheduler.max_resource is not None:
+        options["max_resource"] = spec.scheduler.max_resource
     return make_suggester(
         spec.suggester.kind,
         spec.space,
         seed=spec.seed,
         direction=spec.objective.direction.value,
-        **spec.suggester.options,
+        **options,
     )
 
 

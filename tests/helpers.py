@@ -8,14 +8,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from hpod.store import StoreReader, StoreUnavailable
+from hpod.store.records import TrialRecord, TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TRIALS = REPO / "tests" / "fixtures" / "trials"
@@ -135,3 +137,26 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):  # reaped between the two looks
         return False
+
+
+class Recorder:
+    """A suggester (the Suggester protocol) that draws random points and keeps what it hears."""
+
+    def __init__(self, space) -> None:
+        self.space = space
+        self.rng = np.random.default_rng(0)
+        self.heard: list[tuple[dict[str, Any], float | None, float | None]] = []
+
+    def suggest(self, pending: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        return self.space.sample(self.rng)
+
+    def observe(self, params, value, resource=None) -> None:
+        self.heard.append((dict(params), value, resource))
+
+
+def record(trial_id: int, params: dict[str, Any], state: TrialState = TrialState.RUNNING,
+           value: float | None = None, last_step: int | None = None) -> TrialRecord:
+    return TrialRecord(id=trial_id, study_id=1, number=trial_id, params=params, state=state,
+                       attempt=0, value=value, last_step=last_step, reason=None, exit_code=None,
+                       checkpoint=None, placement=None, created_at=0.0, started_at=0.0,
+                       finished_at=None)

@@ -4,21 +4,20 @@ sends it, and the scheduler's stop-mode answer in pause mode; plus the policy's 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 from hpod import make_scheduler
 from hpod.decision import Decision
 from hpod.schedule.curves import power_law_curves
 from hpod.spec import parse_study
-from hpod.store.records import TrialRecord, TrialState
+from hpod.store.records import TrialState
 from hpod.study_policy import StudyPolicy
 from hpod.trial import TrialClient
 from hpod.wire import Declaration, Report, WireProblem, encode_declaration, parse_line, parse_lines
+
+from helpers import Recorder, record
 
 
 def test_the_declaration_is_its_own_message_on_the_wire() -> None:
@@ -95,29 +94,6 @@ def test_synchronous_halving_still_pauses_a_trial_that_cannot_checkpoint() -> No
     assert scheduler.on_report(0, 1, 0.5) is Decision.PAUSE
 
 
-class Recorder:
-    """A suggester (the Suggester protocol) that draws random points and keeps what it hears."""
-
-    def __init__(self, space) -> None:
-        self.space = space
-        self.rng = np.random.default_rng(0)
-        self.heard: list[tuple[dict[str, Any], float | None, float | None]] = []
-
-    def suggest(self, pending: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-        return self.space.sample(self.rng)
-
-    def observe(self, params, value, resource=None) -> None:
-        self.heard.append((dict(params), value, resource))
-
-
-def record(trial_id: int, params: dict[str, Any], state: TrialState = TrialState.RUNNING,
-           value: float | None = None, last_step: int | None = None) -> TrialRecord:
-    return TrialRecord(id=trial_id, study_id=1, number=trial_id, params=params, state=state,
-                       attempt=0, value=value, last_step=last_step, reason=None, exit_code=None,
-                       checkpoint=None, placement=None, created_at=0.0, started_at=0.0,
-                       finished_at=None)
-
-
 def test_the_policy_never_pauses_a_trial_that_cannot_checkpoint(tmp_path: Path) -> None:
     spec = parse_study({
         "name": "nopause", "command": ["python", "-c", "pass"],
@@ -136,6 +112,8 @@ def test_the_policy_never_pauses_a_trial_that_cannot_checkpoint(tmp_path: Path) 
     assert policy.decide(1, 1.0, float("nan"), False) is Decision.CONTINUE
     assert policy.decide(2, 1.0, 0.9, False) is Decision.STOP
     assert policy.decide(3, 1.0, 0.95) is Decision.PAUSE
-    assert suggester.heard == []  # the suggester hears of trials as they end
+    assert suggester.heard == []  # nothing is told while a suggestion may be running
     policy.observe(record(2, {"x": 0.2}, TrialState.STOPPED, 0.9, 1))
-    assert suggester.heard == [({"x": 0.2}, 0.9, 1.0)]
+    # First the rung values queued since (a NaN never reaches a model), then the trial's end.
+    assert suggester.heard == [({"x": 0.0}, 0.3, 1.0), ({"x": 0.2}, 0.9, 1.0),
+                               ({"x": 0.3}, 0.95, 1.0), ({"x": 0.2}, 0.9, 1.0)]

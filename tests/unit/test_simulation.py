@@ -73,13 +73,20 @@ def test_a_gp_study_is_exact_and_its_suggester_hears_what_the_daemon_tells_it(
 
     runs = [simulate_study(spec, policy=policy) for _ in range(2)]
     assert runs[0].result == runs[1].result and runs[0].params == runs[1].params
-    # As the controller does: each trial observed once it ends, a stopped one at its rung.
+    # As the controller does: each trial observed once it ends, a stopped one at its rung,
+    # and every value that entered a rung as it did (hpod.rung_feed).
     heard = {(spec.space.key(o.params), o.resource, o.value)
              for o in policies[0].suggester._history.history.observations}
     ended = {(spec.space.key(runs[0].params[t.trial_id]),
               None if t.state is TrialState.COMPLETE else float(t.last_step), t.last_value)
              for t in runs[0].result.trials}
-    assert heard == ended
+    scheduler = policies[0].scheduler
+    assert scheduler is not None
+    at_rungs = {(spec.space.key(runs[0].params[trial_id]), float(level), value)
+                for level, entries in scheduler.rungs_snapshot().items()
+                for trial_id, value in entries}
+    assert len(at_rungs - ended) > 0
+    assert heard == ended | at_rungs
 
 
 def test_asha_stops_trials_exactly_at_rung_levels(tmp_path: Path) -> None:
