@@ -65,3 +65,21 @@ def test_bad_fidelity_options_are_refused() -> None:
         make_suggester("gp", space, fidelity="both")
     with pytest.raises(ValueError, match="max_resource"):
         make_suggester("gp", space, fidelity="joint", max_resource=1)
+
+
+@pytest.mark.parametrize("given, expected", [(None, 27.0), (81, 81.0)])
+def test_the_joint_gp_takes_the_schedulers_max_resource_unless_told(tmp_path, given,
+                                                                     expected) -> None:
+    from hpod.spec import parse_study
+    from hpod.study_policy import StudyPolicy
+
+    options = {"kind": "gp", "fidelity": "joint"}
+    if given is not None:
+        options["max_resource"] = given
+    spec = parse_study({
+        "name": "joint", "command": ["python", "-c", "pass"],
+        "objective": {"metric": "loss", "direction": "minimize"}, "budget": {"trials": 5},
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}, "suggester": options,
+        "scheduler": {"kind": "asha", "min_resource": 1, "max_resource": 27},
+    }, path=tmp_path / "joint.toml")
+    assert StudyPolicy(spec).suggester.max_resource == expected  # type: ignore[attr-defined]
