@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from pathlib import Path
@@ -22,6 +22,7 @@ from hpod.config import DaemonConfig
 from hpod.enqueue import complete_point
 from hpod.errors import SearchExhausted
 from hpod.executor.base import Executor
+from hpod.executor.select import notify_launched
 from hpod.hooks import run_study_hook
 from hpod.ingest import MetricSink
 from hpod.resources import Lease, PlacementError, ResourcePool
@@ -67,6 +68,7 @@ class StudyController:
         sink: MetricSink,
         config: DaemonConfig,
         on_change: Callable[[StudyProgress], None] = lambda _progress: None,
+        retire_spares: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.spec = spec
         self.study = study
@@ -76,6 +78,11 @@ class StudyController:
         self._sink = sink
         self._config = config
         self._on_change = on_change
+        # The daemon's retire_study for this study: the executor here may wrap the one that
+        # holds the spares.
+        self._retire_spares = retire_spares
+        self._launching: set[int] = set()  # trial ids whose launch has not returned yet
+        self._spares_behind = True  # a launch since the last retire may have started spares
         self._policy = StudyPolicy(spec)
         self._runs: dict[int, TrialRun] = {}
         self._queue: deque[TrialRecord] = deque()
@@ -160,6 +167,14 @@ class StudyController:
                     # Lets a synchronous scheduler judge a cohort that will never fill up.
                     self._told_no_more = True
                     self._policy.no_more_trials()
+                if self._end is None and self._budget_spent() and self._spares_behind \
+                        and not self._launching:
+                    # No new trial will start, so the spares would hold memory and a core for
+                    # nothing. Not before the last launches return: they may use one. A later
+                    # retry or promotion starts cold, and its spare is retired in turn.
+                    self._spares_behind = False
+                    if self._retire_spares is not None:
+                        await self._retire_spares()
                 await self._settle_paused()
                 if self._end is None and self._should_complete():
                     await self._retire_paused("the study's budget is spent")
@@ -379,17 +394,26 @@ class StudyController:
         self._wake()
 
     def _new_run(self, trial: TrialRecord, lease: Lease) -> TrialRun:
+        self._launching.add(trial.id)
         return TrialRun(
             spec=self.spec,
             trial=trial,
             lease=lease,
             store=self._store,
             sink=self._sink,
-            executor=self._executor,
+            executor=notify_launched(self._executor, lambda: self._launched(trial.id)),
             trial_dir=self._trial_dir(trial),
             decide=self._policy.decide,
             decision_timeout=self._policy.decision_timeout,
         )
+
+    def _launched(self, trial_id: int) -> None:
+        """The trial's launch returned or failed; the executor may have started a spare behind
+        it, which the run loop retires once the budget is spent."""
+        self._launching.discard(trial_id)
+        self._spares_behind = True
+        if self._budget_spent():
+            self._wake()
 
     async def _run_trial(self, run: TrialRun, lease: Lease) -> None:
         trial = run.trial

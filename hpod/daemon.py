@@ -202,6 +202,7 @@ class Daemon:
             sink=sink,
             config=self.config,
             on_change=self._progress_changed,
+            retire_spares=lambda: retire_study(self._executor, spec.name),
         )
         self.controllers[spec.name] = controller
         self._tasks[spec.name] = tg.create_task(

@@ -2,20 +2,24 @@
 
 `build_executor` is the one place that chooses; an executor for another kind of machine (a Ray
 cluster) adds its branch there. An executor may hold processes of its own between trials (the
-warm starts' spares): `retire_study` ends what a finished study no longer needs, and
-`close_executor` ends everything at shutdown. Both do nothing for an executor that holds none.
+warm starts' spares): `retire_study` ends what a study no longer needs (once its budget is
+spent, and when it ends), and `close_executor` ends everything at shutdown. Both do nothing for
+an executor that holds none.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hpod.config import DaemonConfig
-from hpod.executor.base import Executor
+from hpod.executor.base import Executor, RunningTrial
 from hpod.executor.fd_slots import ChildFdSlots
 from hpod.executor.local import LocalExecutor
+from hpod.executor.spare_pool import runnable_elsewhere
 from hpod.executor.spawn import find_setpriv
-from hpod.executor.warm import WarmExecutor, runnable_elsewhere
+from hpod.executor.warm import WarmExecutor
 
 if TYPE_CHECKING:
     from hpod.spec import StudySpec
@@ -60,9 +64,34 @@ def spare_slot(study: str) -> str:
 
 
 async def retire_study(executor: Executor, study: str) -> None:
-    """The study has ended: its spares go (they would wait for trials that never come)."""
+    """The study has ended or will create no more trials: its spares go (they would wait for
+    trials that never come). A later launch of the study starts cold, and wants a spare again."""
     if isinstance(executor, HoldsProcesses):
         await executor.retire(spare_slot(study))
+
+
+def notify_launched(executor: Executor, then: Callable[[], None]) -> Executor:
+    """`executor`, calling `then()` when each launch has returned or failed: the moment a spare
+    may have been started behind the trial, and no spare is needed for that launch any more."""
+    return _Notifying(executor, then)
+
+
+class _Notifying:
+    def __init__(self, inner: Executor, then: Callable[[], None]) -> None:
+        self._inner = inner
+        self._then = then
+
+    def __repr__(self) -> str:
+        return f"<notifying launches of {self._inner!r}>"
+
+    async def launch(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path,
+                     trial_dir: Path, **options: Any) -> RunningTrial:
+        # Forwarded as given: TrialRun names preload and slot only for a `preload` study.
+        try:
+            return await self._inner.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir,
+                                             **options)
+        finally:
+            self._then()
 
 
 async def close_executor(executor: Executor) -> None:

@@ -246,6 +246,102 @@ def test_a_finished_studys_spares_end_while_the_daemon_runs_on(tmp_path: Path,
     assert processes_in(folder) == []
 
 
+def gated_trial(gates: Path) -> str:
+    """A trial that notes how it started, then waits until the test opens its gate."""
+    return f'''
+import sys
+preloaded = {PRELOADED!r} in sys.modules  # before any import of the script's own
+import json, os, time
+from pathlib import Path
+import hpod.trial as trial
+
+number, attempt = trial.trial_number(), int(os.environ["HPOD_ATTEMPT"])
+notes = {{"preloaded": preloaded, "pid": os.getpid()}}
+(trial.trial_dir() / f"warm-{{attempt}}.json").write_text(json.dumps(notes))
+gate = Path({str(gates)!r}) / f"{{number}}-{{attempt}}"
+while not gate.exists():
+    time.sleep(0.01)
+if (number, attempt) == (1, 0):
+    sys.exit(3)  # a crash: retried
+for step in range(1, 5):  # each trial better than the last: ASHA stops none
+    trial.report(step, loss=0.5 - 0.1 * number)
+'''
+
+
+def test_spares_end_once_the_budget_is_spent_while_trials_still_run(tmp_path: Path,
+                                                                     start_daemon) -> None:
+    """Trial #0, #1 (the last of the budget, warm), then #1's retry (cold): each waits at a
+    gate the test opens, so what is checked meanwhile happens while a trial runs."""
+    script = tmp_path / "scripts" / "gated.py"
+    script.parent.mkdir()
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    script.write_text(gated_trial(gates))
+    folder = tmp_path / "study"
+    folder.mkdir()
+    write_study(folder, "gated", study_file(script, trials=2,
+                                            extra="retries = 1\nretry_delay = 0"))
+    daemon = start_daemon(folder, "--spares", "ignore-load", "--log-level", "debug")
+    db = folder / ".hpod" / "hpod.db"
+    root = folder / ".hpod" / "trials" / "gated"
+
+    def note(number: int, attempt: int) -> dict | None:
+        path = root / f"{number:05d}" / f"warm-{attempt}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):  # not yet, or half written
+            return None
+
+    def study() -> tuple[str | None, list]:
+        """The study's state and its trials, as the store has them now."""
+        reader = open_reader(db)
+        if reader is None:
+            return None, []
+        with reader:
+            record = reader.find_study("gated")
+            if record is None:
+                return None, []
+            return record.state.value, reader.list_trials(record.id)
+
+    def started_spares(count: int) -> list[int]:
+        pids = [int(p) for p in re.findall(r"spare (\d+) for slot 'gated' imports",
+                                           daemon.log())]
+        return pids if len(pids) >= count else []
+
+    def retired(count: int) -> bool:
+        """`count` spares were started, every one since the first is gone, none waits."""
+        pids = started_spares(count)
+        return bool(pids) and not any(alive(pid) for pid in pids[1:]) \
+            and not spare_processes(folder)
+
+    # One trial of two created: the spare behind it is kept for the next.
+    wait_until(lambda: note(0, 0), what="trial #0 to start")
+    first = wait_until(lambda: spare_processes(folder), what="a spare behind trial #0")
+    (gates / "0-0").touch()
+    # Trial #1 spends the budget, and still runs in that spare; the one behind it goes.
+    last = wait_until(lambda: note(1, 0), what="trial #1 to start")
+    assert last["preloaded"] and [last["pid"]] == first
+    wait_until(lambda: retired(2), what="the spare behind the last trial to end")
+    assert started_spares(2)[0] == last["pid"]
+    assert [t.state.value for t in study()[1]] == ["complete", "running"]
+    assert alive(last["pid"])
+    # Its crash is retried: a launch after the retire, cold, and nothing waits behind it.
+    (gates / "1-0").touch()
+    retry = wait_until(lambda: note(1, 1), what="trial #1's retry to start")
+    assert not retry["preloaded"], "no spare is left for a retry"
+    wait_until(lambda: retired(3), what="the spare behind the retry to end")
+    running = study()[1][1]
+    assert running.state.value == "running" and running.attempt == 1
+    assert alive(retry["pid"])
+    (gates / "1-1").touch()
+    wait_until(lambda: study()[0] == "complete", what="the study to complete")
+    assert [(t.state.value, t.attempt) for t in study()[1]] == [("complete", 0),
+                                                                ("complete", 1)]
+    assert "Traceback" not in daemon.log()
+    assert daemon.terminate() == 0, daemon.log()
+    assert processes_in(folder) == []
+
+
 def test_a_kill_9_of_the_daemon_leaves_no_spare_or_warm_trial(tmp_path: Path,
                                                               start_daemon) -> None:
     script = tmp_path / "scripts" / "hang.py"
@@ -256,7 +352,8 @@ def test_a_kill_9_of_the_daemon_leaves_no_spare_or_warm_trial(tmp_path: Path,
                       f"if trial.trial_number() == 1:\n    time.sleep(3600)\n")
     folder = tmp_path / "study"
     folder.mkdir()
-    write_study(folder, "hang", study_file(script, trials=2))
+    # Three: trial #2 is never created, so the budget is not spent and the spare stays.
+    write_study(folder, "hang", study_file(script, trials=3))
     daemon = start_daemon(folder, "--spares", "ignore-load")
     db = folder / ".hpod" / "hpod.db"
 
