@@ -64,6 +64,8 @@ HPOD: dict[str, tuple[str, str, dict[str, Any]]] = {
     "hpod asha + gp joint": ("gp", "asha", JOINT),
     "hpod async-hyperband + gp": ("gp", "async-hyperband", {}),
     "hpod async-hyperband + gp joint": ("gp", "async-hyperband", JOINT),
+    "hpod asha + tpe": ("tpe", "asha", {}),
+    "hpod async-hyperband + tpe": ("tpe", "async-hyperband", {}),
     "hpod asha + random": ("random", "asha", {}),
     "hpod hyperband + random": ("random", "hyperband", {}),
     "hpod gp, no stopping": ("gp", "fifo", {}),
