@@ -168,10 +168,11 @@ class StudyController:
                     self._told_no_more = True
                     self._policy.no_more_trials()
                 if self._end is None and self._budget_spent() and self._spares_behind \
-                        and not self._launching:
+                        and not self._launching and not self._queue and not self._paused_trials:
                     # No new trial will start, so the spares would hold memory and a core for
-                    # nothing. Not before the last launches return: they may use one. A later
-                    # retry or promotion starts cold, and its spare is retired in turn.
+                    # nothing. Not before the last launches return, nor while a queued retry
+                    # or a paused trial may still launch: they may use one. A later retry or
+                    # promotion starts cold, and its spare is retired in turn.
                     self._spares_behind = False
                     if self._retire_spares is not None:
                         await self._retire_spares()
@@ -431,6 +432,7 @@ class StudyController:
         finally:
             lease.release()
             self._runs.pop(trial.id, None)
+            self._launching.discard(trial.id)  # a run that ended before its launch returned
         self._wake()
 
     def _trial_dir(self, trial: TrialRecord) -> Path:

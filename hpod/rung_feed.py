@@ -24,15 +24,22 @@ class RungFeed:
     def __init__(self) -> None:
         self._params: dict[int, dict[str, Any]] = {}
         self._queued: list[Observation] = []
+        # The highest rung each trial entered: where a trial stopped there is observed, in the
+        # scheduler's unit (its `resource` metric), not the report's step counter.
+        self._last_level: dict[int, float] = {}
 
     def started(self, trial: TrialRecord) -> None:
         self._params[trial.id] = trial.params
 
-    def entered(self, trial_id: int, resource: float, value: float) -> None:
-        """The trial's report at `resource` entered a rung. NaN/inf never reach a model."""
+    def entered(self, trial_id: int, level: float, value: float) -> None:
+        """The trial's report entered the rung at `level`. NaN/inf never reach a model."""
+        self._last_level[trial_id] = float(level)
         params = self._params.get(trial_id)
         if params is not None and math.isfinite(value):
-            self._queued.append((params, float(value), float(resource)))
+            self._queued.append((params, float(value), float(level)))
+
+    def last_level(self, trial_id: int) -> float | None:
+        return self._last_level.get(trial_id)
 
     def ended(self, trial_id: int) -> None:
         self._params.pop(trial_id, None)
@@ -43,6 +50,7 @@ class RungFeed:
         params = {trial.id: trial.params for trial in trials}
         for level, entries in sorted(rungs.items()):
             for trial_id, value in entries:
+                self._last_level[trial_id] = float(level)
                 if trial_id in params and math.isfinite(value):
                     self._queued.append((params[trial_id], float(value), float(level)))
 

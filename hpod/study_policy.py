@@ -14,6 +14,7 @@ from hpod.repeats import RepeatedScheduler, RepeatGroups
 from hpod.rung_feed import RungFeed
 from hpod.schedule import Scheduler, make_scheduler
 from hpod.schedule.base import Ended, Event, Reported, Started
+from hpod.schedule.rungs import reached
 from hpod.spec import StudySpec
 from hpod.store.records import MetricPoint, StudyRecord, TrialRecord, TrialState
 from hpod.suggest import make_suggester
@@ -76,7 +77,7 @@ class StudyPolicy:
         heading_to = self.scheduler.next_milestone(trial_id)
         decision = self._judge.on_report(trial_id, step, value)
         if heading_to is not None and self.scheduler.next_milestone(trial_id) != heading_to:
-            self._rungs.entered(trial_id, step, value)
+            self._rungs.entered(trial_id, entered_level(self.scheduler, step), value)
         return decision
 
     def on_start(self, trial: TrialRecord) -> None:
@@ -119,8 +120,11 @@ class StudyPolicy:
         elif trial.state is TrialState.FAILED:
             self.suggester.observe(trial.params, None)
         elif trial.state is TrialState.STOPPED:
-            # A trial stopped early carries a value at a lower resource (ASHA's rung).
-            resource = float(trial.last_step) if trial.last_step is not None else None
+            # A trial stopped early carries a value at a lower resource (ASHA's rung): the rung
+            # it last entered, as the rung feed told it; else the report's step.
+            resource = self._rungs.last_level(trial.id) if self._rungs is not None else None
+            if resource is None and trial.last_step is not None:
+                resource = float(trial.last_step)
             self.suggester.observe(trial.params, _finite(trial.value), resource)
         return trial
 
@@ -150,6 +154,15 @@ class StudyPolicy:
     def no_more_trials(self) -> None:
         if self._judge is not None:
             self._judge.on_no_more_trials()
+
+
+def entered_level(scheduler: Scheduler, step: float) -> float:
+    """The rung a report at `step` entered: the highest level it reached (a report that jumps
+    over rungs counts for the highest one, hpod.schedule.rungs), so that a value is told at
+    the same level live and after a restart. Rung schedulers expose their ladder as `levels`;
+    the others never move a milestone."""
+    reached_levels = [lv for lv in getattr(scheduler, "levels", ()) if reached(step, lv)]
+    return float(max(reached_levels)) if reached_levels else float(step)
 
 
 def build_suggester(spec: StudySpec) -> Suggester:

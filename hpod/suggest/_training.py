@@ -94,6 +94,11 @@ class EncodedHistory:
         """(len(self), d): every observed point, failed ones included, in arrival order."""
         return np.array(self._rows).reshape(len(self._rows), self.space.dim)
 
+    def n_succeeded_or_pending(self, pending: Iterable[Mapping[str, Any]]) -> int:
+        """Distinct points with a successful observation or pending: a running trial already
+        told at a rung (hpod.rung_feed) counts once."""
+        return len(self._succeeded | {self.space.key(p) for p in pending})
+
     @property
     def n_succeeded(self) -> int:
         """Distinct points with at least one successful observation."""

@@ -118,6 +118,21 @@ def test_values_at_resources_train_on_one_level():
     assert 0.2 < p["x"] < 0.8
 
 
+def test_a_running_trial_told_at_a_rung_counts_once_toward_the_design():
+    space = Space.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0},
+                             "y": {"type": "float", "low": 0.0, "high": 1.0}})
+    fresh = make_suggester("gp", space, seed=3, n_startup=5)
+    design: list[dict] = []
+    for _ in range(6):  # without observations every point comes from the design
+        design.append(fresh.suggest(design))
+    s = make_suggester("gp", space, seed=3, n_startup=5)
+    running = design[:4]
+    for params in running[:2]:  # two of the four running trials have entered rung 1
+        s.observe(params, float(params["x"]), resource=1)
+    # 4 distinct points, not 2 + 4: the design goes on.
+    assert s.suggest(running) == design[4]
+
+
 def test_options_are_validated():
     space = Space.from_dict(MIXED)
     with pytest.raises(ValueError, match="acquisition"):

@@ -62,7 +62,8 @@ def test_a_restarted_policy_tells_the_rungs_it_rebuilt(tmp_path: Path) -> None:
     spec = study(tmp_path, ASHA)
     live = StudyPolicy(spec, suggester=Recorder(None))
     start(live, 4)
-    reports = [(0, 1, 0.5), (1, 1, 0.6), (2, 1, 0.9), (0, 3, 0.35), (3, 1, 0.2)]
+    # Trial 3's first report jumps over rung 1: it counts for rung 3 only, live and rebuilt.
+    reports = [(0, 1, 0.5), (1, 1, 0.6), (2, 1, 0.9), (0, 3, 0.35), (3, 4, 0.2)]
     for trial_id, step, value in reports:
         live.decide(trial_id, step, value)
     live.tell_rungs()
@@ -74,7 +75,19 @@ def test_a_restarted_policy_tells_the_rungs_it_rebuilt(tmp_path: Path) -> None:
     restarted.replay(events, trials)
     restarted.tell_rungs()
     assert sorted(restarted.suggester.heard, key=repr) == told_live  # type: ignore[attr-defined]
-    assert len(told_live) == 5
+    assert len(told_live) == 5 and ({"x": 0.3}, 0.2, 3.0) in told_live
+
+
+def test_a_stopped_trial_is_observed_at_the_rung_it_entered(tmp_path: Path) -> None:
+    suggester = Recorder(None)
+    policy = StudyPolicy(study(tmp_path, ASHA), suggester=suggester)
+    start(policy, 4)
+    for trial_id, value in enumerate((0.1, 0.2, 0.3)):
+        policy.decide(trial_id, 3, value)
+    # Step 4 (say a resource metric's unit differs from rung to rung) enters rung 3, the worst.
+    assert policy.decide(3, 4, 0.9) is Decision.STOP
+    policy.observe(record(3, {"x": 0.3}, TrialState.STOPPED, 0.9, 4))
+    assert suggester.heard[-1] == ({"x": 0.3}, 0.9, 3.0)
 
 
 def test_fifo_and_repeats_tell_only_finished_trials(tmp_path: Path) -> None:

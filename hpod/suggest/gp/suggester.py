@@ -118,7 +118,7 @@ class GPSuggester:
         maximize = self.direction is Direction.MAXIMIZE
         min_points = max(3, self.space.dim + 1)
         X, v = self._history.training(maximize=maximize, min_points=min_points)
-        if self._history.n_succeeded + len(pending) < self.n_startup or len(X) < 2:
+        if self._history.n_succeeded_or_pending(pending) < self.n_startup or len(X) < 2:
             return self._design_point(taken, rng)
         Xp = self.space.to_unit_many(pending)
         with self._threads.limit():
