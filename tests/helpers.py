@@ -3,6 +3,7 @@ study files. (Importable as `helpers`: pytest puts tests/ on sys.path.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -40,6 +41,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = 
             pytest.fail(f"timed out after {timeout:g} s waiting for {what or predicate}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
+
+
+async def wait_until_async(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
+    """`wait_until` for a test that runs on the event loop: the loop keeps turning while it
+    waits. The timeout only bounds a broken build; the condition ends every wait."""
+    delay = 0.005
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+    assert predicate(), what
 
 
 def hpod_cli(*args: str | Path, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -127,14 +139,14 @@ class DaemonProcess:
 
 
 def alive(pid: int) -> bool:
-    """True while `pid` is a live process (a zombie counts as dead)."""
+    """True while `pid` is a live process (a zombie, or one being reaped, counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (FileNotFoundError, ProcessLookupError, IndexError):  # reaped between the two looks
         return False
 

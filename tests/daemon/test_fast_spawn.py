@@ -23,7 +23,7 @@ from hpod.executor.child_watcher import pidfd_child_watcher
 from hpod.executor.fd_slots import ChildFdSlots
 from hpod.executor.spawn import direct_program, find_setpriv
 
-from helpers import alive
+from helpers import alive, wait_until_async as wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the fast path is Linux's (setpriv, PR_SET_PDEATHSIG)")
@@ -46,15 +46,6 @@ def probe(kind: str, path: str, work: Path) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-
-
-async def wait_until(predicate, what: str) -> None:
-    delay = 0.005
-    async with asyncio.timeout(WAIT):
-        while not predicate():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-    assert predicate(), what
 
 
 # -- both paths give the trial the same start ----------------------------------------------

@@ -18,20 +18,10 @@ from hpod.errors import LaunchError
 from hpod.executor import LocalExecutor, LocalTrial
 from hpod.wire import CheckpointNote, Declaration, Message, Report, WireProblem
 
-from helpers import alive
+from helpers import alive, wait_until_async as wait_until
 
 TRIALS = Path(__file__).parents[1] / "fixtures" / "trials"
 WAIT = 60.0  # generous bound for a loaded 2-core box; conditions end the waits, not this
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Check `predicate` with growing pauses until it holds; fail naming `what` after `timeout`."""
-    delay = 0.005
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-    assert predicate(), what
 
 
 def base_env(**extra: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FIXTURE_TRIALS, alive, wait_until, write_study
+from helpers import alive, quadratic_study, wait_until, write_study
 from hpod.executor.spawn import find_setpriv
 from hpod.store import StoreReader, StoreUnavailable, TrialRecord, TrialState
 
@@ -95,16 +95,7 @@ def test_serve_sees_every_exit_of_many_short_trials(tmp_path: Path, start_daemon
     """Each spawn puts a trial's pipes on 3 and 4 and takes them back; a copy of a report
     pipe's write end left in the daemon would keep that trial's messages from ending, and a
     missed exit would keep the study from finishing: --exit-when-idle would never exit."""
-    write_study(tmp_path, "short", f"""
-command = ["python", "{FIXTURE_TRIALS / 'quadratic.py'}"]
-objective = {{ metric = "loss", direction = "minimize" }}
-budget = {{ trials = 16 }}
-parallel = 2
-seed = 2
-[space]
-x = {{ type = "float", low = 0.0, high = 1.0 }}
-steps = 2
-""")
+    write_study(tmp_path, "short", quadratic_study(trials=16, seed=2, extra_space="steps = 2"))
     daemon = start_daemon(tmp_path, "--exit-when-idle")
     assert daemon.wait() == 0, daemon.log()
     done = trials(tmp_path, "short")

@@ -35,6 +35,8 @@ from hpod.spec_fields import Fields
 from hpod.spec_sections import parse_trial
 from hpod.wire import Message, Report
 
+from helpers import alive, wait_until_async as wait_until
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="warm starts are Linux-only (PR_SET_PDEATHSIG, /proc)")
 
@@ -166,24 +168,6 @@ def assert_same(cold: Run, hot: Run) -> None:
         if name.endswith(".json"):
             assert json.loads(hot.files[name]) == json.loads(cold.files[name]), name
         assert hot.files[name] == cold.files[name], name
-
-
-async def wait_until(predicate: Callable[[], object], what: str) -> None:
-    delay = 0.005
-    async with asyncio.timeout(WAIT):
-        while not predicate():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-    assert predicate(), what
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rfind(b")") + 2:].split()[0] in (b"Z", b"X")
 
 
 def nice_of(pid: int) -> int:
@@ -336,7 +320,7 @@ async def test_stop_kills_what_a_warm_trial_forked(tmp_path, warm) -> None:
         child = int(report.metrics["child_pid"])  # type: ignore[union-attr]
         await asyncio.wait_for(trial.stop(grace=0.2), WAIT)
         assert [m async for m in stream] == []
-    await wait_until(lambda: pid_gone(child) and pid_gone(spare), "the group to be gone")
+    await wait_until(lambda: not alive(child) and not alive(spare), "the group to be gone")
 
 
 async def test_what_a_warm_trial_forks_is_found_as_its_leftover(tmp_path, warm) -> None:
@@ -393,7 +377,7 @@ async def test_a_spare_that_dies_while_waiting_is_replaced(tmp_path, warm) -> No
     os.kill(first, signal.SIGKILL)
     await wait_until(lambda: warm.spare_pid(SLOT) not in (None, first), "a new spare")
     second = await asyncio.wait_for(warm.wait_ready(SLOT), WAIT)
-    assert second != first and not pid_gone(second)
+    assert second != first and alive(second)
 
 
 async def test_a_spare_is_replaced_after_use_while_the_trial_runs(tmp_path, warm) -> None:
@@ -405,7 +389,7 @@ async def test_a_spare_is_replaced_after_use_while_the_trial_runs(tmp_path, warm
                                  preload=["json"], slot=SLOT) as trial:
         assert trial.pid == spare
         behind = await asyncio.wait_for(warm.wait_ready(SLOT), WAIT)
-        assert behind != spare and not pid_gone(trial.pid)
+        assert behind != spare and alive(trial.pid)
         await trial.stop(grace=5)
     assert warm.warm_starts == 1
 
@@ -419,7 +403,7 @@ async def test_aclose_ends_every_spare(tmp_path) -> None:
         executor.prepare(argv, env=env, cwd=tmp_path, preload=["json"], slot=slot)
         pids.append(await asyncio.wait_for(executor.wait_ready(slot), WAIT))
     await executor.aclose()
-    assert all(pid_gone(pid) for pid in pids)
+    assert all(not alive(pid) for pid in pids)
     assert executor.spare_pid("cpu:0") is None
     assert list((tmp_path / "spares").iterdir()) == []
     late = await run(executor, argv, env, tmp_path, tmp_path / "t", preload=["json"],
@@ -451,8 +435,8 @@ async def test_trials_running_at_once_on_one_slot_keep_a_spare_each(tmp_path) ->
             assert executor.spare_pid("study#2") == behind_second
             behind_third = await asyncio.wait_for(executor.wait_ready("study"), WAIT)
             await executor.retire("study")  # the study is over: every key's spare goes
-            assert pid_gone(behind_second) and pid_gone(behind_third)
-            assert not pid_gone(third.pid) and not pid_gone(second.pid), "trials are not spares"
+            assert not alive(behind_second) and not alive(behind_third)
+            assert alive(third.pid) and alive(second.pid), "trials are not spares"
             await third.stop(grace=5)
         async with second:
             await second.stop(grace=5)
@@ -472,7 +456,7 @@ async def test_an_unused_spare_is_ended_and_not_replaced(tmp_path, how) -> None:
         spare = await asyncio.wait_for(executor.wait_ready(SLOT), WAIT)
         if how == "retire":
             await executor.retire(SLOT)
-        await wait_until(lambda: pid_gone(spare) and executor.spare_pid(SLOT) is None,
+        await wait_until(lambda: not alive(spare) and executor.spare_pid(SLOT) is None,
                          "the spare to be ended")
         with pytest.raises(LookupError, match="no spare is wanted"):
             await executor.wait_ready(SLOT)
@@ -527,7 +511,7 @@ async def test_a_launch_for_another_configuration_is_cold_and_renews_the_spare(t
     other = {**env, "SOME_SETTING": "b"}
     cold = await run(warm, argv, other, tmp_path, tmp_path / "t2", preload=["json"], slot=SLOT)
     assert cold.pid != current and cold.exit.ok
-    await wait_until(lambda: pid_gone(current), "the mismatched spare to be ended")
+    await wait_until(lambda: not alive(current), "the mismatched spare to be ended")
     assert await asyncio.wait_for(warm.wait_ready(SLOT), WAIT) not in (current, cold.pid)
     assert (warm.warm_starts, warm.cold_starts) == (1, 1)
 
@@ -616,11 +600,11 @@ async def test_trial_and_spare_die_with_a_kill_9_daemon(tmp_path) -> None:
     try:
         line = await asyncio.wait_for(daemon.stdout.readline(), WAIT)  # type: ignore[union-attr]
         trial_pid, spare_pid = map(int, line.split())
-        assert not pid_gone(trial_pid) and not pid_gone(spare_pid)
+        assert alive(trial_pid) and alive(spare_pid)
     finally:
         daemon.kill()
         await daemon.wait()
-    await wait_until(lambda: pid_gone(trial_pid) and pid_gone(spare_pid),
+    await wait_until(lambda: not alive(trial_pid) and not alive(spare_pid),
                      "the trial and the spare to die with their daemon")
 
 
