@@ -45,7 +45,7 @@ class GPSuggester:
 
     Options: acquisition "logei" | "ucb" (with `beta`); pending "believer" | "liar" | "fantasy";
     n_startup (default max(5, min(2d, 20))); prior "hvarfner" | "optuna"; deterministic (noise
-    pinned at 1e-6); max_points (data cap); refit_every (None: automatic); n_candidates and
+    pinned at the 1e-8 floor); max_points (data cap); refit_every (None: automatic); n_candidates and
     n_starts for the acquisition search; blas_threads (None: leave BLAS alone); fidelity "level" |
     "joint" (how values at several resources are modelled, see FIDELITIES) and max_resource (the
     resource of a final result, for "joint"; the scheduler's max_resource when the study has one).
