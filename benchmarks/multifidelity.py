@@ -167,6 +167,8 @@ def best_at(done: Completed, when: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--budget", type=float, default=30.0, help="full-length trials")
     parser.add_argument("--methods", default="",
@@ -188,7 +190,7 @@ def main() -> None:
     n_trials: dict[str, list[int]] = {m: [] for m in methods}
     seconds: dict[str, float] = {m: 0.0 for m in methods}
     started = time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         landscape = SyntheticCurves(study_spec("random", "fifo", seed, 1).space,
                                     max_resource=R, seed=seed, noise=0.01, cost_spread=1.0)
         rng = np.random.default_rng(10_000 + seed)

@@ -11,6 +11,7 @@ GPSampler (warm state: the timed calls follow a few untimed ones).
     python benchmarks/suggesters.py                 # everything (hours on 2 cores)
     python benchmarks/suggesters.py --quick         # smoke run, < 1 minute
     python benchmarks/suggesters.py --functions branin,mixed --seeds 5 --methods hpod-gp,optuna-tpe
+    python benchmarks/suggesters.py --seeds 30 --first-seed 30 --methods hpod-gp   # fresh seeds
 
 Peers come from the `bench` extra: pip install -e .[bench] (optuna's GPSampler also needs torch).
 """
@@ -281,6 +282,9 @@ def parallel_penalty(results: list[tuple[str, str, str, int, float, float]]) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds run are first-seed .. first-seed + seeds - 1 (repeat a measurement "
+                         "on fresh seeds)")
     ap.add_argument("--functions", default=",".join(problems()))
     ap.add_argument("--methods", default=",".join(ALL_METHODS))
     ap.add_argument("--modes", default=",".join(MODES))
@@ -300,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     methods = _available(methods)
     tasks = [(f, m, mode, s) for f in args.functions.split(",") for mode in args.modes.split(",")
-             for m in methods for s in range(args.seeds)]
+             for m in methods for s in range(args.first_seed, args.first_seed + args.seeds)]
     hpod_options = json.loads(args.hpod_options)
     cache = _load_cache(args.peer_cache, args.budget)
     results = [cache[t] for t in tasks if t in cache]
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"# {i}/{len(futures)} runs done ({time.time() - t_start:.0f} s)", file=sys.stderr, flush=True)
     if hpod_options:
         print(f"# hpod-gp options: {hpod_options}")
-    print(f"# seeds={args.seeds} jobs={args.jobs} wall={time.time() - t_start:.0f}s; {_versions()}")
+    print(f"# seeds={args.first_seed}..{args.first_seed + args.seeds - 1} jobs={args.jobs} wall={time.time() - t_start:.0f}s; {_versions()}")
     print(regret_table(results, methods))
     print(parallel_penalty(results))
     if args.timing:
