@@ -12,6 +12,7 @@ GPSampler (warm state: the timed calls follow a few untimed ones).
     python benchmarks/suggesters.py --quick         # smoke run, < 1 minute
     python benchmarks/suggesters.py --functions branin,mixed --seeds 5 --methods hpod-gp,optuna-tpe
     python benchmarks/suggesters.py --seeds 30 --first-seed 30 --methods hpod-gp   # fresh seeds
+    python benchmarks/suggesters.py --seeds 100 --methods hpod-gp --timing "" --runs-out runs.jsonl
 
 Peers come from the `bench` extra: pip install -e .[bench] (optuna's GPSampler also needs torch).
 """
@@ -297,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-cache", default=None,
                     help="JSON-lines file of peer runs: reused when present, appended to otherwise "
                          "(peers do not change between hpod iterations; hpod runs are never cached)")
+    ap.add_argument("--runs-out", default=None,
+                    help="write every run (function, method, mode, seed, final regret, s/ask) as a "
+                         "JSON line to this file, for per-seed analyses the medians hide")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.functions, args.budget = 2, "branin", 20
@@ -320,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
                     fh.write(json.dumps({"run": list(r), "budget": args.budget}) + "\n")
             if i % 20 == 0 or i == len(futures):
                 print(f"# {i}/{len(futures)} runs done ({time.time() - t_start:.0f} s)", file=sys.stderr, flush=True)
+    if args.runs_out:
+        with open(args.runs_out, "w") as fh:
+            for r in sorted(results, key=lambda r: r[:4]):
+                fh.write(json.dumps(list(r)) + "\n")
     if hpod_options:
         print(f"# hpod-gp options: {hpod_options}")
     print(f"# seeds={args.first_seed}..{args.first_seed + args.seeds - 1} jobs={args.jobs} wall={time.time() - t_start:.0f}s; {_versions()}")
