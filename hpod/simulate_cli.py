@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,8 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def simulation_dict(sim: StudySimulation) -> dict[str, Any]:
+    from hpod.schedule.rank_agreement import weak_first_rung_advice
+
     spec = sim.spec
     trials = sim.result.trials
     best = sim.best_trial()
@@ -120,6 +123,11 @@ def simulation_dict(sim: StudySimulation) -> dict[str, Any]:
         "trials": len(trials),
         "states": counts,
         "timeline": sim.timeline(),
+        "rank_agreement": [
+            {"level": a.level, "curves": a.curves,
+             "spearman": a.spearman if math.isfinite(a.spearman) else None}
+            for a in sim.rank_agreement],
+        "advice": weak_first_rung_advice(sim.rank_agreement, spec.scheduler.kind),
         "best": None if best is None else {
             "trial": best[0], "value": best[1], "at": best[2], "params": sim.params[best[0]]},
     }
@@ -149,6 +157,7 @@ def format_simulation(doc: dict[str, Any]) -> str:
     for row in (head, *rows):
         lines.append("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
     lines.append("")
+    lines += _agreement_lines(doc)
     best = doc["best"]
     if best is None:
         lines.append("no trial completed: no best value")
@@ -157,6 +166,24 @@ def format_simulation(doc: dict[str, Any]) -> str:
                      f"{_time(best['at'], total)} of virtual time")
         lines.append("  " + ", ".join(f"{k} = {_value(v)}" for k, v in best["params"].items()))
     return "\n".join(lines)
+
+
+def _agreement_lines(doc: dict[str, Any]) -> list[str]:
+    """The rank correlation of each rung's values with the final ones, and the advice."""
+    rows = doc["rank_agreement"]
+    if not rows:
+        return []
+    levels = [_value(r["level"]) for r in rows]
+    rhos = ["-" if r["spearman"] is None else f"{r['spearman']:.2f}" for r in rows]
+    widths = [max(len(a), len(b)) for a, b in zip(levels, rhos)]
+    lines = [f"how well each rung ranks trials: Spearman correlation of the values there with the "
+             f"final values ({rows[0]['curves']} curves)",
+             "  resource  " + "  ".join(v.rjust(w) for v, w in zip(levels, widths)),
+             "  Spearman  " + "  ".join(v.rjust(w) for v, w in zip(rhos, widths))]
+    if doc["advice"]:
+        lines += textwrap.wrap(f"note: {doc['advice']}", width=100, subsequent_indent="  ",
+                               break_on_hyphens=False)
+    return [*lines, ""]
 
 
 def _states(counts: dict[str, int]) -> str:

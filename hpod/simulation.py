@@ -23,6 +23,7 @@ from hpod.decision import Decision
 from hpod.enqueue import complete_point
 from hpod.errors import SearchExhausted, StudySpecError
 from hpod.schedule.landscape import SyntheticCurves
+from hpod.schedule.rank_agreement import LevelAgreement, rank_agreement
 from hpod.schedule.simulate import Curve, SimulationResult, simulate
 from hpod.spec import StudySpec
 from hpod.store.records import Direction, TrialRecord, TrialState
@@ -54,6 +55,9 @@ class StudySimulation:
     params: tuple[dict[str, Any], ...]  # trial i's params
     capped: int | None  # the trial cap applied to a budget of hours only, else None
     notes: tuple[str, ...] = ()  # where the simulation differs from the study as written
+    # How well each rung level ranked the simulated configurations' curves against their final
+    # values (empty without rungs): is stopping at the rungs a good bet on these curves?
+    rank_agreement: tuple[LevelAgreement, ...] = ()
 
     @property
     def maximize(self) -> bool:
@@ -127,9 +131,12 @@ def simulate_study(spec: StudySpec, *, workers: int | None = None,
                       start_until=None if hours is None else hours * 3600.0)
     logger.debug("simulated %d trials of %s in %.2f s", len(result.trials), spec.name,
                  time.perf_counter() - started)
+    levels = getattr(driver.policy.scheduler, "levels", ())
+    # Distinct curves: replayed recorded curves repeat for nearby configurations.
+    agreement = rank_agreement(list(dict.fromkeys(driver.curves_given)), levels)
     return StudySimulation(spec, workers, curves_label, seed, result,
                            tuple(record.params for record in driver.records), capped,
-                           tuple(notes))
+                           tuple(notes), tuple(agreement))
 
 
 def synthetic_curves(spec: StudySpec, *, seed: int = 0, **options: Any) -> SyntheticCurves:
@@ -187,6 +194,7 @@ class _Driver:
         self._length = length
         self._resumable = resumable
         self.records: list[TrialRecord] = []
+        self.curves_given: list[Curve] = []
         self._live: set[int] = set()  # running or paused: their points are pending
         self._paused: set[int] = set()
 
@@ -208,7 +216,9 @@ class _Driver:
             attempt=0, value=None, last_step=None, reason=None, exit_code=None, checkpoint=None,
             placement=None, created_at=0.0, started_at=None, finished_at=None,
             origin=None if enqueued is None else f"file:{index}"))
-        return self._curves.curve(params, self._length(params))
+        curve = self._curves.curve(params, self._length(params))
+        self.curves_given.append(curve)
+        return curve
 
     # -- the Scheduler contract, as the controller calls the policy --------------------------
     def on_start(self, trial_id: int) -> None:
