@@ -177,6 +177,18 @@ class _StrictLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # PyYAML's constructors for explicitly tagged values raise whatever the value provokes
+        # (`!!timestamp 2001-13-14`: AttributeError; `!!int 0x`: ValueError) instead of a
+        # YAML error; turn those into one that points at the value.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, OverflowError) as e:
+            what = repr(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {what} as {node.tag.rsplit(':', 1)[-1]} ({e})",
+                node.start_mark) from e
+
 
 def _load_yaml(path: Path, text: str) -> Any:
     try:
