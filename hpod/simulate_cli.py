@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,17 +174,27 @@ def _agreement_lines(doc: dict[str, Any]) -> list[str]:
     rows = doc["rank_agreement"]
     if not rows:
         return []
-    levels = [_value(r["level"]) for r in rows]
-    rhos = ["-" if r["spearman"] is None else f"{r['spearman']:.2f}" for r in rows]
-    widths = [max(len(a), len(b)) for a, b in zip(levels, rhos)]
-    lines = [f"how well each rung ranks trials: Spearman correlation of the values there with the "
-             f"final values ({rows[0]['curves']} curves)",
-             "  resource  " + "  ".join(v.rjust(w) for v, w in zip(levels, widths)),
-             "  Spearman  " + "  ".join(v.rjust(w) for v, w in zip(rhos, widths))]
+    table = [["resource", *(_value(r["level"]) for r in rows)],
+             ["Spearman", *("-" if r["spearman"] is None else f"{r['spearman']:.2f}" for r in rows)],
+             ["curves", *(str(r["curves"]) for r in rows)]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["how well each rung ranks trials: Spearman correlation of the values there with the "
+             "final values"]
+    lines += ["  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths))) for row in table]
+    if all(r["spearman"] is None for r in rows):
+        lines.append("  (- : fewer than 5 curves judged there, or all their values tie)")
     if doc["advice"]:
-        lines += textwrap.wrap(f"note: {doc['advice']}", width=100, subsequent_indent="  ",
-                               break_on_hyphens=False)
+        lines += _wrap(f"note: {doc['advice']}")
     return [*lines, ""]
+
+
+def _wrap(text: str, width: int = 100) -> list[str]:
+    """Wrapped lines that never break inside a `code span` (it is copied into study files)."""
+    glue = "\u00a0"
+    kept = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", glue), text)
+    return [line.replace(glue, " ") for line in
+            textwrap.wrap(kept, width=width, subsequent_indent="  ", break_on_hyphens=False)]
 
 
 def _states(counts: dict[str, int]) -> str:

@@ -132,8 +132,12 @@ def simulate_study(spec: StudySpec, *, workers: int | None = None,
     logger.debug("simulated %d trials of %s in %.2f s", len(result.trials), spec.name,
                  time.perf_counter() - started)
     levels = getattr(driver.policy.scheduler, "levels", ())
-    # Distinct curves: replayed recorded curves repeat for nearby configurations.
-    agreement = rank_agreement(list(dict.fromkeys(driver.curves_given)), levels)
+    # A recorded source holds every complete curve of a real run: measure on all of them, not
+    # only on those the suggester happened to land near (nor each of those several times).
+    recorded = getattr(curves, "curves", None)
+    sample = list(recorded) if recorded is not None else driver.curves_given
+    agreement = rank_agreement(sample, levels,
+                               maximize=spec.objective.direction is Direction.MAXIMIZE)
     return StudySimulation(spec, workers, curves_label, seed, result,
                            tuple(record.params for record in driver.records), capped,
                            tuple(notes), tuple(agreement))

@@ -46,6 +46,8 @@ def test_simulate_replays_the_nearest_recorded_curve(tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["curves"] == str(db.resolve()) and doc["trials"] == 30
     assert doc["states"].get("stopped") and doc["states"].get("complete")
+    # The rungs are measured on every recorded curve once, not on the ones replayed.
+    assert [row["curves"] for row in doc["rank_agreement"]] == [8, 8]
     best = doc["best"]
     # Its value is a recorded trial's final value, the one whose x is nearest to its own.
     assert best["value"] in recorded

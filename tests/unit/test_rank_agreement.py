@@ -47,12 +47,40 @@ def test_with_no_later_level_that_agrees_the_advice_is_to_stop_judging_early() -
     assert advice is not None and "min_resource" not in advice and '"fifo"' in advice
 
 
-def test_the_value_judged_is_the_first_report_at_or_past_the_level() -> None:
-    # Reports at resource 0.5, 1.5, 4, 10: level 1 judges the report at 1.5, level 3 the one at 4.
-    steps = (0.5, 1.5, 4.0, 10.0)
-    curves = [Curve((0.0, float(i), float(-i), float(i)), steps=steps) for i in range(6)]
-    rows = rank_agreement(curves, (1, 3))
-    assert [round(r.spearman, 6) for r in rows] == [1.0, -1.0]
+def test_the_value_judged_is_the_report_the_scheduler_judges_at_that_level() -> None:
+    # Reports at resource 0.5, 1.5, 4, 10, 30: level 1 judges the report at 1.5, level 3 the
+    # one at 4, level 9 the one at 10.
+    steps = (0.5, 1.5, 4.0, 10.0, 30.0)
+    curves = [Curve((0.0, float(i), float(-i), float(i), float(i)), steps=steps) for i in range(6)]
+    rows = rank_agreement(curves, (1, 3, 9))
+    assert [round(r.spearman, 6) for r in rows] == [1.0, -1.0, 1.0]
+    # Float levels (a data fraction) work the same way.
+    fractions = [Curve((float(i), float(-i), float(i)), steps=(0.1, 0.3, 1.0)) for i in range(6)]
+    assert [round(r.spearman, 6) for r in rank_agreement(fractions, (0.1, 0.3))] == [1.0, -1.0]
+
+
+def test_a_level_every_report_jumps_past_is_never_judged() -> None:
+    # Reports every 5 steps: the report at 5 is past levels 1 and 3, and the scheduler judges
+    # it at 3 only (hpod.schedule.rungs.Ladder.crossing); level 9 judges the report at 10.
+    steps = tuple(float(s) for s in range(5, 31, 5))
+    curves = [Curve(tuple(float(i) for _ in steps), steps=steps) for i in range(6)]
+    rows = rank_agreement(curves, (1, 3, 9))
+    assert [r.curves for r in rows] == [0, 6, 6]
+    assert math.isnan(rows[0].spearman) and math.isclose(rows[1].spearman, 1.0)
+    assert weak_first_rung_advice(rows, "asha") is None  # nothing known: no advice
+
+
+def test_a_curve_that_diverges_counts_as_the_worst_not_as_missing() -> None:
+    # The best four at rung 1 end as NaN or inf: the rung ranked them wrongly, and it shows.
+    good_then_diverged = [Curve((float(i),) * 26 + (bad,))
+                          for i, bad in enumerate((math.nan, math.inf, math.nan, math.inf))]
+    steady = [Curve((float(i),) * 27) for i in range(4, 10)]
+    rows = rank_agreement(good_then_diverged + steady, (1,))
+    assert rows[0].curves == 10 and rows[0].spearman < 0
+    # Maximised: the worst is -inf, so a diverged curve again ranks last.
+    flipped = [Curve(tuple(-v for v in c.values)) for c in good_then_diverged + steady]
+    assert math.isclose(rank_agreement(flipped, (1,), maximize=True)[0].spearman,
+                        rows[0].spearman)
 
 
 def test_short_curves_tied_values_and_too_few_curves_say_nothing() -> None:
@@ -92,20 +120,24 @@ def test_a_simulation_measures_the_rungs_on_the_curves_it_trained(tmp_path: Path
     assert simulate_study(fifo).rank_agreement == ()
 
 
-def test_the_command_prints_the_table_and_its_json_carries_it(tmp_path: Path, capsys) -> None:
-    path = tmp_path / "agree.json"
-    path.write_text(json.dumps(study_table("asha")))
-    assert main(["simulate", str(path)]) == 0
+def test_the_command_prints_the_table_and_the_advice_and_its_json_carries_them(
+        tmp_path: Path, capsys) -> None:
+    digits = Path(__file__).resolve().parents[1] / "fixtures" / "studies" / "good" / "digits.toml"
+    assert main(["simulate", str(digits)]) == 0
     text = capsys.readouterr().out
     assert "how well each rung ranks trials" in text
-    assert "resource     1     3     9" in text
-    assert main(["simulate", str(path), "--json"]) == 0
+    assert "resource     1     3     9    27" in text
+    assert main(["simulate", str(digits), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [row["level"] for row in doc["rank_agreement"]] == [1, 3, 9]
-    assert all(row["curves"] == 40 for row in doc["rank_agreement"])
+    assert [row["level"] for row in doc["rank_agreement"]] == [1, 3, 9, 27]
+    assert all(row["curves"] == doc["trials"] for row in doc["rank_agreement"])
     first = doc["rank_agreement"][0]["spearman"]
-    assert (doc["advice"] is None) == (first >= WEAK_AGREEMENT)
-    assert ("note: the first rung (resource 1)" in text) == (doc["advice"] is not None)
+    assert first < WEAK_AGREEMENT and doc["advice"] is not None
+    # The note is the advice, wrapped without breaking a `code span` across lines.
+    start = text.index("note: ")
+    note = text[start:text.index("\nbest ", start)]
+    assert " ".join(note.split()) == f"note: {doc['advice']}"
+    assert '`kind = "async-hyperband"`' in note and "`min_resource = 3`" in note
     fifo = tmp_path / "fifo.json"
     fifo.write_text(json.dumps(study_table("fifo")))
     assert main(["simulate", str(fifo), "--json"]) == 0
