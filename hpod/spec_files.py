@@ -156,6 +156,9 @@ def _load_toml(path: Path, text: str) -> Any:
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
+_CONSTRUCTOR_FAILURES = (ValueError, TypeError, AttributeError, OverflowError, LookupError)
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and reads
     `1e-5` as a number."""
@@ -179,11 +182,11 @@ class _StrictLoader(yaml.SafeLoader):
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # PyYAML's constructors for explicitly tagged values raise whatever the value provokes
-        # (`!!timestamp 2001-13-14`: AttributeError; `!!int 0x`: ValueError) instead of a
-        # YAML error; turn those into one that points at the value.
+        # (`!!timestamp 2001-13-14`: AttributeError; `!!int 0xZZ`: ValueError; `!!bool maybe`:
+        # KeyError) instead of a YAML error; turn those into one that points at the value.
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, TypeError, AttributeError, OverflowError) as e:
+        except _CONSTRUCTOR_FAILURES as e:
             what = repr(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {what} as {node.tag.rsplit(':', 1)[-1]} ({e})",
@@ -200,6 +203,11 @@ def _load_yaml(path: Path, text: str) -> Any:
         _fail(path, f"YAML error{where}: {what}", "fix the YAML at that position")
     except yaml.YAMLError as e:
         _fail(path, f"YAML error: {e}", "fix the syntax")
+    except _CONSTRUCTOR_FAILURES as e:
+        # Collection constructors (`!!set`, `!!omap`) fill their value after construct_object
+        # has returned, so a bad one fails here, without a position.
+        _fail(path, f"YAML error: a tagged value that cannot be read ({type(e).__name__}: {e})",
+              "fix or remove the value's !!tag")
 
 
 class _DuplicateKey(ValueError):

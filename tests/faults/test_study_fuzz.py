@@ -39,7 +39,8 @@ TOKENS = [
     "null", "2024-02-31", "2024-13-01", "1979-05-27T07:32:00Z", "07:32:00", "0x" + "f" * 3000,
     "9" * 5000, "0o777", "0b101", "1_000", "+1", '"\\u0000"', '"\\u0007"', "'\\x00'", '""',
     "[]", "{}", "[[]]", "&a [*a]", "*a", "!!binary aGVsbG8=", "!!python/name:os.system",
-    "!!set {a, b}", "!!timestamp 2001-13-14", "<<: *a", "? complex", '"a\\nb"', "'''x'''",
+    "!!set {a, b}", "!!timestamp 2001-13-14", "!!timestamp 2001-13-141", "!!set [1]",
+    "!!bool maybe", "!!int 0xZZ", "!!map [1]", "<<: *a", "? complex", '"a\\nb"', "'''x'''",
     '"""x"""', "[1, 2,]", "{a = 1,}", "-", "|", ">", "%YAML 1.1", "---", "...",
 ]
 KEYS = ["command", "objective", "budget", "space", "parallel", "seed", "name", "trial",
