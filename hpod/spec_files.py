@@ -57,10 +57,15 @@ def read_study_data(path: Path) -> Any:
     except ValueError as e:
         # The parsers' own syntax errors are handled in each loader; what is left is a value
         # Python refuses to build, such as an integer of more than 4300 digits.
-        if "integer string conversion" in str(e):
+        if _too_many_digits(e):
             _fail(path, f"holds an integer with more than {sys.get_int_max_str_digits()} digits",
                   "no setting needs a number that long; fix the value")
         _fail(path, f"holds a value that cannot be read: {e}", "fix the value")
+
+
+def _too_many_digits(error: Exception) -> bool:
+    """Python's refusal to convert an integer longer than sys.get_int_max_str_digits()."""
+    return isinstance(error, ValueError) and "integer string conversion" in str(error)
 
 
 def _read_text(path: Path) -> str:
@@ -187,10 +192,12 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep=deep)
         except _CONSTRUCTOR_FAILURES as e:
-            what = repr(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
+            if _too_many_digits(e):
+                raise  # read_study_data says it in words, not as Python's limit
+            what = repr(_clip(node.value)) if isinstance(node, yaml.ScalarNode) else "this value"
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {what} as {node.tag.rsplit(':', 1)[-1]} ({e})",
-                node.start_mark) from e
+                None, None, f"cannot read {what} as {node.tag.rsplit(':', 1)[-1]} "
+                f"({_clip(str(e), 80)})", node.start_mark) from e
 
 
 def _load_yaml(path: Path, text: str) -> Any:
@@ -204,10 +211,17 @@ def _load_yaml(path: Path, text: str) -> Any:
     except yaml.YAMLError as e:
         _fail(path, f"YAML error: {e}", "fix the syntax")
     except _CONSTRUCTOR_FAILURES as e:
+        if _too_many_digits(e):
+            raise  # read_study_data says it in words, not as Python's limit
         # Collection constructors (`!!set`, `!!omap`) fill their value after construct_object
         # has returned, so a bad one fails here, without a position.
-        _fail(path, f"YAML error: a tagged value that cannot be read ({type(e).__name__}: {e})",
-              "fix or remove the value's !!tag")
+        _fail(path, f"YAML error: a tagged value that cannot be read ({type(e).__name__}: "
+              f"{_clip(str(e), 80)})", "fix or remove the value's !!tag")
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """The start of a value quoted in an error message (the value may be megabytes long)."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class _DuplicateKey(ValueError):

@@ -56,8 +56,10 @@ CORPUS: dict[str, str] = {
     "wrong_type_command.toml": "field `command`: must be a list of arguments, got integer 42",
     "wrong_type_low.toml": "field `space.x.low`: must be a number, got a list",
     "wrong_type_space.toml": "field `space`: must be a table, got a list",
-    "yaml_bad_date.yaml": "holds a value that cannot be read: day is out of range for month",
+    "yaml_bad_date.yaml": "YAML error at line 2, column 7: cannot read '2024-02-31' as timestamp "
+                          "(day is out of range for month)",
     "yaml_billion_laughs.yaml": "is too large (more than 100000 values)",
+    "yaml_long_bad_float.yaml": "YAML error at line 2, column 7: cannot read 'zzzzzzzzzz",
     "yaml_key_not_string.yaml": "has a key that is not a string: integer 1",
     "yaml_null.yaml": "must hold a table of settings at the top level, got null",
     "yaml_python_tag.yaml": "could not determine a constructor for the tag",
