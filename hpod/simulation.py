@@ -55,8 +55,9 @@ class StudySimulation:
     params: tuple[dict[str, Any], ...]  # trial i's params
     capped: int | None  # the trial cap applied to a budget of hours only, else None
     notes: tuple[str, ...] = ()  # where the simulation differs from the study as written
-    # How well each rung level ranked the simulated configurations' curves against their final
-    # values (empty without rungs): is stopping at the rungs a good bet on these curves?
+    # How well each rung level ranks curves against their final values (empty without rungs):
+    # is stopping at the rungs a good bet? Over the synthetic curves the simulation trained, or
+    # over every complete curve of a recorded run.
     rank_agreement: tuple[LevelAgreement, ...] = ()
 
     @property
