@@ -45,6 +45,11 @@ def test_with_no_later_level_that_agrees_the_advice_is_to_stop_judging_early() -
     assert all(r.spearman < WEAK_AGREEMENT for r in rows)
     advice = weak_first_rung_advice(rows, "sh")
     assert advice is not None and "min_resource" not in advice and '"fifo"' in advice
+    # Only the last level agrees: starting there would leave a single rung, so it is not offered.
+    rows = rank_agreement(crossing(10, cross_after=5), (1, 3, 9))
+    assert [round(r.spearman, 6) for r in rows] == [-1.0, -1.0, 1.0]
+    advice = weak_first_rung_advice(rows, "sh")
+    assert advice is not None and "min_resource" not in advice
 
 
 def test_the_value_judged_is_the_report_the_scheduler_judges_at_that_level() -> None:
