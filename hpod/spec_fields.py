@@ -112,11 +112,13 @@ class Fields:
                 continue
             guess = did_you_mean(key, allowed)
             where = f" {context}" if context else ""
+            # A key can be any length; the error line quotes its start only.
+            shown = key if len(key) <= 60 else key[:60] + "…"
             if guess is not None:
-                self.fail(join(prefix, key), f"unknown key {key!r}{where}. Did you mean {guess!r}?",
-                          f"rename it to {guess!r}")
+                self.fail(join(prefix, shown), f"unknown key {shown!r}{where}. Did you mean "
+                          f"{guess!r}?", f"rename it to {guess!r}")
             valid = ", ".join(allowed) if allowed else "none"
-            self.fail(join(prefix, key), f"unknown key {key!r}{where}",
+            self.fail(join(prefix, shown), f"unknown key {shown!r}{where}",
                       f"remove it; valid keys here: {valid}")
 
     def required(self, table: Mapping[str, Any], key: str, prefix: str, fix: str) -> Any:

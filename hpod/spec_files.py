@@ -174,6 +174,10 @@ class _StrictLoader(yaml.SafeLoader):
         return super().resolve(kind, value, implicit)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            # `!!set [1]`, `!!map x`: PyYAML's own check says "expected a mapping node" with the
+            # position; the duplicate scan below would fail first, and without it.
+            return super().construct_mapping(node, deep=deep)
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
@@ -206,7 +210,7 @@ def _load_yaml(path: Path, text: str) -> Any:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = e.problem or e.context or "invalid YAML"
+        what = _clip(e.problem or e.context or "invalid YAML", 200)  # may quote a long tag
         _fail(path, f"YAML error{where}: {what}", "fix the YAML at that position")
     except yaml.YAMLError as e:
         _fail(path, f"YAML error: {e}", "fix the syntax")

@@ -42,6 +42,7 @@ CORPUS: dict[str, str] = {
     "json_top_level_string.json": "must hold a table of settings at the top level, got string",
     "json_trailing_comma.json": "JSON syntax error at line 1, column 39",
     "latin1_no_nul.yaml": "is not UTF-8 text (invalid byte at offset 27)",
+    "long_unknown_key.toml": "unknown key 'kkkkkkkkkk",
     "long_line.toml": "field `command`: is required but missing",
     "name_control_chars.toml": r"invalid study name 'bell\x07and\nnewline'",
     "name_nul.toml": "field `name`: contains a NUL character",
@@ -59,6 +60,7 @@ CORPUS: dict[str, str] = {
     "yaml_bad_date.yaml": "YAML error at line 2, column 7: cannot read '2024-02-31' as timestamp "
                           "(day is out of range for month)",
     "yaml_billion_laughs.yaml": "is too large (more than 100000 values)",
+    "yaml_huge_tagged_int.yaml": "holds an integer with more than 4300 digits",
     "yaml_long_bad_float.yaml": "YAML error at line 2, column 7: cannot read 'zzzzzzzzzz",
     "yaml_key_not_string.yaml": "has a key that is not a string: integer 1",
     "yaml_null.yaml": "must hold a table of settings at the top level, got null",
