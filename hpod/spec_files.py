@@ -214,13 +214,6 @@ def _load_yaml(path: Path, text: str) -> Any:
         _fail(path, f"YAML error{where}: {what}", "fix the YAML at that position")
     except yaml.YAMLError as e:
         _fail(path, f"YAML error: {e}", "fix the syntax")
-    except _CONSTRUCTOR_FAILURES as e:
-        if _too_many_digits(e):
-            raise  # read_study_data says it in words, not as Python's limit
-        # Collection constructors (`!!set`, `!!omap`) fill their value after construct_object
-        # has returned, so a bad one fails here, without a position.
-        _fail(path, f"YAML error: a tagged value that cannot be read ({type(e).__name__}: "
-              f"{_clip(str(e), 80)})", "fix or remove the value's !!tag")
 
 
 def _clip(text: str, limit: int = 40) -> str:
