@@ -136,7 +136,8 @@ def simulate_study(spec: StudySpec, *, workers: int | None = None,
     # A recorded source holds every complete curve of a real run: measure on all of them, not
     # only on those the suggester happened to land near (nor each of those several times).
     recorded = getattr(curves, "curves", None)
-    sample = list(recorded) if recorded is not None else driver.curves_given
+    sample = (list(recorded) if recorded is not None else
+              [curves.curve(record.params, length(record.params)) for record in driver.records])
     agreement = rank_agreement(sample, levels,
                                maximize=spec.objective.direction is Direction.MAXIMIZE)
     return StudySimulation(spec, workers, curves_label, seed, result,
@@ -199,7 +200,6 @@ class _Driver:
         self._length = length
         self._resumable = resumable
         self.records: list[TrialRecord] = []
-        self.curves_given: list[Curve] = []
         self._live: set[int] = set()  # running or paused: their points are pending
         self._paused: set[int] = set()
 
@@ -221,9 +221,7 @@ class _Driver:
             attempt=0, value=None, last_step=None, reason=None, exit_code=None, checkpoint=None,
             placement=None, created_at=0.0, started_at=None, finished_at=None,
             origin=None if enqueued is None else f"file:{index}"))
-        curve = self._curves.curve(params, self._length(params))
-        self.curves_given.append(curve)
-        return curve
+        return self._curves.curve(params, self._length(params))
 
     # -- the Scheduler contract, as the controller calls the policy --------------------------
     def on_start(self, trial_id: int) -> None:
