@@ -16,6 +16,7 @@ Notations: d axes; a grid point is a digit vector g (d,) with 0 <= g_j < count_j
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,8 +52,14 @@ class GPGridSuggester(GPSuggester):
         self.n_random = n_random
         self._counts = np.array([c for c in self._lattice.counts], dtype=np.int64)  # (d,)
 
-    def _ranked_points(self, acq: Acquisition, rng: np.random.Generator, best_x: np.ndarray,
-                       lengthscales: np.ndarray, taken_X: np.ndarray) -> np.ndarray:
+    def _ranked_points(self, acqs: Sequence[Acquisition], rng: np.random.Generator,
+                       best_x: np.ndarray, lengthscales: np.ndarray,
+                       taken_X: np.ndarray) -> list[np.ndarray]:
+        return [self._ranked_grid_points(acq, rng, taken_X) for acq in acqs]
+
+    def _ranked_grid_points(self, acq: Acquisition, rng: np.random.Generator,
+                            taken_X: np.ndarray) -> np.ndarray:
+        """(r, d) unevaluated grid points, best first."""
         taken = {g.tobytes() for g in self._digits(taken_X)}
         if self.grid_size <= self.max_enumerate:
             G = np.stack(np.unravel_index(np.arange(self.grid_size), tuple(self._counts)), axis=1)

@@ -125,14 +125,21 @@ class _Bowl:
         return self(X), g
 
 
+_MIXED = Space.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0},
+                          "n": {"type": "int", "low": 0, "high": 100},
+                          "k": {"type": "int", "low": 1, "high": 8},
+                          "c": {"type": "categorical", "choices": ["a", "b", "c"]}})
+
+
+def _centre(x: float, n: int, k: int) -> np.ndarray:
+    """An encoded point of _MIXED (its categorical coordinate is left to the bowl)."""
+    return np.array([x, _MIXED.to_unit({"x": 0, "n": n, "k": k, "c": "a"})[1],
+                     _MIXED.to_unit({"x": 0, "n": 0, "k": k, "c": "a"})[2], 0.0])
+
+
 def test_maximiser_finds_the_optimum_of_a_mixed_lattice():
-    space = Space.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0},
-                             "n": {"type": "int", "low": 0, "high": 100},
-                             "k": {"type": "int", "low": 1, "high": 8},
-                             "c": {"type": "categorical", "choices": ["a", "b", "c"]}})
-    lattice = Lattice(space)
-    centre = np.array([0.3, space.to_unit({"x": 0, "n": 73, "k": 6, "c": "a"})[1],
-                       space.to_unit({"x": 0, "n": 0, "k": 6, "c": "a"})[2], 0.0])
+    space, lattice = _MIXED, Lattice(_MIXED)
+    centre = _centre(0.3, 73, 6)
     points, values = maximize_acquisition(_Bowl(centre, 3, 2), lattice, np.random.default_rng(0),
                                           lengthscales=np.ones(4), n_candidates=256)
     assert np.all(np.diff(values) <= 0)
@@ -184,3 +191,41 @@ def test_batched_lbfgsb_reraises_an_objective_error():
     with pytest.raises(FloatingPointError, match="boom"):
         batched_lbfgsb(failing, np.array([[0.0, 0.0], [1.5, 1.5], [-1.0, 1.0]]), [(-2.0, 2.0)] * 2)
     assert calls[0] == 3
+
+
+def test_a_portfolio_search_finds_each_members_own_optimum():
+    from hpod.suggest.gp.optimize import maximize_acquisitions
+
+    space, lattice = _MIXED, Lattice(_MIXED)
+    first, second = _centre(0.3, 73, 6), _centre(0.8, 10, 2)
+    ranked = maximize_acquisitions([_Bowl(first, 3, 2), _Bowl(second, 3, 0)], lattice,
+                                   np.random.default_rng(0), lengthscales=np.ones(4),
+                                   n_candidates=256)
+    assert len(ranked) == 2
+    for points, values in ranked:
+        assert np.all(np.diff(values) <= 0) and points.shape[1] == 4
+    a, b = (space.from_unit(points[0]) for points, _ in ranked)
+    assert a["x"] == pytest.approx(0.3, abs=1e-3) and (a["n"], a["k"], a["c"]) == (73, 6, "c")
+    assert b["x"] == pytest.approx(0.8, abs=1e-3) and (b["n"], b["k"], b["c"]) == (10, 2, "a")
+
+
+def test_portfolio_members_over_one_posterior_share_its_predictions_exactly():
+    from hpod.suggest.gp.optimize import _Members
+
+    rng = np.random.default_rng(3)
+    X = rng.random((12, 3))
+    post = GPPosterior(X, np.sin(4 * X).sum(axis=1), KernelParams.default(3, 1e-6),
+                       np.zeros(3, dtype=bool))
+    members = [LogEI(post, 1.0), UCB(post, 1.5)]
+    Q = rng.random((9, 3))
+    owner = np.array([0, 1, 1, 0, 1, 0, 0, 1, 1], dtype=float)
+    shared = _Members(members)
+    values, grad = shared.value_and_grad(np.column_stack([Q, owner]))
+    np.testing.assert_allclose(shared(np.column_stack([Q, owner])), values, rtol=1e-12)
+    for i, acq in enumerate(members):
+        rows = owner == i
+        v, g = acq.value_and_grad(Q[rows])
+        np.testing.assert_allclose(values[rows], v, rtol=1e-12)
+        np.testing.assert_allclose(grad[rows, :3], g, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(shared.each(Q)[i], acq(Q), rtol=1e-12)
+    assert np.all(grad[:, 3] == 0.0)  # the member column never moves

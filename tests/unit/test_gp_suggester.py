@@ -62,7 +62,9 @@ def test_maximize_direction_is_respected():
 def test_pending_points_are_never_reproposed_until_the_space_is_exhausted(pending_kind):
     space = Space.from_dict({"a": {"type": "int", "low": 0, "high": 3},
                              "b": {"type": "categorical", "choices": ["x", "y", "z"]}})
-    s = make_suggester("gp", space, seed=1, n_startup=3, pending=pending_kind, n_candidates=64)
+    acquisition = "logei" if pending_kind == "fantasy" else "hedge"
+    s = make_suggester("gp", space, seed=1, n_startup=3, pending=pending_kind, n_candidates=64,
+                       acquisition=acquisition)
     running: list[dict] = []
     proposed = []
     while True:

@@ -94,14 +94,21 @@ class LogEI:
         self._fantasies = posterior.alpha.ndim == 2
 
     def __call__(self, Xq: np.ndarray) -> np.ndarray:
-        mean, var = self.posterior.mean_var(Xq)
+        return self.values_from(*self.posterior.mean_var(Xq))
+
+    def value_and_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.value_and_grad_from(*self.posterior.mean_var_grad(Xq))
+
+    def values_from(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+        """Values from the posterior's moments at the query points."""
         values = log_ei(mean, var, self.best)
         if self._fantasies:
             return logsumexp(values, axis=1) - math.log(values.shape[1])
         return values
 
-    def value_and_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, var, dmean, dvar = self.posterior.mean_var_grad(Xq)
+    def value_and_grad_from(self, mean: np.ndarray, var: np.ndarray, dmean: np.ndarray,
+                            dvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values and gradients from the posterior's moments and their gradients."""
         values, d_mean, d_var = log_ei_derivatives(mean, var, self.best)
         if not self._fantasies:
             return values, d_mean[:, None] * dmean + d_var[:, None] * dvar
@@ -122,10 +129,15 @@ class UCB:
         self.beta = beta
 
     def __call__(self, Xq: np.ndarray) -> np.ndarray:
-        mean, var = self.posterior.mean_var(Xq)
-        return mean + self.beta * np.sqrt(var + _VAR_EPS)
+        return self.values_from(*self.posterior.mean_var(Xq))
 
     def value_and_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, var, dmean, dvar = self.posterior.mean_var_grad(Xq)
+        return self.value_and_grad_from(*self.posterior.mean_var_grad(Xq))
+
+    def values_from(self, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+        return mean + self.beta * np.sqrt(var + _VAR_EPS)
+
+    def value_and_grad_from(self, mean: np.ndarray, var: np.ndarray, dmean: np.ndarray,
+                            dvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sigma = np.sqrt(var + _VAR_EPS)
         return mean + self.beta * sigma, dmean + (self.beta / (2.0 * sigma))[:, None] * dvar

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -119,16 +119,23 @@ class GPModel:
             best = int(np.argmax(t))
         return post, float(t[best]), X[best]
 
-    def acquisition(self, post: GPPosterior, best: float, Xp: np.ndarray, rng: np.random.Generator,
-                    *, kind: str = "logei", beta: float = 2.0, pending: str = "believer",
-                    n_fantasies: int = 16) -> Acquisition:
-        """The acquisition function given the pending points Xp (p, d)."""
+    def acquisitions(self, post: GPPosterior, best: float, Xp: np.ndarray,
+                     rng: np.random.Generator, *, kinds: Sequence[str] = ("logei",),
+                     beta: float = 2.0, pending: str = "believer",
+                     n_fantasies: int = 16) -> list[Acquisition]:
+        """One acquisition function of each kind given the pending points Xp (p, d), over one
+        conditioned posterior (so a search over several can share its predictions)."""
         post, best_p = condition_on_pending(post, Xp, best, pending, rng, n_fantasies)
-        if kind == "logei":
-            return LogEI(post, best_p)
-        if kind == "ucb":
-            return UCB(post, beta)
-        raise ValueError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, got {kind!r}")
+        out: list[Acquisition] = []
+        for kind in kinds:
+            if kind == "logei":
+                out.append(LogEI(post, best_p))
+            elif kind == "ucb":
+                out.append(UCB(post, beta))
+            else:
+                raise ValueError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, "
+                                 f"got {kind!r}")
+        return out
 
 
 def default_n_startup(d: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,19 +33,92 @@ def maximize_acquisition(acq: Acquisition, lattice: Lattice, rng: np.random.Gene
                          max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """(points (r, d), values (r,)) sorted best first: the local optima found, then the Sobol
     candidates, so a caller that must skip a taken point has ranked fallbacks."""
+    return maximize_acquisitions([acq], lattice, rng, lengthscales=lengthscales, seeds=seeds,
+                                 n_candidates=n_candidates, n_starts=n_starts,
+                                 max_rounds=max_rounds, max_iter=max_iter)[0]
+
+
+def maximize_acquisitions(acqs: Sequence[Acquisition], lattice: Lattice,
+                          rng: np.random.Generator, *, lengthscales: np.ndarray,
+                          seeds: np.ndarray | None = None, n_candidates: int = 1024,
+                          n_starts: int = 10, max_rounds: int = 10,
+                          max_iter: int = 200) -> list[tuple[np.ndarray, np.ndarray]]:
+    """maximize_acquisition for each of several acquisitions (a portfolio), over one set of
+    candidates, with every member's starts in one local search: its cost is per step, not per
+    start, so k members cost about one (and one GP prediction per step serves them all when
+    they share a posterior)."""
     d = lattice.dim
     cand = lattice.from_uniform(sobol(d, n_candidates, rng))  # (c, d)
-    cand_val = acq(cand)  # (c,)
-    starts = _choose_starts(cand, cand_val, seeds, n_starts, rng)
+    members = _Members(acqs)
+    cand_vals = members.each(cand)  # (k, c)
+    starts = [_choose_starts(cand, values, seeds, n_starts, rng) for values in cand_vals]
+    owner = np.concatenate([np.full(len(s), i, dtype=float) for i, s in enumerate(starts)])
     relax = _relaxed_dims(lattice)
-    X, val = _local_search(acq, lattice, starts, relax, lengthscales, max_rounds, max_iter)
+    # The member index rides along as one more coordinate that the search never moves.
+    X, val = _local_search(members, lattice, np.column_stack([np.vstack(starts), owner]),
+                           np.append(relax, False), np.append(lengthscales, 1.0), max_rounds,
+                           max_iter)
     if relax.any():
-        X = lattice.snap(X)
-        val = acq(X)
-    points = np.vstack([X, cand])
-    values = np.concatenate([val, cand_val])
-    order = np.argsort(-values, kind="stable")
-    return points[order], values[order]
+        X[:, :d] = lattice.snap(X[:, :d])
+        val = members(X)
+    out = []
+    for i, values in enumerate(cand_vals):
+        mine = X[:, d] == i
+        points = np.vstack([X[mine, :d], cand])
+        ranked = np.concatenate([val[mine], values])
+        order = np.argsort(-ranked, kind="stable")
+        out.append((points[order], ranked[order]))
+    return out
+
+
+class _Members:
+    """Several acquisitions as one function of rows [x, member index]. Members built over one
+    posterior (hpod.suggest.gp.model.GPModel.acquisitions) share each GP prediction."""
+
+    def __init__(self, acqs: Sequence[Acquisition]) -> None:
+        self.acqs = list(acqs)
+        posteriors = {id(getattr(a, "posterior", None)) for a in self.acqs}
+        shared = (len(self.acqs) > 1 and len(posteriors) == 1
+                  and all(hasattr(a, "value_and_grad_from") for a in self.acqs))
+        self._posterior = getattr(self.acqs[0], "posterior", None) if shared else None
+
+    def each(self, X: np.ndarray) -> list[np.ndarray]:
+        """Every member's values at the same points X (m, d)."""
+        if self._posterior is None:
+            return [a(X) for a in self.acqs]
+        mean, var = self._posterior.mean_var(X)
+        return [a.values_from(mean, var) for a in self.acqs]  # type: ignore[attr-defined]
+
+    def __call__(self, Xt: np.ndarray) -> np.ndarray:
+        X, owner = Xt[:, :-1], Xt[:, -1]
+        out = np.empty(len(X))
+        if self._posterior is None:
+            for i, a in enumerate(self.acqs):
+                rows = owner == i
+                if rows.any():
+                    out[rows] = a(X[rows])
+            return out
+        mean, var = self._posterior.mean_var(X)
+        for i, a in enumerate(self.acqs):
+            rows = owner == i
+            out[rows] = a.values_from(mean[rows], var[rows])  # type: ignore[attr-defined]
+        return out
+
+    def value_and_grad(self, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X, owner = Xt[:, :-1], Xt[:, -1]
+        out = np.empty(len(X))
+        grad = np.zeros(Xt.shape)
+        moments = None if self._posterior is None else self._posterior.mean_var_grad(X)
+        for i, a in enumerate(self.acqs):
+            rows = owner == i
+            if not rows.any():
+                continue
+            if moments is None:
+                out[rows], grad[rows, :-1] = a.value_and_grad(X[rows])
+            else:
+                out[rows], grad[rows, :-1] = a.value_and_grad_from(  # type: ignore[attr-defined]
+                    *(m[rows] for m in moments))
+        return out, grad
 
 
 def _relaxed_dims(lattice: Lattice) -> np.ndarray:

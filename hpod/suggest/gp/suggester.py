@@ -2,12 +2,14 @@
 
 A scrambled-Sobol design until `n_startup` points are in or running, then each suggestion fits the
 GP (hpod.suggest.gp.model), conditions it on the pending points and returns the best point of the
-acquisition that is neither observed (failed included) nor pending.
+acquisition that is neither observed (failed included) nor pending. The default acquisition is a
+portfolio (hpod.suggest.gp.hedge): log EI and UCB each nominate a point and one is chosen.
 
 Randomness: the design is drawn from (seed, 0) and suggestion number i from (seed, 1 + number of
-observations + number of pending points), so the same history gives the same point. The one
-piece of state beyond the history is the warm start of the kernel hyperparameters: a restarted
-daemon refits from the defaults and may land on slightly different parameters.
+observations + number of pending points), so the same history gives the same point. The state
+beyond the history is the warm start of the kernel hyperparameters and the hedge's gains: a
+restarted daemon refits from the defaults and starts the gains afresh, so it may take another
+path from there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,10 +31,12 @@ from hpod.suggest._training import EncodedHistory
 from hpod.suggest.base import draw_rng, parse_direction, seed_entropy
 from hpod.suggest.gp.acquisition import Acquisition
 from hpod.suggest.gp.fidelity import AtLevel
+from hpod.suggest.gp.hedge import Hedge
 from hpod.suggest.gp.model import ACQUISITIONS, BlasThreads, GPModel, default_n_startup
-from hpod.suggest.gp.optimize import maximize_acquisition
+from hpod.suggest.gp.optimize import maximize_acquisitions
 from hpod.suggest.gp.pending import PENDING_STRATEGIES
 from hpod.suggest.gp.prior import PRIORS
+from hpod.suggest.gp.regressor import GPPosterior
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +46,10 @@ FIDELITIES = ("level", "joint")
 
 
 class GPSuggester:
-    """GP-BO with log-EI (or UCB), Matern-5/2 ARD + Hamming kernel, MAP hyperparameters.
+    """GP-BO with a GP-Hedge portfolio of log EI and UCB (or either alone), Matern-5/2 ARD +
+    Hamming kernel, MAP hyperparameters.
 
-    Options: acquisition "logei" | "ucb" (with `beta`); pending "believer" | "liar" | "fantasy";
+    Options: acquisition "hedge" | "logei" | "ucb" (UCB's `beta`, alone or in the hedge); pending "believer" | "liar" | "fantasy";
     n_startup (default max(5, min(2d, 20))); prior "hvarfner" | "optuna"; deterministic (noise
     pinned at the 1e-8 floor); max_points (data cap); refit_every (None: automatic); n_candidates and
     n_starts for the acquisition search; blas_threads (None: leave BLAS alone); fidelity "level" |
@@ -52,14 +58,14 @@ class GPSuggester:
     """
 
     def __init__(self, space: Space, seed: int | None = None,
-                 direction: str | Direction = "minimize", *, acquisition: str = "logei",
+                 direction: str | Direction = "minimize", *, acquisition: str = "hedge",
                  beta: float = 2.0, n_startup: int | None = None, pending: str = "believer",
                  n_fantasies: int = 16, prior: str = "hvarfner", deterministic: bool = False,
                  max_points: int = 500, refit_every: int | None = None,
                  n_candidates: int = 1024, n_starts: int = 10, warp: str = "none",
                  blas_threads: int | None = 1, fidelity: str = "level",
                  max_resource: float | None = None) -> None:
-        _check_choice("acquisition", acquisition, ACQUISITIONS)
+        _check_choice("acquisition", acquisition, (*ACQUISITIONS, "hedge"))
         _check_choice("pending", pending, PENDING_STRATEGIES)
         _check_choice("prior", prior, PRIORS)
         _check_choice("fidelity", fidelity, FIDELITIES)
@@ -67,8 +73,9 @@ class GPSuggester:
                                          or not isinstance(max_resource, (int, float))
                                          or not max_resource > 1):
             raise ValueError(f"max_resource must be a number > 1, got {max_resource!r}")
-        if acquisition == "ucb" and pending == "fantasy":
-            raise ValueError('pending = "fantasy" needs acquisition = "logei"')
+        if acquisition in ("ucb", "hedge") and pending == "fantasy":
+            raise ValueError('pending = "fantasy" needs acquisition = "logei" (UCB, alone or in '
+                             'the "hedge" portfolio, has no fantasy form)')
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
             raise ValueError(f"beta must be a number >= 0, got {beta!r}")
         for name, value, low in (("n_startup", n_startup, 0), ("n_fantasies", n_fantasies, 1),
@@ -80,6 +87,7 @@ class GPSuggester:
         self.space = space
         self.direction = parse_direction(direction)
         self.acquisition = acquisition
+        self._hedge = Hedge() if acquisition == "hedge" else None
         self.beta = float(beta)
         self.pending = pending
         self.n_fantasies = n_fantasies
@@ -122,16 +130,10 @@ class GPSuggester:
             return self._design_point(taken, rng)
         Xp = self.space.to_unit_many(pending)
         with self._threads.limit():
-            if self.fidelity == "joint":
-                acq, best_x, lengthscales = self._joint_acquisition(Xp, rng, maximize, min_points)
-            else:
-                post, best, best_x = self._model.posterior(X, v, rng)
-                acq = self._model.acquisition(post, best, Xp, rng, kind=self.acquisition,
-                                              beta=self.beta, pending=self.pending,
-                                              n_fantasies=self.n_fantasies)
-                lengthscales = post.params.lengthscales
+            fit = (self._joint_fit(rng, maximize, min_points) if self.fidelity == "joint"
+                   else _Fit(self._model, *self._model.posterior(X, v, rng)))
             taken_X = np.vstack([self._history.encoded(), Xp])
-            points = self._ranked_points(acq, rng, best_x, lengthscales, taken_X)
+            points = self._acquired_points(fit, Xp, rng, taken_X)
         params = first_free(self.space, points, taken)
         if params is None:
             logger.debug("gp: every ranked candidate is taken; falling back to a random point")
@@ -140,28 +142,44 @@ class GPSuggester:
 
     # -- pieces ----------------------------------------------------------------------------------
 
-    def _joint_acquisition(self, Xp: np.ndarray, rng: np.random.Generator, maximize: bool,
-                           min_points: int) -> tuple[Acquisition, np.ndarray, np.ndarray]:
-        """(acquisition over x, incumbent x (d,), lengthscales (d,)) of the joint model: fitted on
-        every level, looking at r_acq, with the pending points pending there too."""
+    def _acquired_points(self, fit: _Fit, Xp: np.ndarray, rng: np.random.Generator,
+                         taken_X: np.ndarray) -> np.ndarray:
+        """Ranked points of the acquisition, or of the one the hedge picks (each member of the
+        portfolio ranks its own points; the hedge credits the last round's picks first)."""
+        kinds = (self.acquisition,) if self._hedge is None else self._hedge.members
+        if self._hedge is not None:
+            self._hedge.update(fit.mean_at)
+        acqs: list[Acquisition] = fit.model.acquisitions(
+            fit.post, fit.best, fit.lift(Xp), rng, kinds=kinds, beta=self.beta,
+            pending=self.pending, n_fantasies=self.n_fantasies)
+        if fit.level is not None:
+            acqs = [AtLevel(acq, fit.level) for acq in acqs]
+        ranked = self._ranked_points(acqs, rng, fit.best_x, fit.lengthscales, taken_X)
+        if self._hedge is None:
+            return ranked[0]
+        return ranked[self._hedge.choose(np.array([r[0] for r in ranked]), rng)]
+
+    def _joint_fit(self, rng: np.random.Generator, maximize: bool, min_points: int) -> _Fit:
+        """The joint model fitted on every level, looking at r_acq (pending points are pending
+        there too)."""
         X, v, at_acq, level = self._history.joint_training(maximize=maximize,
                                                            min_points=min_points,
                                                            top=self.max_resource)
         post, best, best_x = self._joint_model.posterior(X, v, rng, among=at_acq)
-        Xp = np.column_stack([Xp, np.full(len(Xp), level)])
-        acq = self._joint_model.acquisition(post, best, Xp, rng, kind=self.acquisition,
-                                            beta=self.beta, pending=self.pending,
-                                            n_fantasies=self.n_fantasies)
-        return AtLevel(acq, level), best_x[:-1], post.params.lengthscales[:-1]
+        return _Fit(self._joint_model, post, best, best_x[:-1], level)
 
-    def _ranked_points(self, acq: Acquisition, rng: np.random.Generator, best_x: np.ndarray,
-                       lengthscales: np.ndarray, taken_X: np.ndarray) -> np.ndarray:
-        """(r, d) encoded points, best first; the caller skips taken ones (taken_X (t, d) are the
-        observed and pending points, for subclasses that can filter them earlier)."""
-        points, _ = maximize_acquisition(acq, self._lattice, rng, lengthscales=lengthscales,
-                                         seeds=best_x[None, :], n_candidates=self.n_candidates,
-                                         n_starts=self.n_starts)
-        return points
+    def _ranked_points(self, acqs: Sequence[Acquisition], rng: np.random.Generator,
+                       best_x: np.ndarray, lengthscales: np.ndarray,
+                       taken_X: np.ndarray) -> list[np.ndarray]:
+        """For each acquisition, (r, d) encoded points best first; the caller skips taken ones
+        (taken_X (t, d) are the observed and pending points, for subclasses that can filter them
+        earlier)."""
+        # The starts are shared out: a portfolio's search then costs about what one member's
+        # would (the batched search's cost grows with its rows).
+        ranked = maximize_acquisitions(acqs, self._lattice, rng, lengthscales=lengthscales,
+                                       seeds=best_x[None, :], n_candidates=self.n_candidates,
+                                       n_starts=-(-self.n_starts // len(acqs)))
+        return [points for points, _ in ranked]
 
     def _design_point(self, taken: set, rng: np.random.Generator) -> dict[str, Any]:
         if self._design is None:
@@ -170,6 +188,30 @@ class GPSuggester:
             self._design = self._lattice.from_uniform(U)
         params = first_free(self.space, self._design, taken)
         return params if params is not None else random_free_point(self.space, taken, rng)
+
+
+@dataclass
+class _Fit:
+    """A fitted surrogate and where its acquisition looks: `level` is the joint model's pinned
+    resource coordinate (None for a single-level model); best_x (d,) is the incumbent in x."""
+
+    model: GPModel
+    post: GPPosterior
+    best: float
+    best_x: np.ndarray
+    level: float | None = None
+
+    @property
+    def lengthscales(self) -> np.ndarray:
+        ls = self.post.params.lengthscales
+        return ls if self.level is None else ls[:-1]
+
+    def lift(self, X: np.ndarray) -> np.ndarray:
+        """Points over x as the model's inputs."""
+        return X if self.level is None else np.column_stack([X, np.full(len(X), self.level)])
+
+    def mean_at(self, X: np.ndarray) -> np.ndarray:
+        return self.post.mean_var(self.lift(X))[0]
 
 
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
