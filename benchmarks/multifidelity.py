@@ -14,7 +14,10 @@ is cut.
 
 hpod's methods run through `hpod.simulation.simulate_study`: the daemon's StudyPolicy,
 suggesters and schedulers, which tell the suggester every value that enters a rung as it
-happens (hpod.rung_feed). "joint" is the GP with fidelity = "joint". Optuna's run
+happens (hpod.rung_feed). "joint" is the GP with fidelity = "joint", one model over (params,
+resource). "min_resource 3" rows judge from
+epoch 3 (rungs at 3 and 9), the first level whose values rank these curves well, as `hpod
+simulate` advises; Optuna's pruners get the same rows for a fair comparison. Optuna's run
 ask/tell on the same clock: report every epoch, ask `should_prune()`, tell PRUNED or the final
 value.
 
@@ -58,21 +61,25 @@ SPACE: dict[str, Any] = {
 
 
 JOINT = {"fidelity": "joint"}  # max_resource: the scheduler's
-# name -> (suggester, scheduler, suggester options)
-HPOD: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "hpod asha + gp": ("gp", "asha", {}),
-    "hpod asha + gp joint": ("gp", "asha", JOINT),
-    "hpod async-hyperband + gp": ("gp", "async-hyperband", {}),
-    "hpod async-hyperband + gp joint": ("gp", "async-hyperband", JOINT),
-    "hpod asha + tpe": ("tpe", "asha", {}),
-    "hpod async-hyperband + tpe": ("tpe", "async-hyperband", {}),
-    "hpod asha + random": ("random", "asha", {}),
-    "hpod hyperband + random": ("random", "hyperband", {}),
-    "hpod gp, no stopping": ("gp", "fifo", {}),
-    "random search, no stopping": ("random", "fifo", {}),
+FIRST_RUNG_3 = {"min_resource": 3}  # what `hpod simulate` advises on these curves
+# name -> (suggester, scheduler, suggester options, scheduler options beyond the shared rungs)
+HPOD: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
+    "hpod asha + gp": ("gp", "asha", {}, {}),
+    "hpod asha + gp joint": ("gp", "asha", JOINT, {}),
+    "hpod asha + gp, min_resource 3": ("gp", "asha", {}, FIRST_RUNG_3),
+    "hpod asha + gp joint, min_resource 3": ("gp", "asha", JOINT, FIRST_RUNG_3),
+    "hpod async-hyperband + gp": ("gp", "async-hyperband", {}, {}),
+    "hpod async-hyperband + gp joint": ("gp", "async-hyperband", JOINT, {}),
+    "hpod asha + tpe": ("tpe", "asha", {}, {}),
+    "hpod async-hyperband + tpe": ("tpe", "async-hyperband", {}, {}),
+    "hpod asha + random": ("random", "asha", {}, {}),
+    "hpod hyperband + random": ("random", "hyperband", {}, {}),
+    "hpod gp, no stopping": ("gp", "fifo", {}, {}),
+    "random search, no stopping": ("random", "fifo", {}, {}),
 }
 OPTUNA = ("optuna SH + random", "optuna SH + TPE", "optuna hyperband + random",
-          "optuna hyperband + TPE")
+          "optuna hyperband + TPE", "optuna SH + TPE, min_resource 3",
+          "optuna hyperband + TPE, min_resource 3")
 PEERS = ("random search, no stopping", *OPTUNA)
 GOAL = "hpod asha + gp"
 
@@ -80,10 +87,12 @@ Completed = list[tuple[float, float, float]]  # (virtual time, reported final, t
 
 
 def study_spec(suggester: str, scheduler: str, seed: int, workers: int,
-               options: dict[str, Any] | None = None) -> StudySpec:
+               options: dict[str, Any] | None = None,
+               scheduler_options: dict[str, Any] | None = None) -> StudySpec:
     table: dict[str, Any] = {"kind": scheduler}
     if scheduler != "fifo":
-        table.update(min_resource=1, max_resource=R, reduction_factor=ETA)
+        table.update({"min_resource": 1, "max_resource": R, "reduction_factor": ETA,
+                      **(scheduler_options or {})})
     return parse_study({
         "name": "multifidelity", "command": ["python", "-c", "pass"],
         "objective": {"metric": "loss", "direction": "minimize"},
@@ -94,8 +103,8 @@ def study_spec(suggester: str, scheduler: str, seed: int, workers: int,
 
 def run_hpod(method: str, landscape: SyntheticCurves, seed: int, workers: int,
              horizon: float) -> Completed:
-    suggester, scheduler, options = HPOD[method]
-    spec = study_spec(suggester, scheduler, seed, workers, options)
+    suggester, scheduler, options, scheduler_options = HPOD[method]
+    spec = study_spec(suggester, scheduler, seed, workers, options, scheduler_options)
     sim = simulate_study(spec, curves=landscape, seed=seed, max_seconds=horizon,
                          launch_seconds=LAUNCH_SECONDS)
     done = [t for t in sim.result.trials if t.state is TrialState.COMPLETE]
@@ -109,11 +118,14 @@ def run_optuna(method: str, landscape: SyntheticCurves, seed: int, workers: int,
 
     # TPE as the research notes' baseline table configures it for parallel workers.
     sampler = (optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-               if method.endswith("TPE")
+               if "TPE" in method
                else optuna.samplers.RandomSampler(seed=seed))
-    pruner = (optuna.pruners.HyperbandPruner(min_resource=1, max_resource=R, reduction_factor=ETA)
+    first_rung = 3 if method.endswith("min_resource 3") else 1
+    pruner = (optuna.pruners.HyperbandPruner(min_resource=first_rung, max_resource=R,
+                                             reduction_factor=ETA)
               if "hyperband" in method else
-              optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA))
+              optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung,
+                                                     reduction_factor=ETA))
     # A fixed name: HyperbandPruner assigns brackets by hashing it with the trial number.
     study = optuna.create_study(study_name=f"multifidelity-{seed}", direction="minimize",
                                 sampler=sampler, pruner=pruner)
