@@ -81,32 +81,33 @@ def _direction(G: np.ndarray, S: np.ndarray, Y: np.ndarray, n_pairs: np.ndarray,
     """(b, k) quasi-Newton directions on the free variables (two-loop recursion, batched).
     Pairs are masked to the free variables; a run with fewer pairs skips the missing ones."""
     b = len(G)
-    rows = np.arange(b)
     q = np.where(free, G, 0.0)
     count = np.minimum(n_pairs, history)
     depth = int(count.max()) if b else 0
-    pairs = []  # newest first: (s, y, rho, alpha), each masked
-    for back in range(depth):
-        slot = (n_pairs - 1 - back) % history
-        s_ = S[rows, slot] * free
-        y_ = Y[rows, slot] * free
-        sy = (s_ * y_).sum(axis=1)
-        valid = (back < count) & (sy > 1e-12)
-        rho = np.where(valid, 1.0 / np.where(valid, sy, 1.0), 0.0)
-        alpha = rho * (s_ * q).sum(axis=1)
-        q -= alpha[:, None] * y_
-        pairs.append((s_, y_, rho, alpha))
     gamma = np.ones(b)
-    if pairs:
+    if depth:
+        # Every pair the recursion visits, gathered at once (newest first): the loops below then
+        # cost a few array operations per pair, which is what this function's time is.
+        backs = np.arange(depth)
+        slots = (n_pairs[:, None] - 1 - backs[None, :]) % history  # (b, depth)
+        rows = np.arange(b)[:, None]
+        S_ = S[rows, slots] * free[:, None, :]  # (b, depth, k)
+        Y_ = Y[rows, slots] * free[:, None, :]
+        sy = (S_ * Y_).sum(axis=2)
+        valid = (backs[None, :] < count[:, None]) & (sy > 1e-12)
+        rho = np.where(valid, 1.0 / np.where(valid, sy, 1.0), 0.0)  # (b, depth)
+        alpha = np.empty((b, depth))
+        for i in range(depth):
+            alpha[:, i] = rho[:, i] * (S_[:, i] * q).sum(axis=1)
+            q -= alpha[:, i, None] * Y_[:, i]
         # Initial inverse Hessian gamma I with gamma = s'y / y'y of the newest pair.
-        s0, y0, rho0, _ = pairs[0]
-        yy = (y0 * y0).sum(axis=1)
-        ok = (rho0 > 0) & (yy > 0)
-        gamma = np.where(ok, 1.0 / np.where(ok, rho0 * yy, 1.0), 1.0)
+        yy = (Y_[:, 0] * Y_[:, 0]).sum(axis=1)
+        ok = (rho[:, 0] > 0) & (yy > 0)
+        gamma = np.where(ok, 1.0 / np.where(ok, rho[:, 0] * yy, 1.0), 1.0)
     r = gamma[:, None] * q
-    for s_, y_, rho, alpha in reversed(pairs):
-        beta = rho * (y_ * r).sum(axis=1)
-        r += (alpha - beta)[:, None] * s_
+    for i in reversed(range(depth)):
+        beta = rho[:, i] * (Y_[:, i] * r).sum(axis=1)
+        r += (alpha[:, i] - beta)[:, None] * S_[:, i]
     D = -(r * free)
     # Not a descent direction (stale curvature): steepest descent on the free variables.
     bad = (D * G).sum(axis=1) >= 0.0

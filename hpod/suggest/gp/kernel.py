@@ -85,15 +85,21 @@ def contract_sq_differences(X: np.ndarray, M: np.ndarray, is_cat: np.ndarray,
     return out
 
 
-def kernel_grad_x(Xq: np.ndarray, X: np.ndarray, lam: np.ndarray, scale: float,
-                  is_cat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Kq (m, n), dKq (m, n, d)): the cross-kernel and its gradient in the query point.
+def kernel_and_slope(Xq: np.ndarray, X: np.ndarray, lam: np.ndarray, scale: float,
+                     is_cat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Kq (m, n), Sq (m, n)): the cross-kernel and its slope in u, scale * g'(U). With
+    grad_contract they give gradients in the query points without the (m, n, d) tensor dK/dxq."""
+    g, dg = matern52_with_derivative(sq_distance(Xq, X, lam, is_cat))
+    return scale * g, scale * dg
 
-    dKq[i, a, j] = scale * g'(u_ia) * 2 lam_j (xq_ij - x_aj) for numeric j; 0 for categorical j
-    (those coordinates are searched exhaustively, never by gradient).
+
+def grad_contract(C: np.ndarray, Xq: np.ndarray, X: np.ndarray, lam: np.ndarray,
+                  is_cat: np.ndarray) -> np.ndarray:
+    """(m, d): sum_a C[i, a] * du(xq_i, x_a) / dxq_ij for weights C (m, n).
+
+    du/dxq_ij = 2 lam_j (xq_ij - x_aj) for numeric j and 0 for categorical j (those coordinates
+    are searched exhaustively, never by gradient), so the sum is two matrix products:
+    2 lam_j (xq_ij sum_a C_ia - (C X)_ij). With C = Sq * w this is d/dxq of sum_a w_a k(xq, x_a).
     """
-    U = sq_distance(Xq, X, lam, is_cat)
-    g, dg = matern52_with_derivative(U)
-    diff = Xq[:, None, :] - X[None, :, :]  # (m, n, d)
-    dK = (scale * dg)[:, :, None] * (2.0 * np.where(is_cat, 0.0, lam)) * diff
-    return scale * g, dK
+    w = 2.0 * np.where(is_cat, 0.0, lam)  # (d,)
+    return w * (Xq * C.sum(axis=1)[:, None] - C @ X)

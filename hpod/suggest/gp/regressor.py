@@ -160,16 +160,19 @@ class GPPosterior:
         """(mean, var, dmean, dvar): dmean (m, d) | (m, F, d), dvar (m, d); gradients in Xq,
         zero along categorical coordinates."""
         p = self.params
-        Kq, dK = kern.kernel_grad_x(Xq, self.X, p.lam, p.scale, self.is_cat)  # (m, n), (m, n, d)
+        Kq, Sq = kern.kernel_and_slope(Xq, self.X, p.lam, p.scale, self.is_cat)  # (m, n) each
         mean = Kq @ self.alpha
         beta = cho_solve(self.L, Kq.T).T  # (m, n) K^-1 k
         var_raw = p.scale - np.einsum("ia,ia->i", Kq, beta)
         var = np.maximum(var_raw, 0.0)
         if self.alpha.ndim == 1:
-            dmean = np.einsum("iaj,a->ij", dK, self.alpha)
+            dmean = kern.grad_contract(Sq * self.alpha, Xq, self.X, p.lam, self.is_cat)
         else:
-            dmean = np.einsum("iaj,af->ifj", dK, self.alpha)
-        dvar = -2.0 * np.einsum("iaj,ia->ij", dK, beta)
+            F = self.alpha.shape[1]
+            weights = np.moveaxis(Sq[:, :, None] * self.alpha[None, :, :], 2, 1)  # (m, F, n)
+            dmean = kern.grad_contract(weights.reshape(-1, len(self.X)), np.repeat(Xq, F, axis=0),
+                                       self.X, p.lam, self.is_cat).reshape(len(Xq), F, -1)
+        dvar = -2.0 * kern.grad_contract(Sq * beta, Xq, self.X, p.lam, self.is_cat)
         dvar[var_raw <= 0.0] = 0.0
         return mean, var, dmean, dvar
 
