@@ -6,8 +6,9 @@ chosen with probability softmax(eta * gains). At the next suggestion each acquis
 by the GP's posterior mean (a target to maximise) at its last nominee, under the model that now
 knows more: an acquisition whose picks the data says are good gets chosen more often.
 
-Why a portfolio: no single acquisition wins everywhere. On hpod's benchmark UCB (beta 1.96)
-beats log EI on Ackley-5 and Hartmann-6 and loses 4-5x on Rosenbrock-4 (docs/benchmarks.md).
+Why a portfolio: no single acquisition wins everywhere. On hpod's benchmark UCB alone (beta 1.96)
+beats log EI on Ackley-5 and Hartmann-6 and loses 4-5x on Rosenbrock-4 (docs/benchmarks.md). In
+the portfolio UCB takes the suggester's `beta` (2 by default).
 
 State: the gains and the last nominees live in the suggester, like the kernel's warm start; a
 restarted daemon starts the gains from zero.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 PORTFOLIO = ("logei", "ucb")
 # scikit-optimize's default; the targets are standardised, so a gain of 1 is one standard
@@ -30,19 +31,25 @@ class Hedge:
         self.members = members
         self.eta = eta
         self.gains = np.zeros(len(members))
-        self._nominees: np.ndarray | None = None  # (k, d) encoded, from the last suggestion
+        # (members, their nominees (k, d) encoded) of the last suggestion, until credited
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
 
     def update(self, posterior_mean: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Credit each member with the posterior mean (of the model that now knows more) at its
-        last nominee."""
-        if self._nominees is None:
+        """Credit each member that nominated a point last time with the posterior mean (of the
+        model that now knows more) there."""
+        if self._last is None:
             return
-        self.gains += posterior_mean(self._nominees)
-        self._nominees = None
+        members, nominees = self._last
+        self.gains[members] += posterior_mean(nominees)
+        self._last = None
 
-    def choose(self, nominees: np.ndarray, rng: np.random.Generator) -> int:
-        """Index of the member whose nominee (row of nominees (k, d)) is proposed."""
-        self._nominees = np.array(nominees, dtype=float)
-        logits = self.eta * (self.gains - self.gains.max())
-        p = np.exp(logits)
-        return int(rng.choice(len(p), p=p / p.sum()))
+    def choose(self, members: Sequence[int], nominees: np.ndarray,
+               rng: np.random.Generator) -> int:
+        """The member (one of `members`, the indices that nominated the rows of nominees (k, d))
+        whose nominee is proposed. A member with nothing to nominate (every point it ranked is
+        taken) sits the round out, uncredited."""
+        index = np.asarray(members, dtype=np.int64)
+        self._last = (index, np.array(nominees, dtype=float))
+        gains = self.gains[index]
+        p = np.exp(self.eta * (gains - gains.max()))
+        return int(index[rng.choice(len(p), p=p / p.sum())])

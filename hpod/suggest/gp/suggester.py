@@ -58,13 +58,17 @@ class GPSuggester:
     """
 
     def __init__(self, space: Space, seed: int | None = None,
-                 direction: str | Direction = "minimize", *, acquisition: str = "hedge",
+                 direction: str | Direction = "minimize", *, acquisition: str | None = None,
                  beta: float = 2.0, n_startup: int | None = None, pending: str = "believer",
                  n_fantasies: int = 16, prior: str = "hvarfner", deterministic: bool = False,
                  max_points: int = 500, refit_every: int | None = None,
                  n_candidates: int = 1024, n_starts: int = 10, warp: str = "none",
                  blas_threads: int | None = 1, fidelity: str = "level",
                  max_resource: float | None = None) -> None:
+        if acquisition is None:
+            # The portfolio, unless the study asks for fantasies, which only log EI has (so a
+            # study file written before the portfolio was the default still loads).
+            acquisition = "logei" if pending == "fantasy" else "hedge"
         _check_choice("acquisition", acquisition, (*ACQUISITIONS, "hedge"))
         _check_choice("pending", pending, PENDING_STRATEGIES)
         _check_choice("prior", prior, PRIORS)
@@ -133,8 +137,7 @@ class GPSuggester:
             fit = (self._joint_fit(rng, maximize, min_points) if self.fidelity == "joint"
                    else _Fit(self._model, *self._model.posterior(X, v, rng)))
             taken_X = np.vstack([self._history.encoded(), Xp])
-            points = self._acquired_points(fit, Xp, rng, taken_X)
-        params = first_free(self.space, points, taken)
+            params = self._acquired_params(fit, Xp, rng, taken_X, taken)
         if params is None:
             logger.debug("gp: every ranked candidate is taken; falling back to a random point")
             params = random_free_point(self.space, taken, rng)
@@ -142,10 +145,11 @@ class GPSuggester:
 
     # -- pieces ----------------------------------------------------------------------------------
 
-    def _acquired_points(self, fit: _Fit, Xp: np.ndarray, rng: np.random.Generator,
-                         taken_X: np.ndarray) -> np.ndarray:
-        """Ranked points of the acquisition, or of the one the hedge picks (each member of the
-        portfolio ranks its own points; the hedge credits the last round's picks first)."""
+    def _acquired_params(self, fit: _Fit, Xp: np.ndarray, rng: np.random.Generator,
+                         taken_X: np.ndarray, taken: set) -> dict[str, Any] | None:
+        """The best free point of the acquisition, or of the member the hedge picks (each member
+        of the portfolio nominates its own best free point; the hedge credits the last round's
+        nominees first). None: every ranked point is taken."""
         kinds = (self.acquisition,) if self._hedge is None else self._hedge.members
         if self._hedge is not None:
             self._hedge.update(fit.mean_at)
@@ -155,9 +159,14 @@ class GPSuggester:
         if fit.level is not None:
             acqs = [AtLevel(acq, fit.level) for acq in acqs]
         ranked = self._ranked_points(acqs, rng, fit.best_x, fit.lengthscales, taken_X)
+        free = [first_free(self.space, points, taken) for points in ranked]
         if self._hedge is None:
-            return ranked[0]
-        return ranked[self._hedge.choose(np.array([r[0] for r in ranked]), rng)]
+            return free[0]
+        members = [i for i, params in enumerate(free) if params is not None]
+        if not members:
+            return None
+        nominees = self.space.to_unit_many([free[i] for i in members])
+        return free[self._hedge.choose(members, nominees, rng)]
 
     def _joint_fit(self, rng: np.random.Generator, maximize: bool, min_points: int) -> _Fit:
         """The joint model fitted on every level, looking at r_acq (pending points are pending
