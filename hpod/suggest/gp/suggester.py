@@ -166,7 +166,10 @@ class GPSuggester:
         if not members:
             return None
         nominees = self.space.to_unit_many([free[i] for i in members])
-        return free[self._hedge.choose(members, nominees, rng)]
+        chosen = self._hedge.choose(members, nominees, rng)
+        logger.debug("gp hedge: gains %s, proposing %s's point",
+                     np.array2string(self._hedge.gains, precision=2), self._hedge.members[chosen])
+        return free[chosen]
 
     def _joint_fit(self, rng: np.random.Generator, maximize: bool, min_points: int) -> _Fit:
         """The joint model fitted on every level, looking at r_acq (pending points are pending
