@@ -16,7 +16,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from hpod.suggest.base import Observation
-from hpod.suggest.gp.acquisition import Acquisition
+from hpod.suggest.gp.regressor import GPPosterior
 
 
 class Levels:
@@ -61,18 +61,21 @@ def joint_training_indices(observations: Sequence[Observation], keys: Sequence[H
 
 
 class AtLevel:
-    """An acquisition over [x, level] seen as one over x, with the level pinned."""
+    """A posterior over [x, level] seen as one over x, with the level pinned: the acquisitions
+    built on it are functions of x, and several of them share this one object, hence each
+    prediction (hpod.suggest.gp.optimize)."""
 
-    def __init__(self, acquisition: Acquisition, level: float) -> None:
-        self._acq = acquisition
+    def __init__(self, posterior: GPPosterior, level: float) -> None:
+        self._posterior = posterior
         self._level = level
+        self.alpha = posterior.alpha  # (n,) | (n, F): tells the acquisitions about fantasies
 
     def _with_level(self, Xq: np.ndarray) -> np.ndarray:
         return np.column_stack([Xq, np.full(len(Xq), self._level)])
 
-    def __call__(self, Xq: np.ndarray) -> np.ndarray:
-        return self._acq(self._with_level(Xq))
+    def mean_var(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._posterior.mean_var(self._with_level(Xq))
 
-    def value_and_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        values, grad = self._acq.value_and_grad(self._with_level(Xq))
-        return values, grad[:, :-1]
+    def mean_var_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        mean, var, dmean, dvar = self._posterior.mean_var_grad(self._with_level(Xq))
+        return mean, var, dmean[..., :-1], dvar[:, :-1]

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from hpod.suggest.gp.acquisition import UCB, Acquisition, LogEI
+from hpod.suggest.gp.fidelity import AtLevel
 from hpod.suggest.gp.pending import condition_on_pending
 from hpod.suggest.gp.regressor import GPPosterior, KernelParams, fit_kernel_params
 from hpod.suggest.gp.targets import cap_indices, gp_targets
@@ -121,11 +122,15 @@ class GPModel:
 
     def acquisitions(self, post: GPPosterior, best: float, Xp: np.ndarray,
                      rng: np.random.Generator, *, kinds: Sequence[str] = ("logei",),
-                     beta: float = 2.0, pending: str = "believer",
-                     n_fantasies: int = 16) -> list[Acquisition]:
+                     beta: float = 2.0, pending: str = "believer", n_fantasies: int = 16,
+                     at_level: float | None = None) -> list[Acquisition]:
         """One acquisition function of each kind given the pending points Xp (p, d), over one
-        conditioned posterior (so a search over several can share its predictions)."""
+        conditioned posterior (so a search over several can share its predictions). With
+        `at_level` the model's last coordinate is a resource level (the joint model) pinned
+        there, and the acquisitions are functions of the others."""
         post, best_p = condition_on_pending(post, Xp, best, pending, rng, n_fantasies)
+        if at_level is not None:
+            post = AtLevel(post, at_level)  # type: ignore[assignment]
         out: list[Acquisition] = []
         for kind in kinds:
             if kind == "logei":

@@ -30,7 +30,6 @@ from hpod.suggest._lattice import Lattice, sobol
 from hpod.suggest._training import EncodedHistory
 from hpod.suggest.base import draw_rng, parse_direction, seed_entropy
 from hpod.suggest.gp.acquisition import Acquisition
-from hpod.suggest.gp.fidelity import AtLevel
 from hpod.suggest.gp.hedge import Hedge
 from hpod.suggest.gp.model import ACQUISITIONS, BlasThreads, GPModel, default_n_startup
 from hpod.suggest.gp.optimize import maximize_acquisitions
@@ -153,11 +152,9 @@ class GPSuggester:
         kinds = (self.acquisition,) if self._hedge is None else self._hedge.members
         if self._hedge is not None:
             self._hedge.update(fit.mean_at)
-        acqs: list[Acquisition] = fit.model.acquisitions(
-            fit.post, fit.best, fit.lift(Xp), rng, kinds=kinds, beta=self.beta,
-            pending=self.pending, n_fantasies=self.n_fantasies)
-        if fit.level is not None:
-            acqs = [AtLevel(acq, fit.level) for acq in acqs]
+        acqs = fit.model.acquisitions(fit.post, fit.best, fit.lift(Xp), rng, kinds=kinds,
+                                      beta=self.beta, pending=self.pending,
+                                      n_fantasies=self.n_fantasies, at_level=fit.level)
         ranked = self._ranked_points(acqs, rng, fit.best_x, fit.lengthscales, taken_X)
         free = [first_free(self.space, points, taken) for points in ranked]
         if self._hedge is None:
