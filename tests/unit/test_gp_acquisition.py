@@ -177,6 +177,48 @@ def test_batched_lbfgsb_converges_like_scipy_from_every_start():
     assert seen_rows == {0, 1, 2, 3}
 
 
+def test_batched_lbfgsb_runs_never_wait_for_each_other():
+    from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
+
+    Z0 = np.array([[-1.5, 2.0], [0.9, 0.8], [1.8, -1.0], [1.0, 1.0]])
+    per_row: dict[int, int] = {}
+    calls = []
+
+    def counted(Z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(rows))
+        for r in rows.tolist():
+            per_row[r] = per_row.get(r, 0) + 1
+        return _rosen_batch(Z)
+
+    batched_lbfgsb(counted, Z0, [(-2.0, 2.0), (-1.0, 3.0)], pgtol=1e-8, maxiter=500)
+    # Every call evaluates every run still going, backtracking or not: the search costs the
+    # longest run's evaluations, however the others' line searches went.
+    assert len(calls) == max(per_row.values())
+    assert per_row[3] < per_row[0]  # the run started at the optimum stopped early
+
+
+def test_batched_lbfgsb_caps_every_step_at_max_step():
+    from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
+
+    Z0 = np.array([[-1.5, 2.0], [1.8, -1.0]])
+    seen: dict[int, list[np.ndarray]] = {0: [], 1: []}
+
+    def tracked(Z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        for z, r in zip(Z, rows.tolist()):
+            seen[r].append(z.copy())
+        return _rosen_batch(Z)
+
+    Z, _ = batched_lbfgsb(tracked, Z0, [(-2.0, 2.0), (-1.0, 3.0)], pgtol=1e-8, maxiter=2000,
+                          max_step=0.1)
+    np.testing.assert_allclose(Z, [[1.0, 1.0], [1.0, 1.0]], atol=1e-4)
+    for points in seen.values():
+        # Each trial point lies within max_step of a point the run evaluated before (its
+        # iterate): no trial step is longer.
+        for i in range(1, len(points)):
+            nearest = min(np.abs(points[i] - p).max() for p in points[:i])
+            assert nearest <= 0.1 + 1e-12
+
+
 def test_batched_lbfgsb_reraises_an_objective_error():
     from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
 

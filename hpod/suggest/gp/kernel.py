@@ -36,16 +36,44 @@ def matern52_with_derivative(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def sq_distance(Xa: np.ndarray, Xb: np.ndarray, lam: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
     """U (ma, mb): weighted squared distances between the rows of Xa (ma, d) and Xb (mb, d)."""
-    num = ~is_cat
-    # NOTE: the GEMM form |a|^2 + |b|^2 - 2ab is ~10x faster than (ma, mb, d) broadcasting at
-    # n = 1000 (algorithms.md 1.10); its rounding error is clipped at 0 below.
-    A = Xa[:, num] * np.sqrt(lam[num])  # (ma, d_num)
-    B = Xb[:, num] * np.sqrt(lam[num])  # (mb, d_num)
-    U = np.einsum("ij,ij->i", A, A)[:, None] + np.einsum("ij,ij->i", B, B)[None, :] - 2.0 * (A @ B.T)
-    for j in np.flatnonzero(is_cat):
-        U += lam[j] * (Xa[:, j, None] != Xb[None, :, j])
-    np.maximum(U, 0.0, out=U)
-    return U
+    return Against(Xb, lam, is_cat).sq_distance(Xa)
+
+
+class Against:
+    """Distances and kernels from query points to fixed points Xb (mb, d), with Xb's scaled
+    coordinates and squared norms computed once: a GP prediction measures queries against the
+    same training points dozens of times per suggestion."""
+
+    def __init__(self, Xb: np.ndarray, lam: np.ndarray, is_cat: np.ndarray) -> None:
+        self.Xb = Xb
+        self.lam = lam
+        self._num = None if not is_cat.any() else ~is_cat  # None: every coordinate numeric
+        self._root = np.sqrt(lam if self._num is None else lam[self._num])
+        B = (Xb if self._num is None else Xb[:, self._num]) * self._root  # (mb, d_num)
+        self._Bt2 = 2.0 * B.T  # (d_num, mb); doubling is exact, so U matches the textbook form
+        self._bb = np.einsum("ij,ij->i", B, B)
+        self._cats = np.flatnonzero(is_cat)
+
+    def sq_distance(self, Xa: np.ndarray) -> np.ndarray:
+        """U (ma, mb) from the rows of Xa (ma, d)."""
+        # NOTE: the GEMM form |a|^2 + |b|^2 - 2ab is ~10x faster than (ma, mb, d) broadcasting at
+        # n = 1000 (algorithms.md 1.10); its rounding error is clipped at 0 below.
+        A = (Xa if self._num is None else Xa[:, self._num]) * self._root  # (ma, d_num)
+        U = np.einsum("ij,ij->i", A, A)[:, None] + self._bb[None, :] - A @ self._Bt2
+        for j in self._cats:
+            U += self.lam[j] * (Xa[:, j, None] != self.Xb[None, :, j])
+        np.maximum(U, 0.0, out=U)
+        return U
+
+    def kernel(self, Xa: np.ndarray, scale: float) -> np.ndarray:
+        """K (ma, mb) = scale * g(U)."""
+        return scale * matern52(self.sq_distance(Xa))
+
+    def kernel_and_slope(self, Xa: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """(K (ma, mb), scale * g'(U)): with grad_contract they give gradients in the query
+        points without the (ma, mb, d) tensor dK/dxa."""
+        g, dg = matern52_with_derivative(self.sq_distance(Xa))
+        return scale * g, scale * dg
 
 
 def self_sq_distance(X: np.ndarray, lam: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
@@ -83,14 +111,6 @@ def contract_sq_differences(X: np.ndarray, M: np.ndarray, is_cat: np.ndarray,
             onehot = (X[:, j, None] == np.arange(n_choices[j])[None, :]).astype(float)  # (n, c)
             out[j] = total - np.einsum("ic,ic->", onehot, M @ onehot)
     return out
-
-
-def kernel_and_slope(Xq: np.ndarray, X: np.ndarray, lam: np.ndarray, scale: float,
-                     is_cat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Kq (m, n), Sq (m, n)): the cross-kernel and its slope in u, scale * g'(U). With
-    grad_contract they give gradients in the query points without the (m, n, d) tensor dK/dxq."""
-    g, dg = matern52_with_derivative(sq_distance(Xq, X, lam, is_cat))
-    return scale * g, scale * dg
 
 
 def grad_contract(C: np.ndarray, Xq: np.ndarray, X: np.ndarray, lam: np.ndarray,

@@ -146,11 +146,12 @@ class GPPosterior:
             L = cholesky(K)
         self.L = L  # (n, n)
         self.alpha = cho_solve(L, y)  # (n,) | (n, F)
+        self._against = kern.Against(X, params.lam, is_cat)
 
     def mean_var(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """mean (m,) | (m, F), var (m,) >= 0 at the query points Xq (m, d)."""
         p = self.params
-        Kq = kern.kernel(Xq, self.X, p.lam, p.scale, self.is_cat)  # (m, n)
+        Kq = self._against.kernel(Xq, p.scale)  # (m, n)
         mean = Kq @ self.alpha
         V = tri_solve(self.L, Kq.T)  # (n, m)
         var = np.maximum(p.scale - np.einsum("ij,ij->j", V, V), 0.0)
@@ -160,7 +161,7 @@ class GPPosterior:
         """(mean, var, dmean, dvar): dmean (m, d) | (m, F, d), dvar (m, d); gradients in Xq,
         zero along categorical coordinates."""
         p = self.params
-        Kq, Sq = kern.kernel_and_slope(Xq, self.X, p.lam, p.scale, self.is_cat)  # (m, n) each
+        Kq, Sq = self._against.kernel_and_slope(Xq, p.scale)  # (m, n) each
         mean = Kq @ self.alpha
         beta = cho_solve(self.L, Kq.T).T  # (m, n) K^-1 k
         var_raw = p.scale - np.einsum("ia,ia->i", Kq, beta)
@@ -196,7 +197,7 @@ class GPPosterior:
     def joint_samples(self, Xp: np.ndarray, rng: np.random.Generator, n_samples: int) -> np.ndarray:
         """(n_samples, p) draws of f at Xp (p, d) from the joint posterior (1-D y only)."""
         prm = self.params
-        Kq = kern.kernel(Xp, self.X, prm.lam, prm.scale, self.is_cat)  # (p, n)
+        Kq = self._against.kernel(Xp, prm.scale)  # (p, n)
         mean = Kq @ self.alpha
         V = tri_solve(self.L, Kq.T)  # (n, p)
         cov = kern.kernel(Xp, Xp, prm.lam, prm.scale, self.is_cat) - V.T @ V
