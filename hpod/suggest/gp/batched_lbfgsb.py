@@ -20,7 +20,7 @@ of evaluations, not the sum over iterations of the worst run's backtracks (25 % 
 - Step: the point is projected back into the box; Armijo backtracking on the projected step.
 - Stop: projected-gradient max-norm < pgtol, relative decrease < ftol, or maxiter iterations.
 
-Notations: s starts, k variables, m curvature pairs; Z (s, k); S, Y (s, m, k).
+Notations: s starts, k variables, m curvature pairs; Z (s, k); S, Y (s, m, k), newest first.
 fun_batch(Z, rows) -> (f (b,), g (b, k)) for the b rows (start numbers) still running.
 """
 
@@ -34,6 +34,8 @@ import numpy as np
 BatchFunction = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 _ARMIJO = 1e-4
+# Row sums without ndarray.sum's Python-level wrapper (a microsecond a call, hundreds of calls).
+_rowdot = np.add.reduce
 _MAX_BACKTRACKS = 20
 
 
@@ -44,38 +46,44 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
     `max_step` caps the first trial step of every iteration in max-norm."""
     lo = np.array([b[0] for b in bounds], dtype=float)
     hi = np.array([b[1] for b in bounds], dtype=float)
-    Z = np.clip(np.array(Z0, dtype=float), lo, hi)
+    Z = np.minimum(np.maximum(np.array(Z0, dtype=float), lo), hi)
     s, k = Z.shape
     F, G = fun_batch(Z, np.arange(s))
     F, G = np.array(F, dtype=float), np.array(G, dtype=float)
     Z_out, F_out = Z.copy(), F.copy()
     # The state of the live runs only, row i being start number row[i]; compacted when runs end
-    # (a few times a search) so that every call works on whole arrays.
+    # (a few times a search) so that every call works on whole arrays. This loop's cost is its
+    # count of numpy calls (a few microseconds each on these small arrays), hence its style.
     row = np.arange(s)
-    S = np.zeros((s, history, k))
+    S = np.zeros((s, history, k))  # curvature pairs, newest first
     Y = np.zeros((s, history, k))
-    n_pairs = np.zeros(s, dtype=np.int64)  # pairs stored, newest at index n_pairs - 1 (mod m)
+    n_pairs = np.zeros(s, dtype=np.int64)  # how many of them are stored (<= history)
     iters = np.zeros(s, dtype=np.int64)
     D = np.zeros((s, k))  # each run's search direction
     t = np.zeros(s)  # and its current trial step along it
     backtracks = np.zeros(s, dtype=np.int64)
     beginning = np.ones(s, dtype=bool)  # runs about to start an iteration
     ended = np.zeros(s, dtype=bool)
+    first_cap = min(1.0, max_step)
     while True:
         if beginning.any():
             b = np.flatnonzero(beginning)
-            converged = ((iters[b] >= maxiter)
-                         | (np.abs(_projected_gradient(Z[b], G[b], lo, hi)).max(axis=1) < pgtol))
-            ended[b[converged]] = True
-            b = b[~converged]
+            Zb, Gb = Z[b], G[b]
+            projected = np.abs(Zb - np.minimum(np.maximum(Zb - Gb, lo), hi)).max(axis=1)
+            converged = (projected < pgtol) | (iters[b] >= maxiter)
+            if converged.any():
+                ended[b[converged]] = True
+                go = ~converged
+                b, Zb, Gb = b[go], Zb[go], Gb[go]
             if len(b):
-                Zb, Gb = Z[b], G[b]
                 free = ~(((Zb <= lo) & (Gb > 0)) | ((Zb >= hi) & (Gb < 0)))
-                D[b] = _direction(Gb, S[b], Y[b], n_pairs[b], free, history)
+                nb = n_pairs[b]
+                Db = _direction(Gb, S[b], Y[b], nb, free)
+                D[b] = Db
                 # Without curvature pairs the direction is the raw gradient: cap its first
                 # step at unit length, as L-BFGS-B does.
-                cap = np.where(n_pairs[b] == 0, min(1.0, max_step), max_step)
-                t[b] = np.minimum(1.0, cap / np.maximum(np.abs(D[b]).max(axis=1), 1e-300))
+                cap = np.where(nb == 0, first_cap, max_step)
+                t[b] = np.minimum(1.0, cap / np.maximum(np.abs(Db).max(axis=1), 1e-300))
                 backtracks[b] = 0
         if ended.any():
             Z_out[row[ended]], F_out[row[ended]] = Z[ended], F[ended]
@@ -84,74 +92,78 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
             n_pairs, iters, D, t, backtracks = n_pairs[on], iters[on], D[on], t[on], backtracks[on]
             if not len(row):
                 break
-        zt = np.clip(Z + t[:, None] * D, lo, hi)
+        zt = np.minimum(np.maximum(Z + t[:, None] * D, lo), hi)
         ft, gt = fun_batch(zt, row)
-        decrease = (G * (zt - Z)).sum(axis=1)
+        step = zt - Z
+        decrease = _rowdot(G * step, axis=1)
         accept = np.isfinite(ft) & (ft <= F + _ARMIJO * decrease) & (decrease < 0)
-        rejected = ~accept
-        t[rejected] *= 0.5
-        backtracks[rejected] += 1
-        # A run whose line search found no decrease is done, where it stood.
-        ended = rejected & (backtracks >= _MAX_BACKTRACKS)
         beginning = accept
-        if accept.any():
+        if accept.all():
+            ended = np.zeros(len(row), dtype=bool)
+            a = slice(None)
+        else:
+            rejected = ~accept
+            t[rejected] *= 0.5
+            backtracks[rejected] += 1
+            # A run whose line search found no decrease is done, where it stood.
+            ended = rejected & (backtracks >= _MAX_BACKTRACKS)
+            if not accept.any():
+                continue
             a = np.flatnonzero(accept)
-            za, fa, ga = zt[a], ft[a], gt[a]
-            step = za - Z[a]
-            dg = ga - G[a]
-            keep = (step * dg).sum(axis=1) > 1e-10 * (dg * dg).sum(axis=1)
-            kept = a[keep]
-            slot = n_pairs[kept] % history
-            S[kept, slot] = step[keep]
-            Y[kept, slot] = dg[keep]
-            n_pairs[kept] += 1
-            # A run that no longer decreases is done.
-            small = np.abs(F[a] - fa) <= ftol * np.maximum(1.0, np.abs(F[a]))
-            Z[a], F[a], G[a] = za, fa, ga
-            iters[a] += 1
-            ended[a[small]] = True
+            step = step[a]
+        fa, ga = ft[a], gt[a]
+        dg = ga - G[a]
+        keep = _rowdot(step * dg, axis=1) > 1e-10 * _rowdot(dg * dg, axis=1)
+        if keep.any():
+            kept = np.arange(len(row))[a][keep]
+            S[kept, 1:] = S[kept, :-1]
+            S[kept, 0] = step[keep]
+            Y[kept, 1:] = Y[kept, :-1]
+            Y[kept, 0] = dg[keep]
+            n_pairs[kept] = np.minimum(n_pairs[kept] + 1, history)
+        # A run that no longer decreases is done.
+        Fa = F[a]
+        small = np.abs(Fa - fa) <= ftol * np.maximum(1.0, np.abs(Fa))
+        Z[a], F[a], G[a] = zt[a], fa, ga
+        iters[a] += 1
+        if small.any():
+            ended[np.arange(len(row))[a][small]] = True
             beginning = accept & ~ended
     return Z_out, F_out
 
 
-def _projected_gradient(Z: np.ndarray, G: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return Z - np.clip(Z - G, lo, hi)
-
-
-def _direction(G: np.ndarray, S: np.ndarray, Y: np.ndarray, n_pairs: np.ndarray, free: np.ndarray,
-               history: int) -> np.ndarray:
-    """(b, k) quasi-Newton directions on the free variables (two-loop recursion, batched).
-    Pairs are masked to the free variables; a run with fewer pairs skips the missing ones."""
+def _direction(G: np.ndarray, S: np.ndarray, Y: np.ndarray, count: np.ndarray,
+               free: np.ndarray) -> np.ndarray:
+    """(b, k) quasi-Newton directions on the free variables (two-loop recursion, batched), from
+    each run's first count pairs of S, Y (b, m, k), newest first. Pairs are masked to the free
+    variables; a run with fewer pairs skips the missing ones."""
     b = len(G)
-    q = np.where(free, G, 0.0)
-    count = np.minimum(n_pairs, history)
+    q = G * free
     depth = int(count.max()) if b else 0
     gamma = np.ones(b)
     if depth:
-        # Every pair the recursion visits, gathered at once (newest first): the loops below then
-        # cost a few array operations per pair, which is what this function's time is.
-        backs = np.arange(depth)
-        slots = (n_pairs[:, None] - 1 - backs[None, :]) % history  # (b, depth)
-        rows = np.arange(b)[:, None]
-        S_ = S[rows, slots] * free[:, None, :]  # (b, depth, k)
-        Y_ = Y[rows, slots] * free[:, None, :]
-        sy = (S_ * Y_).sum(axis=2)
-        valid = (backs[None, :] < count[:, None]) & (sy > 1e-12)
-        rho = np.where(valid, 1.0 / np.where(valid, sy, 1.0), 0.0)  # (b, depth)
-        alpha = np.empty((b, depth))
+        # Pair-major copies, so that each pair is one contiguous (b, k) block: the loops below
+        # then cost a few array operations per pair, which is what this function's time is.
+        fm = free[:, None, :]
+        S_ = (S[:, :depth] * fm).transpose(1, 0, 2).copy()  # (depth, b, k)
+        Y_ = (Y[:, :depth] * fm).transpose(1, 0, 2).copy()
+        sy = np.einsum("pbk,pbk->pb", S_, Y_)
+        valid = (np.arange(depth)[:, None] < count[None, :]) & (sy > 1e-12)
+        rho = np.where(valid, 1.0 / np.where(valid, sy, 1.0), 0.0)  # (depth, b)
+        alpha = np.empty((depth, b))
         for i in range(depth):
-            alpha[:, i] = rho[:, i] * (S_[:, i] * q).sum(axis=1)
-            q -= alpha[:, i, None] * Y_[:, i]
+            alpha[i] = rho[i] * _rowdot(S_[i] * q, axis=1)
+            q -= alpha[i, :, None] * Y_[i]
         # Initial inverse Hessian gamma I with gamma = s'y / y'y of the newest pair.
-        yy = (Y_[:, 0] * Y_[:, 0]).sum(axis=1)
-        ok = (rho[:, 0] > 0) & (yy > 0)
-        gamma = np.where(ok, 1.0 / np.where(ok, rho[:, 0] * yy, 1.0), 1.0)
+        yy = _rowdot(Y_[0] * Y_[0], axis=1)
+        ok = (rho[0] > 0) & (yy > 0)
+        gamma = np.where(ok, 1.0 / np.where(ok, rho[0] * yy, 1.0), 1.0)
     r = gamma[:, None] * q
-    for i in reversed(range(depth)):
-        beta = rho[:, i] * (Y_[:, i] * r).sum(axis=1)
-        r += (alpha[:, i] - beta)[:, None] * S_[:, i]
+    for i in range(depth - 1, -1, -1):
+        r += (alpha[i] - rho[i] * _rowdot(Y_[i] * r, axis=1))[:, None] * S_[i]
     D = -(r * free)
     # Not a descent direction (stale curvature): steepest descent on the free variables.
-    bad = (D * G).sum(axis=1) >= 0.0
-    D[bad] = -(G[bad] * free[bad])
+    bad = _rowdot(D * G, axis=1) >= 0.0
+    if bad.any():
+        D[bad] = -(G[bad] * free[bad])
     return D
