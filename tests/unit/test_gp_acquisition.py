@@ -219,6 +219,28 @@ def test_batched_lbfgsb_caps_every_step_at_max_step():
             assert nearest <= 0.1 + 1e-12
 
 
+def test_batched_lbfgsb_gives_up_runs_that_trail_their_group():
+    from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
+
+    # Rosenbrock plus a per-run offset: run 1 trails run 0 (its group's best) by 10 from the
+    # start; run 2 is as far behind, but alone in its group.
+    Z0 = np.array([[0.9, 0.8], [-1.5, 2.0], [-1.5, 2.0]])
+    offset = np.array([0.0, 10.0, 10.0])
+    evaluations = np.zeros(3, dtype=int)
+
+    def shifted(Z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        evaluations[rows] += 1
+        f, g = _rosen_batch(Z)
+        return f + offset[rows], g
+
+    Z, F = batched_lbfgsb(shifted, Z0, [(-2.0, 2.0), (-1.0, 3.0)], pgtol=1e-8, maxiter=500,
+                          groups=np.array([0, 0, 1]), prune_after=2, prune_margin=0.5)
+    np.testing.assert_allclose(Z[[0, 2]], [[1.0, 1.0], [1.0, 1.0]], atol=1e-4)
+    assert np.abs(Z[1] - 1.0).max() > 0.1  # given up on its way
+    assert evaluations[1] < evaluations[2] / 3
+    assert F[1] < 10.0 + _rosen_batch(Z0[1:2])[0][0]  # where it got to, not where it started
+
+
 def test_batched_lbfgsb_reraises_an_objective_error():
     from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
 

