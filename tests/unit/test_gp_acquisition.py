@@ -241,6 +241,30 @@ def test_batched_lbfgsb_gives_up_runs_that_trail_their_group():
     assert F[1] < 10.0 + _rosen_batch(Z0[1:2])[0][0]  # where it got to, not where it started
 
 
+def test_batched_lbfgsb_takes_no_starts_and_nan_starts():
+    from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
+
+    Z, F = batched_lbfgsb(_rosen_batch, np.zeros((0, 2)), [(-2.0, 2.0)] * 2)
+    assert Z.shape == (0, 2) and F.shape == (0,)
+
+    # A start whose value is NaN must not hide its group's best from the pruning: run 2 trails
+    # run 1 by 3 and is still given up after its first iteration.
+    offset = np.array([0.0, 0.0, 3.0])
+    evaluations = np.zeros(3, dtype=int)
+
+    def with_nan(Z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        evaluations[rows] += 1
+        f, g = _rosen_batch(Z)
+        f = f + offset[rows]
+        return np.where(rows == 0, np.nan, f), g
+
+    Z0 = np.array([[0.0, 0.0], [1.0, 1.0], [-1.5, 2.0]])
+    Z, F = batched_lbfgsb(with_nan, Z0, [(-2.0, 2.0), (-1.0, 3.0)], pgtol=1e-8,
+                          groups=np.zeros(3), prune_after=1, prune_margin=0.5)
+    assert evaluations[2] <= 1 + 20  # one iteration, however many backtracks it took
+    np.testing.assert_allclose(Z[1], [1.0, 1.0])
+
+
 def test_batched_lbfgsb_reraises_an_objective_error():
     from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
 

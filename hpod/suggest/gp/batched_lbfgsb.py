@@ -56,6 +56,8 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
     hi = np.array([b[1] for b in bounds], dtype=float)
     Z = np.minimum(np.maximum(np.array(Z0, dtype=float), lo), hi)
     s, k = Z.shape
+    if not s:
+        return Z, np.zeros(0)
     F, G = fun_batch(Z, np.arange(s))
     F, G = np.array(F, dtype=float), np.array(G, dtype=float)
     Z_out, F_out = Z.copy(), F.copy()
@@ -74,8 +76,9 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
     ended = np.zeros(s, dtype=bool)
     first_cap = min(1.0, max_step)
     group = np.zeros(s, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
-    group_best = np.full(int(group.max()) + 1 if s else 0, np.inf)
-    np.minimum.at(group_best, group, F)
+    group_best = np.full(int(group.max()) + 1, np.inf)
+    # fmin: a NaN start must not hide its group's best from the pruning test.
+    np.fmin.at(group_best, group, F)
     while True:
         if beginning.any():
             b = np.flatnonzero(beginning)
@@ -140,7 +143,7 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
         Z[a], F[a], G[a] = zt[a], fa, ga
         iters[a] += 1
         if prune_after is not None:
-            np.minimum.at(group_best, group[a], fa)
+            np.fmin.at(group_best, group[a], fa)
         if small.any():
             ended[np.arange(len(row))[a][small]] = True
             beginning = accept & ~ended
@@ -153,7 +156,7 @@ def _direction(G: np.ndarray, S: np.ndarray, Y: np.ndarray, count: np.ndarray,
     each run's first count pairs of S, Y (b, m, k), newest first. Pairs are masked to the free
     variables; a run with fewer pairs skips the missing ones."""
     b = len(G)
-    q = G * free
+    q = np.where(free, G, 0.0)  # not G * free: an infinite component at a held bound is 0 here
     depth = int(count.max()) if b else 0
     gamma = np.ones(b)
     if depth:
