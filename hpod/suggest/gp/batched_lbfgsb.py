@@ -127,11 +127,12 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
                 continue
             a = np.flatnonzero(accept)
             step = step[a]
+        moved = np.arange(len(row))[a]
         fa, ga = ft[a], gt[a]
         dg = ga - G[a]
         keep = _rowdot(step * dg, axis=1) > 1e-10 * _rowdot(dg * dg, axis=1)
         if keep.any():
-            kept = np.arange(len(row))[a][keep]
+            kept = moved[keep]
             S[kept, 1:] = S[kept, :-1]
             S[kept, 0] = step[keep]
             Y[kept, 1:] = Y[kept, :-1]
@@ -145,7 +146,7 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
         if prune_after is not None:
             np.fmin.at(group_best, group[a], fa)
         if small.any():
-            ended[np.arange(len(row))[a][small]] = True
+            ended[moved[small]] = True
             beginning = accept & ~ended
     return Z_out, F_out
 

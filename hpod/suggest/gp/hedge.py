@@ -16,9 +16,9 @@ restarted daemon starts the gains from zero.
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 PORTFOLIO = ("logei", "ucb")
 # scikit-optimize's default; the targets are standardised, so a gain of 1 is one standard

@@ -86,7 +86,7 @@ def self_sq_distance(X: np.ndarray, lam: np.ndarray, is_cat: np.ndarray) -> np.n
 def kernel(Xa: np.ndarray, Xb: np.ndarray, lam: np.ndarray, scale: float,
            is_cat: np.ndarray) -> np.ndarray:
     """K (ma, mb) = scale * g(U)."""
-    return scale * matern52(sq_distance(Xa, Xb, lam, is_cat))
+    return Against(Xb, lam, is_cat).kernel(Xa, scale)
 
 
 def contract_sq_differences(X: np.ndarray, M: np.ndarray, is_cat: np.ndarray,
