@@ -36,6 +36,7 @@ from hpod.store.records import (
 )
 from hpod.store.store import Store
 from hpod.study_policy import StudyPolicy, history_events
+from hpod.suggest.base import Resumable
 from hpod.trial_run import TrialOutcome, TrialRun
 
 logger = logging.getLogger(__name__)
@@ -337,8 +338,9 @@ class StudyController:
         enqueued = self._next_enqueued()
         if enqueued is None and self._budget_spent():
             return None
+        state: dict[str, Any] | None = None
         try:
-            suggestion = await self._suggest()
+            suggestion, state = await self._suggest()
         except SearchExhausted:
             if enqueued is None or len(enqueued[1]) < self.spec.space.dim:
                 logger.info("study %s: the search space is exhausted", self.name)
@@ -351,9 +353,11 @@ class StudyController:
             params = complete_point(self.spec.space, partial, suggestion)
         self._n_created += 1  # the budget counts configurations, however often each runs
         if self.spec.trial.repeats == 1:
-            return await self._store.create_trial(self.study.id, params, origin=origin)
+            return await self._store.create_trial(self.study.id, params, origin=origin,
+                                                  suggester_state=state)
         first, *others = await self._store.create_runs(self.study.id, params,
-                                                       self.spec.trial.repeats, origin=origin)
+                                                       self.spec.trial.repeats, origin=origin,
+                                                       suggester_state=state)
         self._queue.extend(others)  # the configuration's other runs go next, beside it
         return first
 
@@ -375,18 +379,21 @@ class StudyController:
             return self._enqueued.popleft()
         return None
 
-    async def _suggest(self) -> dict[str, Any]:
+    async def _suggest(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(a new point, the suggester's state after proposing it, None if it keeps none)."""
         # Every point that has a trial but no result yet is pending: running, queued for a
         # retry or a requeue, paused at a rung. After a restart this is what keeps a suggester
         # from proposing them again.
         pending = [run.trial.params for run in self._runs.values()]
         pending += [trial.params for trial in self._queue]
         pending += [trial.params for trial in self._paused_trials.values()]
+        suggester = self._policy.suggester
         async with self._suggest_lock:
             # On the loop: the rung values it drains are queued by reports on the loop.
             self._policy.tell_rungs()
             # Fitting a GP blocks for up to a second: never on the event loop.
-            return await asyncio.to_thread(self._policy.suggester.suggest, pending)
+            point = await asyncio.to_thread(suggester.suggest, pending)
+            return point, suggester.state() if isinstance(suggester, Resumable) else None
 
     def enqueue(self, partial: dict[str, Any]) -> None:
         """`hpod enqueue`: run this (partial) point next, before new suggestions."""
@@ -545,6 +552,7 @@ class StudyController:
                 self._consecutive_failures += 1
             elif trial.state is TrialState.COMPLETE:
                 self._consecutive_failures = 0
+        await self._load_suggester_state()
         # A study the user resumed starts with a clean slate of failures.
         if self.study.state is not StudyState.FAILED:
             self._consecutive_failures = min(self._consecutive_failures,
@@ -552,6 +560,26 @@ class StudyController:
         else:
             self._consecutive_failures = 0
         self._publish()
+
+    async def _load_suggester_state(self) -> None:
+        """After the trials are observed again: what the suggester knew beyond them (a kernel's
+        warm start, a portfolio's gains), so the study goes on as if the daemon had not
+        stopped. A state it cannot take (saved by another hpod version) is recorded, not fatal."""
+        suggester = self._policy.suggester
+        if not isinstance(suggester, Resumable):
+            return
+        state = await self._store.suggester_state(self.study.id)
+        if state is None:
+            return
+        try:
+            suggester.load_state(state)
+        except ValueError as error:
+            await self._store.record_event(
+                EventLevel.WARNING,
+                f"study {self.name}: the saved state of its {self.spec.suggester.kind} suggester "
+                f"was not loaded ({error}); it goes on from its trials alone",
+                study_id=self.study.id,
+            )
 
     def _enqueue_from_file(self, trials: list[TrialRecord]) -> None:
         """The file's [[enqueue]] points that have no trial yet (each runs exactly once, also

@@ -157,6 +157,11 @@ def get_study(study_id: int) -> Query[StudyRecord]:
     return Query(sql, (study_id,), _one(study_from_row, f"no study with id {study_id}"))
 
 
+def suggester_state(study_id: int) -> Query[Any]:
+    sql = "SELECT suggester_state FROM studies WHERE id = ?"
+    return Query(sql, (study_id,), _one(lambda r: _load_json(r[0]), f"no study with id {study_id}"))
+
+
 def list_studies() -> Query[list[StudyRecord]]:
     return Query(f"SELECT {STUDY_COLUMNS} FROM studies ORDER BY id", (), _all(study_from_row))
 
@@ -279,6 +284,7 @@ INSERT_TRIAL = (
     "finished_at, origin, repeat, repeat_of) SELECT ?, COALESCE(MAX(number) + 1, 0), ?, ?, ?, "
     "?, ?, ?, ?, ? FROM trials WHERE study_id = ?"
 )
+SET_SUGGESTER_STATE = "UPDATE studies SET suggester_state = ? WHERE id = ?"
 INSERT_METRIC = "INSERT INTO metrics (trial_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)"
 SET_LAST_STEP = "UPDATE trials SET last_step = ? WHERE id = ?"
 SET_LAST_STEP_AND_VALUE = "UPDATE trials SET last_step = ?, value = ? WHERE id = ?"

@@ -116,7 +116,14 @@ _V3: tuple[str, ...] = (
     "ALTER TABLE trials ADD COLUMN repeat_of INTEGER NULL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# v4: what a study's suggester knows beyond its trials (a kernel's warm start, a portfolio's
+# gains), saved with each trial it proposes so a restarted daemon goes on where it stopped.
+# JSON; NULL for suggesters with nothing to save. Not in StudyRecord: only the daemon reads it.
+_V4: tuple[str, ...] = (
+    "ALTER TABLE studies ADD COLUMN suggester_state TEXT NULL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 LATEST_VERSION = len(MIGRATIONS)
 
 # Session settings every connection applies (they are not stored in the file, except

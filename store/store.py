@@ -172,6 +172,10 @@ class Store:
     async def list_studies(self) -> list[StudyRecord]:
         return await self._run(q.list_studies())
 
+    async def suggester_state(self, study_id: int) -> Any:
+        """The state the study's suggester was saved with (create_trial), None if never."""
+        return await self._run(q.suggester_state(study_id))
+
     async def update_study(
         self,
         study_id: int,
@@ -202,13 +206,17 @@ class Store:
         *,
         state: TrialState = TrialState.QUEUED,
         origin: str | None = None,
+        suggester_state: Mapping[str, Any] | None = None,
     ) -> TrialRecord:
         """`origin` says where the point came from: None for the suggester, "file:<i>" for the
-        study file's i-th enqueued point, "user" for `hpod enqueue`."""
+        study file's i-th enqueued point, "user" for `hpod enqueue`. `suggester_state`, when
+        given, replaces the study's saved one in the same transaction: the state that proposed
+        a trial is never lost while the trial is kept, nor kept without it."""
         row = q.trial_insert_params(study_id, params, state, self._clock(), origin)
         async with self._transaction() as conn:
             await _fetch(conn, q.get_study(study_id))  # NotFound rather than a foreign-key Conflict
             trial_id, _ = await _execute(conn, q.INSERT_TRIAL, row)
+            await _save_suggester_state(conn, study_id, suggester_state)
             return await _fetch(conn, q.get_trial(trial_id))
 
     async def create_runs(
@@ -218,10 +226,12 @@ class Store:
         repeats: int,
         *,
         origin: str | None = None,
+        suggester_state: Mapping[str, Any] | None = None,
     ) -> list[TrialRecord]:
         """A configuration's `repeats` queued runs (`[trial] repeats`), in one transaction: a
         crash never leaves a configuration with fewer runs than its study asks for. The first
-        run is the configuration's number; the others name it in `repeat_of`."""
+        run is the configuration's number; the others name it in `repeat_of`.
+        `suggester_state` as for create_trial."""
         if repeats < 1:
             raise ValueError(f"a configuration needs at least 1 run, got {repeats}")
         now = self._clock()
@@ -238,6 +248,7 @@ class Store:
                     q.trial_insert_params(study_id, params, TrialState.QUEUED, now, origin,
                                           repeat, first.number))
                 runs.append(await _fetch(conn, q.get_trial(trial_id)))
+            await _save_suggester_state(conn, study_id, suggester_state)
             return runs
 
     async def transition(
@@ -392,6 +403,12 @@ class Store:
 async def _fetch(conn: aiosqlite.Connection, query: q.Query[T]) -> T:
     rows = await conn.execute_fetchall(query.sql, query.params)
     return query.convert(list(rows))
+
+
+async def _save_suggester_state(conn: aiosqlite.Connection, study_id: int,
+                                state: Mapping[str, Any] | None) -> None:
+    if state is not None:
+        await _execute(conn, q.SET_SUGGESTER_STATE, (q.dump_json(state), study_id))
 
 
 async def _execute(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> tuple[int, int]:

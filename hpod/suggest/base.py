@@ -2,7 +2,9 @@
 
 A suggester proposes one point per `suggest(pending)` call and is told results by `observe`.
 Given the same seed and the same history (observations and pending points) it proposes the same
-point, so a daemon that restarts and replays its store gets the same search.
+point, so a daemon that restarts and replays its store gets the same search. A suggester that
+learns more than its history holds (a kernel's warm start, a portfolio's gains) is `Resumable`:
+the daemon saves its state with each trial and hands it back after a restart.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,6 +37,18 @@ class Suggester(Protocol):
         """Record a result. `value` None means the trial failed: the point is remembered and never
         proposed again, but no model learns from it. `resource` is the budget (epochs, steps) the
         value was measured at, None for a final result."""
+        ...
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    def state(self) -> dict[str, Any]:
+        """What the suggester knows beyond its history, as JSON-able data."""
+        ...
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take back a state() after the history has been observed again. Raises ValueError,
+        leaving the suggester as it was, for a state it cannot take (another kind or format)."""
         ...
 
 

@@ -9,6 +9,8 @@ exactly its points); the scheduler's rungs go on stopping and promoting after th
 from __future__ import annotations
 
 import itertools
+import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -303,3 +305,63 @@ def test_what_a_trial_forked_does_not_outlive_a_kill_9_and_a_restart(tmp_path: P
     (trial,) = trials_of(tmp_path, "forks")
     assert (trial.attempt, trial.reason) == (1, "timed out after 2 s")
     assert [p for p in recorded_pids(tmp_path / ".hpod" / "trials") if alive(p)] == []
+
+
+def _saved_state(folder: Path, study: str) -> dict | None:
+    with sqlite3.connect(db_of(folder)) as conn:
+        row = conn.execute("SELECT suggester_state FROM studies WHERE name = ?", (study,)).fetchone()
+    return None if row[0] is None else json.loads(row[0])
+
+
+def _save_state(folder: Path, study: str, state: object) -> None:
+    with sqlite3.connect(db_of(folder)) as conn:
+        conn.execute("UPDATE studies SET suggester_state = ? WHERE name = ?",
+                     (json.dumps(state), study))
+
+
+def _kill_a_gp_study_midway(folder: Path, start_daemon) -> list[TrialRecord]:
+    """A GP study (the hedge portfolio) killed with 4 of its 12 trials complete; the trials."""
+    space = 'x = { type = "float", low = 0.0, high = 1.0 }'
+    write_study(folder, "gp", steady_study(trials=12, space=space,
+                                           extra='suggester = { kind = "gp", n_startup = 3 }')
+                .replace("sleep = 0.05", "sleep = 0.15"))
+    return kill_9_when(start_daemon(folder), folder, "gp",
+                       lambda ts: _state_count(ts, TrialState.COMPLETE) >= 4,
+                       "four complete GP trials")
+
+
+def test_a_restarted_gp_study_goes_on_from_its_saved_state(tmp_path: Path, start_daemon) -> None:
+    """The portfolio's gains are saved with every trial the suggester proposes and loaded after
+    a restart, not relearned from zero. Shown by planting gains no study could reach in a few
+    suggestions: the restarted daemon's later states carry them on."""
+    left = _kill_a_gp_study_midway(tmp_path, start_daemon)
+    state = _saved_state(tmp_path, "gp")
+    assert state is not None and state["kind"] == "gp"
+    state["hedge"]["gains"] = [500.0, -500.0]
+    _save_state(tmp_path, "gp", state)
+
+    restarted = start_daemon(tmp_path, "--exit-when-idle")
+    assert restarted.wait() == 0, restarted.log()
+    trials = trials_of(tmp_path, "gp")
+    assert len(trials) == 12 > len(left), "the restarted daemon must propose new trials"
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    gains = _saved_state(tmp_path, "gp")["hedge"]["gains"]
+    # Each suggestion adds a standardised posterior mean (a few units) to each gain.
+    assert gains[0] > 400 and gains[1] < -400, gains
+    assert "was not loaded" not in hpod_cli("events", tmp_path, "--limit", "200").stdout
+
+
+def test_a_saved_state_the_suggester_cannot_take_is_recorded_not_fatal(
+        tmp_path: Path, start_daemon) -> None:
+    left = _kill_a_gp_study_midway(tmp_path, start_daemon)
+    _save_state(tmp_path, "gp", {"format": 0, "kind": "gp"})
+
+    restarted = start_daemon(tmp_path, "--exit-when-idle")
+    assert restarted.wait() == 0, restarted.log()
+    trials = trials_of(tmp_path, "gp")
+    assert len(trials) == 12 > len(left)
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    assert len({t.params["x"] for t in trials}) == 12
+    events = hpod_cli("events", tmp_path, "--limit", "200").stdout
+    assert "the saved state of its gp suggester was not loaded" in events
+    assert _saved_state(tmp_path, "gp")["format"] == 1  # replaced by the next suggestion's

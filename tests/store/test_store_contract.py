@@ -155,6 +155,29 @@ async def test_params_round_trip_including_numpy_scalars(store, view, make_study
     assert type(stored.params["layers"]) is int
 
 
+async def test_the_suggester_state_is_saved_with_the_trial_it_proposed(store, make_study):
+    study, other = await make_study(), await make_study()
+    assert await store.suggester_state(study.id) is None
+    first = {"gains": [0.5, -1.25], "lam": [np.float64(2.0)]}
+    await store.create_trial(study.id, {"i": 0}, suggester_state=first)
+    assert await store.suggester_state(study.id) == {"gains": [0.5, -1.25], "lam": [2.0]}
+    # A trial without a state (an enqueued point) keeps the last one; runs replace it.
+    await store.create_trial(study.id, {"i": 1})
+    assert (await store.suggester_state(study.id))["gains"] == [0.5, -1.25]
+    await store.create_runs(study.id, {"i": 2}, 2, suggester_state={"gains": [1.0]})
+    assert await store.suggester_state(study.id) == {"gains": [1.0]}
+    assert await store.suggester_state(other.id) is None
+    with pytest.raises(NotFound):
+        await store.suggester_state(99)
+
+
+async def test_a_state_that_cannot_be_stored_leaves_no_trial(store, make_study):
+    study = await make_study()
+    with pytest.raises(TypeError):
+        await store.create_trial(study.id, {"i": 0}, suggester_state={"bad": object()})
+    assert await store.list_trials(study.id) == []
+
+
 async def test_create_trial_for_a_missing_study_raises(store):
     with pytest.raises(NotFound):
         await store.create_trial(99, {})

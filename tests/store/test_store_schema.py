@@ -160,6 +160,9 @@ async def test_a_saved_old_database_opens_with_its_data(tmp_path, dump):
         else:
             assert all((t.repeat, t.repeat_of, t.peak_gpu_memory_mb) == (0, None, None)
                        for t in trials)
+        saved = {"format": 1, "kind": "gp", "note": "seeded"}
+        assert await store.suggester_state(seeded.id) == (
+            saved if int(dump.stem[1:]) >= 4 else None)
     assert schema_of(db_path) == schema_of(fresh)
     with StoreReader(db_path) as reader:
         assert reader.count_trials(seeded.id).total == len(trials)

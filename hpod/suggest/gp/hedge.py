@@ -10,15 +10,19 @@ Why a portfolio: no single acquisition wins everywhere. On hpod's benchmark UCB 
 beats log EI on Ackley-5 and Hartmann-6 and loses 4-5x on Rosenbrock-4 (docs/benchmarks.md). In
 the portfolio UCB takes the suggester's `beta` (2 by default).
 
-State: the gains and the last nominees live in the suggester, like the kernel's warm start; a
-restarted daemon starts the gains from zero.
+State: the gains and the last nominees live in the suggester, like the kernel's warm start; the
+daemon saves them with every suggestion (hpod.suggest.base.Resumable), so a restarted study keeps
+what its portfolio learned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+from hpod.suggest.gp.state import field, finite_array
 
 PORTFOLIO = ("logei", "ucb")
 # scikit-optimize's default; the targets are standardised, so a gain of 1 is one standard
@@ -53,3 +57,27 @@ class Hedge:
         gains = self.gains[index]
         p = np.exp(self.eta * (gains - gains.max()))
         return int(index[rng.choice(len(p), p=p / p.sum())])
+
+    def state(self) -> dict[str, Any]:
+        last = None
+        if self._last is not None:
+            members, nominees = self._last
+            last = {"members": members.tolist(), "nominees": nominees.tolist()}
+        return {"gains": self.gains.tolist(), "last": last}
+
+    def load_state(self, state: Mapping[str, Any], dim: int, where: str = "hedge") -> None:
+        """`dim`: the nominees' length (the encoded space's)."""
+        gains = finite_array(field(state, "gains", where), f"{where}.gains", (len(self.members),))
+        saved = field(state, "last", where)
+        last = None
+        if saved is not None:
+            members = field(saved, "members", where)
+            if not isinstance(members, list) or not members or any(
+                    isinstance(m, bool) or not isinstance(m, int)
+                    or not 0 <= m < len(self.members) for m in members):
+                raise ValueError(f"{where}.last.members: expected indices below "
+                                 f"{len(self.members)}, got {members!r}")
+            nominees = finite_array(field(saved, "nominees", where), f"{where}.last.nominees",
+                                    (len(members), dim))
+            last = (np.asarray(members, dtype=np.int64), nominees)
+        self.gains, self._last = gains, last

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from hpod.suggest.gp.acquisition import UCB, Acquisition, LogEI
 from hpod.suggest.gp.fidelity import AtLevel
 from hpod.suggest.gp.pending import condition_on_pending
 from hpod.suggest.gp.regressor import GPPosterior, KernelParams, fit_kernel_params
+from hpod.suggest.gp.state import count, field, finite_array, positive_float
 from hpod.suggest.gp.targets import cap_indices, gp_targets
 
 logger = logging.getLogger(__name__)
@@ -86,6 +88,29 @@ class GPModel:
             return True
         every = self.refit_every or max(1, n // _REFIT_SPACING)
         return n - self._fitted_at >= every or n < self._fitted_at
+
+    def state(self) -> dict[str, Any]:
+        """The kernel's warm start and where the refit cadence stands, as JSON."""
+        p = self.params
+        return {"fitted_at": self._fitted_at,
+                "params": None if p is None else {"lam": p.lam.tolist(), "scale": p.scale,
+                                                  "noise_var": p.noise_var}}
+
+    def load_state(self, state: Mapping[str, Any], where: str = "model") -> None:
+        fitted_at = count(field(state, "fitted_at", where), f"{where}.fitted_at")
+        saved = field(state, "params", where)
+        params = None
+        if saved is not None:
+            lam = finite_array(field(saved, "lam", where), f"{where}.params.lam",
+                               (len(self.is_cat),))
+            if np.any(lam <= 0):
+                raise ValueError(f"{where}.params.lam: not positive")
+            params = KernelParams(lam, positive_float(field(saved, "scale", where),
+                                                      f"{where}.params.scale"),
+                                  max(self.noise_floor, positive_float(
+                                      field(saved, "noise_var", where),
+                                      f"{where}.params.noise_var")))
+        self.params, self._fitted_at = params, fitted_at
 
     def posterior(self, X: np.ndarray, v: np.ndarray, rng: np.random.Generator,
                   among: np.ndarray | None = None) -> tuple[GPPosterior, float, np.ndarray]:

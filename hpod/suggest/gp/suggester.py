@@ -7,9 +7,10 @@ portfolio (hpod.suggest.gp.hedge): log EI and UCB each nominate a point and one 
 
 Randomness: the design is drawn from (seed, 0) and suggestion number i from (seed, 1 + number of
 observations + number of pending points), so the same history gives the same point. The state
-beyond the history is the warm start of the kernel hyperparameters and the hedge's gains: a
-restarted daemon refits from the defaults and starts the gains afresh, so it may take another
-path from there.
+beyond the history is the warm start of the kernel hyperparameters, the refit cadence and the
+hedge's gains: `state()` / `load_state()` (hpod.suggest.base.Resumable). The daemon saves the
+state with every trial it creates and loads it after a restart, so the restarted study proposes
+what the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from hpod.suggest.gp.optimize import maximize_acquisitions
 from hpod.suggest.gp.pending import PENDING_STRATEGIES
 from hpod.suggest.gp.prior import PRIORS
 from hpod.suggest.gp.regressor import GPPosterior
+from hpod.suggest.gp.state import STATE_FORMAT, field
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +143,40 @@ class GPSuggester:
             logger.debug("gp: every ranked candidate is taken; falling back to a random point")
             params = random_free_point(self.space, taken, rng)
         return params
+
+    # -- state across restarts (hpod.suggest.base.Resumable) -------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """What a restarted daemon needs beyond the history to go on as if it had not stopped:
+        both kernels' warm starts and refit cadence, and the portfolio's gains."""
+        return {"format": STATE_FORMAT, "kind": "gp",
+                "model": self._model.state(), "joint_model": self._joint_model.state(),
+                "hedge": None if self._hedge is None else self._hedge.state()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        if field(state, "format", "state") != STATE_FORMAT or field(state, "kind", "state") != "gp":
+            raise ValueError(f"state: not a format-{STATE_FORMAT} gp state "
+                             f"(format {state.get('format')!r}, kind {state.get('kind')!r})")
+        before = self.state()
+        try:
+            self._model.load_state(field(state, "model", "state"), "model")
+            self._joint_model.load_state(field(state, "joint_model", "state"), "joint_model")
+            hedge = field(state, "hedge", "state")
+            if (hedge is None) != (self._hedge is None):
+                raise ValueError("state: hedge " + ("missing" if hedge is None else "unexpected")
+                                 + f" for acquisition {self.acquisition!r}")
+            if self._hedge is not None:
+                self._hedge.load_state(hedge, self.space.dim)
+        except ValueError:
+            self._restore_valid(before)
+            raise
+
+    def _restore_valid(self, before: Mapping[str, Any]) -> None:
+        """Undo a half-loaded state: `before` came from state(), so it loads."""
+        self._model.load_state(before["model"])
+        self._joint_model.load_state(before["joint_model"])
+        if self._hedge is not None:
+            self._hedge.load_state(before["hedge"], self.space.dim)
 
     # -- pieces ----------------------------------------------------------------------------------
 
