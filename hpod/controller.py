@@ -566,20 +566,26 @@ class StudyController:
         warm start, a portfolio's gains), so the study goes on as if the daemon had not
         stopped. A state it cannot take (saved by another hpod version) is recorded, not fatal."""
         suggester = self._policy.suggester
-        if not isinstance(suggester, Resumable):
-            return
-        state = await self._store.suggester_state(self.study.id)
-        if state is None:
-            return
         try:
-            suggester.load_state(state)
-        except ValueError as error:
+            state = await self._store.suggester_state(self.study.id)
+            if state is not None and isinstance(suggester, Resumable):
+                suggester.load_state(state)
+                return
+        # Whatever a corrupt column holds (text that is not JSON, numbers out of range): the
+        # study must still run, and a study that cannot start is what this guards against.
+        except Exception as error:
             await self._store.record_event(
                 EventLevel.WARNING,
                 f"study {self.name}: the saved state of its {self.spec.suggester.kind} suggester "
-                f"was not loaded ({error}); it goes on from its trials alone",
+                f"was not loaded ({type(error).__name__}: {error}); it goes on from its trials "
+                "alone",
                 study_id=self.study.id,
             )
+            state = None
+        if state is not None:
+            # Saved by another suggester (the study file changed while the daemon was down):
+            # cleared, so a later switch back cannot pick up a state this search never had.
+            await self._store.set_suggester_state(self.study.id, None)
 
     def _enqueue_from_file(self, trials: list[TrialRecord]) -> None:
         """The file's [[enqueue]] points that have no trial yet (each runs exactly once, also

@@ -176,6 +176,14 @@ class Store:
         """The state the study's suggester was saved with (create_trial), None if never."""
         return await self._run(q.suggester_state(study_id))
 
+    async def set_suggester_state(self, study_id: int, state: Mapping[str, Any] | None) -> None:
+        """Replace (None: clear) the study's saved suggester state outside a trial's creation."""
+        text = None if state is None else q.dump_json(state)
+        async with self._transaction() as conn:
+            _, rowcount = await _execute(conn, q.SET_SUGGESTER_STATE, (text, study_id))
+            if rowcount == 0:
+                raise NotFound(f"no study with id {study_id}")
+
     async def update_study(
         self,
         study_id: int,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,8 @@ _MAX_ROUNDS = 20
 
 
 class GPGridSuggester(GPSuggester):
+    STATE_KIND = "gp-grid"
+
     # NOTE: the GP options are spelled out (no **kwargs) so make_suggester can list and check them.
     def __init__(self, space: Space, seed: int | None = None,
                  direction: str | Direction = "minimize", *, max_enumerate: int = 20_000,
@@ -51,6 +54,10 @@ class GPGridSuggester(GPSuggester):
         self.max_enumerate = max_enumerate
         self.n_random = n_random
         self._counts = np.array([c for c in self._lattice.counts], dtype=np.int64)  # (d,)
+
+    def _state_options(self) -> dict[str, Any]:
+        return {**super()._state_options(), "max_enumerate": self.max_enumerate,
+                "n_random": self.n_random}
 
     def _ranked_points(self, acqs: Sequence[Acquisition], rng: np.random.Generator,
                        best_x: np.ndarray, lengthscales: np.ndarray,

@@ -314,9 +314,10 @@ def _saved_state(folder: Path, study: str) -> dict | None:
 
 
 def _save_state(folder: Path, study: str, state: object) -> None:
+    """`state` as JSON, or a str written as it is (to store what no hpod writes)."""
+    text = state if isinstance(state, str) else json.dumps(state)
     with sqlite3.connect(db_of(folder)) as conn:
-        conn.execute("UPDATE studies SET suggester_state = ? WHERE name = ?",
-                     (json.dumps(state), study))
+        conn.execute("UPDATE studies SET suggester_state = ? WHERE name = ?", (text, study))
 
 
 def _kill_a_gp_study_midway(folder: Path, start_daemon) -> list[TrialRecord]:
@@ -351,10 +352,13 @@ def test_a_restarted_gp_study_goes_on_from_its_saved_state(tmp_path: Path, start
     assert "was not loaded" not in hpod_cli("events", tmp_path, "--limit", "200").stdout
 
 
+@pytest.mark.parametrize("bad", ['{"format": 0, "kind": "gp"}', "{not json",
+                                 '{"format": 1, "kind": "gp", "deep": ' + "[" * 5000 + "]" * 5000
+                                 + "}"], ids=["old format", "not JSON", "nested too deep"])
 def test_a_saved_state_the_suggester_cannot_take_is_recorded_not_fatal(
-        tmp_path: Path, start_daemon) -> None:
+        tmp_path: Path, start_daemon, bad: str) -> None:
     left = _kill_a_gp_study_midway(tmp_path, start_daemon)
-    _save_state(tmp_path, "gp", {"format": 0, "kind": "gp"})
+    _save_state(tmp_path, "gp", bad)
 
     restarted = start_daemon(tmp_path, "--exit-when-idle")
     assert restarted.wait() == 0, restarted.log()
@@ -365,3 +369,18 @@ def test_a_saved_state_the_suggester_cannot_take_is_recorded_not_fatal(
     events = hpod_cli("events", tmp_path, "--limit", "200").stdout
     assert "the saved state of its gp suggester was not loaded" in events
     assert _saved_state(tmp_path, "gp")["format"] == 1  # replaced by the next suggestion's
+
+
+def test_a_study_switched_to_a_suggester_without_state_drops_the_saved_one(
+        tmp_path: Path, start_daemon) -> None:
+    """gp, then random while the daemon was down: the GP's state is cleared, so switching back
+    later cannot pick up a warm start and gains from a search that went on without them."""
+    _kill_a_gp_study_midway(tmp_path, start_daemon)
+    assert _saved_state(tmp_path, "gp") is not None
+    study = tmp_path / "gp.toml"
+    write_study(tmp_path, "gp", study.read_text().replace('kind = "gp", n_startup = 3',
+                                                          'kind = "random"'))
+    restarted = start_daemon(tmp_path, "--exit-when-idle")
+    assert restarted.wait() == 0, restarted.log()
+    assert len(trials_of(tmp_path, "gp")) == 12
+    assert _saved_state(tmp_path, "gp") is None

@@ -167,8 +167,14 @@ async def test_the_suggester_state_is_saved_with_the_trial_it_proposed(store, ma
     await store.create_runs(study.id, {"i": 2}, 2, suggester_state={"gains": [1.0]})
     assert await store.suggester_state(study.id) == {"gains": [1.0]}
     assert await store.suggester_state(other.id) is None
+    await store.set_suggester_state(study.id, None)
+    assert await store.suggester_state(study.id) is None
+    await store.set_suggester_state(other.id, {"gains": [2.0]})
+    assert await store.suggester_state(other.id) == {"gains": [2.0]}
     with pytest.raises(NotFound):
         await store.suggester_state(99)
+    with pytest.raises(NotFound):
+        await store.set_suggester_state(99, None)
 
 
 async def test_a_state_that_cannot_be_stored_leaves_no_trial(store, make_study):

@@ -82,7 +82,13 @@ def _broken(state: dict, path: tuple, value) -> dict:
     (("kind",), "tpe", "kind"),
     (("model", "params", "lam"), [1.0, 2.0], "model.params.lam"),
     (("model", "params", "lam"), [1.0, -2.0, 1.0], "not positive"),
+    (("format",), True, "format"),
+    (("options", "beta"), 3.0, "other suggester options"),
     (("model", "params", "scale"), "big", "model.params.scale"),
+    (("model", "params", "scale"), 10 ** 400, "model.params.scale"),
+    (("model", "params", "lam"), ["1.5", "1", "1"], "model.params.lam"),
+    (("joint_model", "params"), {"lam": [10 ** 400] * 4, "scale": 1.0, "noise_var": 0.1},
+     "joint_model.params.lam"),
     (("model", "fitted_at"), -1, "model.fitted_at"),
     (("hedge", "gains"), [float("nan"), 0.0], "hedge.gains"),
     (("hedge", "last", "members"), [5], "hedge.last.members"),
@@ -109,5 +115,28 @@ def test_a_hedge_state_is_refused_by_a_suggester_without_the_portfolio():
     suggester, history = _suggester(), []
     for _ in range(8):
         _step(suggester, history)
-    with pytest.raises(ValueError, match="hedge unexpected"):
+    with pytest.raises(ValueError, match="other suggester options.*'acquisition': 'ucb'"):
         _suggester(acquisition="ucb").load_state(suggester.state())
+
+
+def test_a_gp_grid_takes_only_its_own_state():
+    grid_space = Space.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.05},
+                                  "y": {"type": "int", "low": 0, "high": 9}})
+    grid = make_suggester("gp-grid", grid_space, seed=3, n_startup=4)
+    history = []
+    for _ in range(8):
+        point = grid.suggest()
+        grid.observe(point, (point["x"] - 0.3) ** 2 + point["y"])
+        history.append(point)
+    state = json.loads(json.dumps(grid.state()))
+    assert state["kind"] == "gp-grid"
+    restarted = make_suggester("gp-grid", grid_space, seed=3, n_startup=4)
+    for point in history:
+        restarted.observe(point, (point["x"] - 0.3) ** 2 + point["y"])
+    restarted.load_state(state)
+    assert restarted.suggest() == grid.suggest()
+    with pytest.raises(ValueError, match="kind"):
+        make_suggester("gp", grid_space, seed=3, n_startup=4, acquisition="logei").load_state(state)
+    with pytest.raises(ValueError, match="options"):
+        make_suggester("gp-grid", grid_space, seed=3, n_startup=4,
+                       max_enumerate=10).load_state(state)

@@ -24,8 +24,12 @@ def field(state: Any, name: str, where: str) -> Any:
 def finite_array(value: Any, where: str, shape: tuple[int | None, ...]) -> np.ndarray:
     """value as a float array of `shape` (None: any length on that axis), all finite."""
     try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
+        raw = np.asarray(value)
+        # Numbers only: no strings that float() would read, no integers too big for a float.
+        if raw.dtype.kind not in "iuf":
+            raise TypeError
+        array = raw.astype(float)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{where}: expected numbers, got {value!r}") from None
     if array.ndim != len(shape) or any(want is not None and got != want
                                        for got, want in zip(array.shape, shape)):
@@ -36,10 +40,13 @@ def finite_array(value: Any, where: str, shape: tuple[int | None, ...]) -> np.nd
 
 
 def positive_float(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
+    try:
+        number = float(value) if type(value) in (int, float) else math.nan
+    except OverflowError:  # an integer too big for a float
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
         raise ValueError(f"{where}: expected a positive number, got {value!r}")
-    return float(value)
+    return number
 
 
 def count(value: Any, where: str) -> int:

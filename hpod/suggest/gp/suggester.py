@@ -9,12 +9,15 @@ Randomness: the design is drawn from (seed, 0) and suggestion number i from (see
 observations + number of pending points), so the same history gives the same point. The state
 beyond the history is the warm start of the kernel hyperparameters, the refit cadence and the
 hedge's gains: `state()` / `load_state()` (hpod.suggest.base.Resumable). The daemon saves the
-state with every trial it creates and loads it after a restart, so the restarted study proposes
-what the uninterrupted one would have.
+state with every trial it creates and loads it after a restart. With one trial at a time the
+restarted study then proposes what the uninterrupted one would have; with several, the restart
+replays the results in trial order rather than the order they came in, which can move the
+numerics by a rounding and the path with them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -57,6 +60,8 @@ class GPSuggester:
     "joint" (how values at several resources are modelled, see FIDELITIES) and max_resource (the
     resource of a final result, for "joint"; the scheduler's max_resource when the study has one).
     """
+
+    STATE_KIND = "gp"  # what state() calls the suggester that saved it
 
     def __init__(self, space: Space, seed: int | None = None,
                  direction: str | Direction = "minimize", *, acquisition: str | None = None,
@@ -149,14 +154,23 @@ class GPSuggester:
     def state(self) -> dict[str, Any]:
         """What a restarted daemon needs beyond the history to go on as if it had not stopped:
         both kernels' warm starts and refit cadence, and the portfolio's gains."""
-        return {"format": STATE_FORMAT, "kind": "gp",
+        return {"format": STATE_FORMAT, "kind": self.STATE_KIND,
+                "options": self._state_options(),
                 "model": self._model.state(), "joint_model": self._joint_model.state(),
                 "hedge": None if self._hedge is None else self._hedge.state()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        if field(state, "format", "state") != STATE_FORMAT or field(state, "kind", "state") != "gp":
-            raise ValueError(f"state: not a format-{STATE_FORMAT} gp state "
-                             f"(format {state.get('format')!r}, kind {state.get('kind')!r})")
+        saved_format, kind = field(state, "format", "state"), field(state, "kind", "state")
+        if type(saved_format) is not int or saved_format != STATE_FORMAT or kind != self.STATE_KIND:
+            raise ValueError(f"state: not a format-{STATE_FORMAT} {self.STATE_KIND} state "
+                             f"(format {saved_format!r}, kind {kind!r})")
+        # A state saved under other options (the study file changed while the daemon was
+        # down) belongs to another search: its warm start and gains would mislead this one.
+        options = self._state_options()
+        saved = field(state, "options", "state")
+        if saved != json.loads(json.dumps(options)):
+            raise ValueError(f"state: saved with other suggester options ({saved!r}, now "
+                             f"{options!r})")
         before = self.state()
         try:
             self._model.load_state(field(state, "model", "state"), "model")
@@ -167,9 +181,20 @@ class GPSuggester:
                                  + f" for acquisition {self.acquisition!r}")
             if self._hedge is not None:
                 self._hedge.load_state(hedge, self.space.dim)
-        except ValueError:
+        except Exception:  # whatever a corrupt state raises, nothing of it stays applied
             self._restore_valid(before)
             raise
+
+    def _state_options(self) -> dict[str, Any]:
+        """The options that shape the search (not blas_threads): a state is only taken back by
+        a suggester built with the same ones."""
+        return {"acquisition": self.acquisition, "beta": self.beta, "n_startup": self.n_startup,
+                "pending": self.pending, "n_fantasies": self.n_fantasies,
+                "prior": self._model.prior, "deterministic": self._model.deterministic,
+                "max_points": self._model.max_points, "refit_every": self._model.refit_every,
+                "n_candidates": self.n_candidates, "n_starts": self.n_starts,
+                "warp": self._model.warp, "fidelity": self.fidelity,
+                "max_resource": self.max_resource}
 
     def _restore_valid(self, before: Mapping[str, Any]) -> None:
         """Undo a half-loaded state: `before` came from state(), so it loads."""
