@@ -14,8 +14,9 @@ is cut.
 
 hpod's methods run through `hpod.simulation.simulate_study`: the daemon's StudyPolicy,
 suggesters and schedulers, which tell the suggester every value that enters a rung as it
-happens (hpod.rung_feed). "joint" is the GP with fidelity = "joint", one model over (params,
-resource). "min_resource 3" rows judge from
+happens (hpod.rung_feed). The GP's rows use its default under a scheduler, the joint model
+(one GP over params and resource); "level" rows the single-level GP (fidelity = "level").
+"min_resource 3" rows judge from
 epoch 3 (rungs at 3 and 9), the first level whose values rank these curves well, as `hpod
 simulate` advises; Optuna's pruners get the same rows for a fair comparison. Optuna's run
 ask/tell on the same clock: report every epoch, ask `should_prune()`, tell PRUNED or the final
@@ -63,16 +64,18 @@ SPACE: dict[str, Any] = {
 }
 
 
-JOINT = {"fidelity": "joint"}  # max_resource: the scheduler's
+# Under a scheduler the GP's default is the joint model over (params, resource) (max_resource:
+# the scheduler's); LEVEL is the single-level GP, the default before 2026-11-24.
+LEVEL = {"fidelity": "level"}
 FIRST_RUNG_3 = {"min_resource": 3}  # what `hpod simulate` advises on these curves
 # name -> (suggester, scheduler, suggester options, scheduler options beyond the shared rungs)
 HPOD: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "hpod asha + gp": ("gp", "asha", {}, {}),
-    "hpod asha + gp joint": ("gp", "asha", JOINT, {}),
+    "hpod asha + gp, level": ("gp", "asha", LEVEL, {}),
     "hpod asha + gp, min_resource 3": ("gp", "asha", {}, FIRST_RUNG_3),
-    "hpod asha + gp joint, min_resource 3": ("gp", "asha", JOINT, FIRST_RUNG_3),
+    "hpod asha + gp, level, min_resource 3": ("gp", "asha", LEVEL, FIRST_RUNG_3),
     "hpod async-hyperband + gp": ("gp", "async-hyperband", {}, {}),
-    "hpod async-hyperband + gp joint": ("gp", "async-hyperband", JOINT, {}),
+    "hpod async-hyperband + gp, level": ("gp", "async-hyperband", LEVEL, {}),
     "hpod asha + tpe": ("tpe", "asha", {}, {}),
     "hpod async-hyperband + tpe": ("tpe", "async-hyperband", {}, {}),
     "hpod asha + random": ("random", "asha", {}, {}),

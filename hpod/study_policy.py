@@ -167,6 +167,11 @@ def entered_level(scheduler: Scheduler, step: float) -> float:
 
 def build_suggester(spec: StudySpec) -> Suggester:
     options = dict(spec.suggester.options)
+    if spec.suggester.kind == "gp" and spec.scheduler.kind != "fifo":
+        # Under a scheduler the GP models every level each trial reached (MOBSTER-JOINT), not
+        # one: over 200 seeds of benchmarks/multifidelity.py it was better at half the budget
+        # and at the end with rungs from epoch 1 or 3 (docs/benchmarks.md).
+        options.setdefault("fidelity", "joint")
     # The joint GP places a final result at the scheduler's full resource unless told otherwise.
     if options.get("fidelity") == "joint" and "max_resource" not in options \
             and spec.scheduler.max_resource is not None:

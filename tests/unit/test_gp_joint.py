@@ -83,3 +83,27 @@ def test_the_joint_gp_takes_the_schedulers_max_resource_unless_told(tmp_path, gi
         "scheduler": {"kind": "asha", "min_resource": 1, "max_resource": 27},
     }, path=tmp_path / "joint.toml")
     assert StudyPolicy(spec).suggester.max_resource == expected  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("scheduler, given, expected", [
+    ("asha", None, "joint"), ("median", None, "joint"), ("fifo", None, "level"),
+    ("asha", "level", "level"), ("fifo", "joint", "joint")])
+def test_under_a_scheduler_the_gp_models_every_level_unless_told(tmp_path, scheduler, given,
+                                                                expected) -> None:
+    from hpod.spec import parse_study
+    from hpod.study_policy import StudyPolicy
+
+    options = {"kind": "gp"} if given is None else {"kind": "gp", "fidelity": given}
+    table = {"kind": scheduler}
+    if scheduler != "fifo":
+        table.update({"min_resource": 1, "max_resource": 27})
+    spec = parse_study({
+        "name": "joint", "command": ["python", "-c", "pass"],
+        "objective": {"metric": "loss", "direction": "minimize"}, "budget": {"trials": 5},
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}, "suggester": options,
+        "scheduler": table,
+    }, path=tmp_path / "joint.toml")
+    suggester = StudyPolicy(spec).suggester
+    assert suggester.fidelity == expected  # type: ignore[attr-defined]
+    if expected == "joint" and scheduler != "fifo":
+        assert suggester.max_resource == 27.0  # type: ignore[attr-defined]

@@ -57,7 +57,8 @@ class GPSuggester:
     n_startup (default max(5, min(2d, 20))); prior "hvarfner" | "optuna"; deterministic (noise
     pinned at the 1e-8 floor); max_points (data cap); refit_every (None: automatic); n_candidates and
     n_starts for the acquisition search; blas_threads (None: leave BLAS alone); fidelity "level" |
-    "joint" (how values at several resources are modelled, see FIDELITIES) and max_resource (the
+    "joint" (how values at several resources are modelled, see FIDELITIES; a study with a scheduler
+    gets "joint" unless its file says otherwise) and max_resource (the
     resource of a final result, for "joint"; the scheduler's max_resource when the study has one).
     """
 
