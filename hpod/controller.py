@@ -570,6 +570,13 @@ class StudyController:
             state = await self._store.suggester_state(self.study.id)
             if state is not None and isinstance(suggester, Resumable):
                 suggester.load_state(state)
+                await self._store.record_event(
+                    EventLevel.INFO,
+                    f"study {self.name}: its {self.spec.suggester.kind} suggester goes on from "
+                    "its saved state (what it had learned beyond the trials, saved with the "
+                    "last one it proposed)",
+                    study_id=self.study.id,
+                )
                 return
         # Whatever a corrupt column holds (text that is not JSON, numbers out of range): the
         # study must still run, and a study that cannot start is what this guards against.

@@ -349,7 +349,9 @@ def test_a_restarted_gp_study_goes_on_from_its_saved_state(tmp_path: Path, start
     gains = _saved_state(tmp_path, "gp")["hedge"]["gains"]
     # Each suggestion adds a standardised posterior mean (a few units) to each gain.
     assert gains[0] > 400 and gains[1] < -400, gains
-    assert "was not loaded" not in hpod_cli("events", tmp_path, "--limit", "200").stdout
+    events = hpod_cli("events", tmp_path, "--limit", "200").stdout
+    assert "its gp suggester goes on from its saved state" in events
+    assert "was not loaded" not in events
 
 
 @pytest.mark.parametrize("bad", ['{"format": 0, "kind": "gp"}', "{not json",
@@ -368,6 +370,7 @@ def test_a_saved_state_the_suggester_cannot_take_is_recorded_not_fatal(
     assert len({t.params["x"] for t in trials}) == 12
     events = hpod_cli("events", tmp_path, "--limit", "200").stdout
     assert "the saved state of its gp suggester was not loaded" in events
+    assert "goes on from its saved state" not in events
     assert _saved_state(tmp_path, "gp")["format"] == 1  # replaced by the next suggestion's
 
 
@@ -384,3 +387,27 @@ def test_a_study_switched_to_a_suggester_without_state_drops_the_saved_one(
     assert restarted.wait() == 0, restarted.log()
     assert len(trials_of(tmp_path, "gp")) == 12
     assert _saved_state(tmp_path, "gp") is None
+
+
+def test_a_gp_study_killed_midway_proposes_what_an_uninterrupted_one_does(
+        tmp_path: Path, start_daemon) -> None:
+    """One trial at a time, the same seed: the points of a study killed with 4 trials complete
+    and restarted are, trial by trial, those of the same study run without a stop. Without the
+    saved state the restarted GP refits from its defaults and starts its portfolio afresh."""
+    space = 'x = { type = "float", low = 0.0, high = 1.0 }'
+    study = (steady_study(trials=9, space=space, extra='suggester = { kind = "gp", n_startup = 3 }')
+             .replace("sleep = 0.05", "sleep = 0.1").replace("parallel = 2", "parallel = 1"))
+    calm, killed = tmp_path / "calm", tmp_path / "killed"
+    for folder in (calm, killed):
+        folder.mkdir()
+        write_study(folder, "gp", study)
+    uninterrupted = start_daemon(calm, "--exit-when-idle")
+    assert uninterrupted.wait() == 0, uninterrupted.log()
+    kill_9_when(start_daemon(killed), killed, "gp",
+                lambda ts: _state_count(ts, TrialState.COMPLETE) >= 4, "four complete trials")
+    restarted = start_daemon(killed, "--exit-when-idle")
+    assert restarted.wait() == 0, restarted.log()
+
+    expected = [t.params for t in trials_of(calm, "gp")]
+    assert len(expected) == 9
+    assert [t.params for t in trials_of(killed, "gp")] == expected
