@@ -17,7 +17,7 @@ numerics by a rounding and the path with them.
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -169,22 +169,21 @@ class GPSuggester:
         # down) belongs to another search: its warm start and gains would mislead this one.
         options = self._state_options()
         saved = field(state, "options", "state")
-        if saved != json.loads(json.dumps(options)):
+        if saved != options:
             raise ValueError(f"state: saved with other suggester options ({saved!r}, now "
                              f"{options!r})")
-        before = self.state()
-        try:
-            self._model.load_state(field(state, "model", "state"), "model")
-            self._joint_model.load_state(field(state, "joint_model", "state"), "joint_model")
-            hedge = field(state, "hedge", "state")
-            if (hedge is None) != (self._hedge is None):
-                raise ValueError("state: hedge " + ("missing" if hedge is None else "unexpected")
-                                 + f" for acquisition {self.acquisition!r}")
-            if self._hedge is not None:
-                self._hedge.load_state(hedge, self.space.dim)
-        except Exception:  # whatever a corrupt state raises, nothing of it stays applied
-            self._restore_valid(before)
-            raise
+        hedge_state = field(state, "hedge", "state")
+        if (hedge_state is None) != (self._hedge is None):
+            raise ValueError("state: hedge " + ("missing" if hedge_state is None else "unexpected")
+                             + f" for acquisition {self.acquisition!r}")
+        # Loaded into copies and swapped in at the end: a corrupt part leaves nothing applied.
+        model, joint_model, hedge = copy.copy(self._model), copy.copy(self._joint_model), \
+            copy.copy(self._hedge)
+        model.load_state(field(state, "model", "state"), "model")
+        joint_model.load_state(field(state, "joint_model", "state"), "joint_model")
+        if hedge is not None:
+            hedge.load_state(hedge_state, self.space.dim)
+        self._model, self._joint_model, self._hedge = model, joint_model, hedge
 
     def _state_options(self) -> dict[str, Any]:
         """The options that shape the search (not blas_threads): a state is only taken back by
@@ -196,13 +195,6 @@ class GPSuggester:
                 "n_candidates": self.n_candidates, "n_starts": self.n_starts,
                 "warp": self._model.warp, "fidelity": self.fidelity,
                 "max_resource": self.max_resource}
-
-    def _restore_valid(self, before: Mapping[str, Any]) -> None:
-        """Undo a half-loaded state: `before` came from state(), so it loads."""
-        self._model.load_state(before["model"])
-        self._joint_model.load_state(before["joint_model"])
-        if self._hedge is not None:
-            self._hedge.load_state(before["hedge"], self.space.dim)
 
     # -- pieces ----------------------------------------------------------------------------------
 
