@@ -49,6 +49,17 @@ def _number(name: str, value: Any) -> float:
     return float(value)
 
 
+def _to_unit(name: str, value: Any, bounds: tuple[float, float], log: bool) -> float:
+    """A numeric param's value as a position in [0, 1] between its (log-scaled) bounds."""
+    v = _number(name, value)
+    lo, hi = bounds
+    if log:
+        if v <= 0:
+            raise SpaceError(f"must be > 0 on a log scale, got {v!r}", field=f"params.{name}")
+        v = math.log(v)
+    return (v - lo) / (hi - lo)
+
+
 def _dec(value: float) -> Decimal:
     # repr() is the shortest text that round-trips, i.e. what the user wrote: 0.1 stays 0.1.
     return Decimal(repr(float(value)))
@@ -142,13 +153,7 @@ class FloatParam:
         return self.low, self.high
 
     def encode(self, value: Any) -> float:
-        v = _number(self.name, value)
-        lo, hi = self._bounds()
-        if self.log:
-            if v <= 0:
-                raise SpaceError(f"must be > 0 on a log scale, got {v!r}", field=f"params.{self.name}")
-            v = math.log(v)
-        return (v - lo) / (hi - lo)
+        return _to_unit(self.name, value, self._bounds(), self.log)
 
     def decode(self, u: float) -> float:
         lo, hi = self._bounds()
@@ -245,13 +250,7 @@ class IntParam:
         return (math.log(lo), math.log(hi)) if self.log else (lo, hi)
 
     def encode(self, value: Any) -> float:
-        v = _number(self.name, value)
-        lo, hi = self._bounds()
-        if self.log:
-            if v <= 0:
-                raise SpaceError(f"must be > 0 on a log scale, got {v!r}", field=f"params.{self.name}")
-            v = math.log(v)
-        return (v - lo) / (hi - lo)
+        return _to_unit(self.name, value, self._bounds(), self.log)
 
     def decode(self, u: float) -> int:
         lo, hi = self._bounds()

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hpod.errors import SearchExhausted
 from hpod.space import Space
 from hpod.suggest.base import History, Observation
 
@@ -89,6 +90,15 @@ class EncodedHistory:
         out = set(self._keys)
         out.update(self.space.key(p) for p in pending)
         return out
+
+    def free_or_exhausted(self, pending: Iterable[Mapping[str, Any]] = ()) -> set[Hashable]:
+        """`taken(pending)`, after checking that a finite space still has a point free (raises
+        SearchExhausted when none is: the study ends there)."""
+        taken = self.taken(pending)
+        if self.space.is_finite() and len(taken) >= self.space.grid_size():
+            raise SearchExhausted(f"all {self.space.grid_size()} points of the space were "
+                                  "observed or are pending")
+        return taken
 
     def encoded(self) -> np.ndarray:
         """(len(self), d): every observed point, failed ones included, in arrival order."""

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from hpod.errors import SearchExhausted
 from hpod.space import Space
 from hpod.store.records import Direction
 from hpod.suggest._dedupe import first_free, random_free_point
@@ -74,10 +73,7 @@ class TPESuggester:
 
     def suggest(self, pending: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         pending = list(pending)
-        taken = self._history.taken(pending)
-        if self.space.is_finite() and len(taken) >= self.space.grid_size():
-            raise SearchExhausted(f"all {self.space.grid_size()} points of the space were "
-                                  "observed or are pending")
+        taken = self._history.free_or_exhausted(pending)
         rng = draw_rng(self._entropy, 1 + len(self._history) + len(pending))
         X, v = self._history.training(maximize=self.direction is Direction.MAXIMIZE,
                                       min_points=max(3, self.space.dim + 1))
