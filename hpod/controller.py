@@ -23,6 +23,7 @@ from hpod.enqueue import complete_point
 from hpod.errors import SearchExhausted
 from hpod.executor.base import Executor
 from hpod.executor.select import notify_launched
+from hpod.first_rung_watch import watch_for
 from hpod.hooks import run_study_hook
 from hpod.ingest import MetricSink
 from hpod.resources import Lease, PlacementError, ResourcePool
@@ -85,6 +86,7 @@ class StudyController:
         self._launching: set[int] = set()  # trial ids whose launch has not returned yet
         self._spares_behind = True  # a launch since the last retire may have started spares
         self._policy = StudyPolicy(spec)
+        self._first_rung_watch = watch_for(spec.name, spec.scheduler.kind, self._policy.scheduler)
         self._runs: dict[int, TrialRun] = {}
         self._queue: deque[TrialRecord] = deque()
         self._retry_at: dict[int, float] = {}  # trial id -> monotonic time its retry may start
@@ -474,6 +476,10 @@ class StudyController:
         if level is not EventLevel.INFO or outcome.state is TrialState.STOPPED:
             await self._store.record_event(level, message, study_id=self.study.id,
                                            trial_id=trial.id)
+        streak = None if self._first_rung_watch is None else self._first_rung_watch.on_end(final)
+        if streak is not None:
+            logger.warning("%s", streak)
+            await self._store.record_event(EventLevel.WARNING, streak, study_id=self.study.id)
         if self._consecutive_failures >= self.spec.max_failures and self._end is None:
             reason = (
                 f"{self._consecutive_failures} trials in a row failed (max_failures = "

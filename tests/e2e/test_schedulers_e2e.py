@@ -82,3 +82,44 @@ def test_asha_promotion_pauses_and_resumes_from_checkpoints(tmp_path: Path,
     for row in rows:
         if row["state"] == "stopped":
             assert row["last_step"] in (1, 3)
+
+
+_SLOWER_EACH_TIME = """
+import hpod.trial as trial
+
+number = trial.trial_number()
+for step in range(1, 10):
+    # Every new trial starts worse than all before it: from the third on, ASHA stops each one
+    # at the first rung.
+    if trial.report(step, loss=float(number) + 1.0 / step) == "stop":
+        break
+"""
+
+
+def test_a_streak_of_first_rung_stops_is_a_warning_event(tmp_path: Path, start_daemon) -> None:
+    from hpod.first_rung_watch import STREAK
+
+    (tmp_path / "slower.py").write_text(_SLOWER_EACH_TIME)
+    write_study(tmp_path, "night", f"""
+command = ["python", "{tmp_path / 'slower.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = {STREAK + 2} }}
+parallel = 1
+[scheduler]
+kind = "asha"
+min_resource = 1
+max_resource = 9
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    rows = json.loads(hpod_cli("trials", tmp_path, "night", "--format", "json").stdout)
+    assert [row["state"] for row in rows] == ["complete"] * 2 + ["stopped"] * STREAK
+    with StoreReader(tmp_path / ".hpod" / "hpod.db") as reader:
+        warnings = [event for event in reader.list_events(limit=1_000)
+                    if "stopped at the first rung" in event.message]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].level.value == "warning"
+    assert f"the last {STREAK} trials were all stopped at the first rung (resource 1)" in \
+        warnings[0].message
