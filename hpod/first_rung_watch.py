@@ -14,7 +14,7 @@ next streak of STREAK warns again.
 
 from __future__ import annotations
 
-from hpod.schedule.rungs import reached
+from hpod.schedule.rungs import format_level, reached
 from hpod.store.records import TrialRecord, TrialState
 
 STREAK = 30
@@ -45,17 +45,13 @@ class FirstRungWatch:
         return None  # a failure says nothing about the rung
 
     def _message(self) -> str:
-        level = _fmt(self.first_level)
+        level = format_level(self.first_level)
         return (f"study {self.study}: the last {self.streak} trials were all stopped at the "
                 f"first rung (resource {level}) by the {self.scheduler} scheduler. The points "
                 "proposed rarely survive it: the first rung may come too early for these "
                 "learning curves. `hpod simulate STUDY_FILE --curves FOLDER/.hpod/hpod.db` "
                 "measures how well each rung ranks this study's trials; consider a later "
                 "`min_resource`, or `kind = \"async-hyperband\"`, which hedges over first rungs")
-
-
-def _fmt(level: float) -> str:
-    return str(int(level)) if float(level).is_integer() else f"{level:g}"
 
 
 def watch_for(study: str, scheduler_kind: str, scheduler: object) -> FirstRungWatch | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpod.schedule.rungs import reached
+from hpod.schedule.rungs import format_level, reached
 from hpod.schedule.simulate import Curve
 
 # Below this rank correlation a rung judges many trials wrongly (see the module docstring).
@@ -65,15 +65,15 @@ def weak_first_rung_advice(agreements: Sequence[LevelAgreement], scheduler: str)
     first = agreements[0]
     who = (f"`{scheduler}` is" if scheduler in _SINGLE_BRACKET
            else f"the brackets of `{scheduler}` that start there are")
-    text = (f"the first rung (resource {_fmt(first.level)}) ranks trials poorly against their "
-            f"final values (Spearman {first.spearman:.2f} over {first.curves} curves): "
+    text = (f"the first rung (resource {format_level(first.level)}) ranks trials poorly "
+            f"against their final values (Spearman {first.spearman:.2f} over {first.curves} curves): "
             f"{who} likely to stop trials that would have ended well.")
     # Not the last level: starting there leaves one rung, which saves little (at 9 of 10
     # epochs, 10 %) and is no longer successive halving.
     later = next((a for a in agreements[1:-1] if a.spearman >= WEAK_AGREEMENT), None)
     fixes = []
     if later is not None:
-        fixes.append(f"judge later with `min_resource = {_fmt(later.level)}` (Spearman "
+        fixes.append(f"judge later with `min_resource = {format_level(later.level)}` (Spearman "
                      f"{later.spearman:.2f} there)")
     if scheduler == "asha":
         fixes.append('hedge over several first rungs with `kind = "async-hyperband"`')
@@ -105,7 +105,3 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
     if ra.std() == 0.0 or rb.std() == 0.0:
         return math.nan
     return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _fmt(level: float) -> str:
-    return str(int(level)) if float(level).is_integer() else f"{level:g}"

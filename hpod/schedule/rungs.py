@@ -42,6 +42,11 @@ def rung_levels(min_resource: float, max_resource: float, eta: float) -> tuple[f
     return tuple(levels)
 
 
+def format_level(level: float) -> str:
+    """A level as a user writes it: 3 rather than 3.0, 0.25 as it is."""
+    return str(int(level)) if float(level).is_integer() else f"{level:g}"
+
+
 def reached(step: float, level: float) -> bool:
     """True when `step` is at or past `level` (with a relative tolerance for float resources)."""
     return step >= level - _REL_TOL * abs(level)
