@@ -94,7 +94,8 @@ Completed = list[tuple[float, float, float]]  # (virtual time, reported final, t
 
 def study_spec(suggester: str, scheduler: str, seed: int, workers: int,
                options: dict[str, Any] | None = None,
-               scheduler_options: dict[str, Any] | None = None) -> StudySpec:
+               scheduler_options: dict[str, Any] | None = None,
+               hours: float | None = None) -> StudySpec:
     table: dict[str, Any] = {"kind": scheduler}
     if scheduler != "fifo":
         table.update({"min_resource": 1, "max_resource": R, "reduction_factor": ETA,
@@ -102,7 +103,8 @@ def study_spec(suggester: str, scheduler: str, seed: int, workers: int,
     return parse_study({
         "name": "multifidelity", "command": ["python", "-c", "pass"],
         "objective": {"metric": "loss", "direction": "minimize"},
-        "budget": {"trials": 10**6}, "parallel": workers, "seed": seed,
+        "budget": {"trials": 10**6} if hours is None else {"hours": hours},
+        "parallel": workers, "seed": seed,
         "space": {**SPACE, "epochs": R}, "suggester": {"kind": suggester, **(options or {})}, "scheduler": table,
     }, path=Path("multifidelity.toml"))
 
@@ -110,9 +112,11 @@ def study_spec(suggester: str, scheduler: str, seed: int, workers: int,
 def run_hpod(method: str, landscape: SyntheticCurves, seed: int, workers: int,
              horizon: float) -> Completed:
     suggester, scheduler, options, scheduler_options = HPOD[method]
-    spec = study_spec(suggester, scheduler, seed, workers, options, scheduler_options)
+    # The budget is the workers' time, as a study file would give it: `hours`.
+    spec = study_spec(suggester, scheduler, seed, workers, options, scheduler_options,
+                      hours=horizon / 3600.0)
     sim = simulate_study(spec, curves=landscape, seed=seed, max_seconds=horizon,
-                         launch_seconds=LAUNCH_SECONDS)
+                         launch_seconds=LAUNCH_SECONDS, max_trials=10**6)
     done = [t for t in sim.result.trials if t.state is TrialState.COMPLETE]
     return [(t.ended_at or 0.0, t.last_value or 0.0, landscape.final(sim.params[t.trial_id]))
             for t in done]

@@ -19,6 +19,7 @@ from typing import Any
 from pathlib import Path
 
 from hpod.config import DaemonConfig
+from hpod.decision import Decision
 from hpod.enqueue import complete_point
 from hpod.errors import SearchExhausted
 from hpod.executor.base import Executor
@@ -88,6 +89,7 @@ class StudyController:
         self._policy = StudyPolicy(spec)
         self._first_rung_watch = watch_for(spec.name, spec.scheduler.kind, self._policy.scheduler)
         self._runs: dict[int, TrialRun] = {}
+        self._started_at: dict[int, float] = {}  # running trial -> its start (store's clock)
         self._queue: deque[TrialRecord] = deque()
         self._retry_at: dict[int, float] = {}  # trial id -> monotonic time its retry may start
         # Enqueued points not yet made trials: (origin, partial params), in the order to run.
@@ -413,9 +415,18 @@ class StudyController:
             sink=self._sink,
             executor=notify_launched(self._executor, lambda: self._launched(trial.id)),
             trial_dir=self._trial_dir(trial),
-            decide=self._policy.decide,
+            decide=self._decide,
             decision_timeout=self._policy.decision_timeout,
         )
+
+    def _decide(self, trial_id: int, step: float, value: float, resumable: bool = True
+                ) -> Decision:
+        """The scheduler's answer to a report, which is also timed: what the trial costs
+        (hpod.cost_feed)."""
+        started = self._started_at.get(trial_id)
+        if started is not None and self._policy.tells_costs:
+            self._policy.timed_report(trial_id, step, time.time() - started)
+        return self._policy.decide(trial_id, step, value, resumable)
 
     def _launched(self, trial_id: int) -> None:
         """The trial's launch returned or failed; the executor may have started a spare behind
@@ -428,7 +439,10 @@ class StudyController:
     async def _run_trial(self, run: TrialRun, lease: Lease) -> None:
         trial = run.trial
         try:
-            await self._store.transition(trial.id, TrialState.RUNNING, placement=lease.label)
+            running = await self._store.transition(trial.id, TrialState.RUNNING,
+                                                   placement=lease.label)
+            if running.started_at is not None:
+                self._started_at[trial.id] = running.started_at
             self._policy.on_start(trial)
             if self._end is not None:  # the study ended while this trial was being set up
                 run.request_stop(self._end.trial_state, self._end.reason or "", 0)
@@ -441,6 +455,7 @@ class StudyController:
         finally:
             lease.release()
             self._runs.pop(trial.id, None)
+            self._started_at.pop(trial.id, None)
             self._launching.discard(trial.id)  # a run that ended before its launch returned
         self._wake()
 
@@ -539,7 +554,7 @@ class StudyController:
         """Rebuild everything held in memory from the store (start-up, restart, resume)."""
         trials = await self._store.list_trials(self.study.id)
         self._n_created = sum(1 for trial in trials if trial.repeat == 0)
-        await self._replay_scheduler(trials)
+        await self._replay_history(trials)
         self._enqueue_from_file(trials)
         for trial in trials:
             if trial.state is TrialState.INTERRUPTED or (
@@ -610,17 +625,21 @@ class StudyController:
             if origin not in made and origin not in waiting:
                 self._enqueued.append((origin, dict(partial)))
 
-    async def _replay_scheduler(self, trials: list[TrialRecord]) -> None:
-        """The scheduler's rungs are rebuilt from the stored reports, never pickled."""
-        if self._policy.scheduler is None or not trials:
+    async def _replay_history(self, trials: list[TrialRecord]) -> None:
+        """The scheduler's rungs and the trials' costs are rebuilt from the stored reports,
+        never pickled."""
+        rungs = self._policy.scheduler is not None
+        if not trials or not (rungs or self._policy.tells_costs):
             return
         metrics = {
             trial.id: [point for _row, point in await self._store.metrics(trial.id)]
             for trial in trials
             if trial.started_at is not None
         }
-        self._policy.replay(history_events(trials, metrics, self.spec.objective.metric,
-                                           self.spec.scheduler.resource), trials)
+        if rungs:
+            self._policy.replay(history_events(trials, metrics, self.spec.objective.metric,
+                                               self.spec.scheduler.resource), trials)
+        self._policy.replay_costs(trials, metrics)
 
     async def _set_state(self, state: StudyState, *, error: str | None = None) -> None:
         if state is self.study.state and error == self.study.error:

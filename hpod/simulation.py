@@ -124,7 +124,11 @@ def simulate_study(spec: StudySpec, *, workers: int | None = None,
         trials = capped = DEFAULT_TRIAL_CAP
         notes.append(f"the budget gives only hours: at most {capped} trials start (--trials "
                      "changes it)")
-    driver = _Driver(spec, policy(spec), curves, length, resumable)
+    driver = _Driver(spec, policy(spec), curves, length, resumable, launch_seconds)
+    if driver.policy.tells_costs:
+        notes.append("the GP weighs each point by its predicted cost (expected improvement per "
+                     "second), timed on the virtual clock: the budget is time; "
+                     "[suggester] cost = \"off\" turns it off")
     started = time.perf_counter()
     result = simulate(driver, driver.next_curve, workers=workers, max_trials=trials,
                       max_seconds=max_seconds, launch_seconds=launch_seconds,
@@ -192,7 +196,8 @@ class _Driver:
     """The controller's side: a Scheduler for the simulator, made of the study's policy."""
 
     def __init__(self, spec: StudySpec, policy: StudyPolicy, curves: CurveSource,
-                 length: Callable[[Mapping[str, Any]], float | None], resumable: bool) -> None:
+                 length: Callable[[Mapping[str, Any]], float | None], resumable: bool,
+                 launch_seconds: float = 0.0) -> None:
         self.spec = spec
         self.policy = policy
         self.direction = spec.objective.direction.value
@@ -202,6 +207,11 @@ class _Driver:
         self.records: list[TrialRecord] = []
         self._live: set[int] = set()  # running or paused: their points are pending
         self._paused: set[int] = set()
+        self._launch_seconds = launch_seconds
+        # Each report is timed on the virtual clock, as the daemon times it on the wall clock
+        # (hpod.cost_feed): the launch, then one curve step per report since the latest start.
+        self._curve_of: dict[int, Curve] = {}
+        self._reports_since_start: dict[int, int] = {}
 
     # -- where points come from (the controller's _next_trial, minus requeues) ---------------
     def next_curve(self, index: int) -> Curve | None:
@@ -221,15 +231,21 @@ class _Driver:
             attempt=0, value=None, last_step=None, reason=None, exit_code=None, checkpoint=None,
             placement=None, created_at=0.0, started_at=None, finished_at=None,
             origin=None if enqueued is None else f"file:{index}"))
-        return self._curves.curve(params, self._length(params))
+        curve = self._curves.curve(params, self._length(params))
+        self._curve_of[index] = curve
+        return curve
 
     # -- the Scheduler contract, as the controller calls the policy --------------------------
     def on_start(self, trial_id: int) -> None:
+        self._reports_since_start[trial_id] = 0
         self._live.add(trial_id)
         self._paused.discard(trial_id)
         self.policy.on_start(self._record(trial_id, TrialState.RUNNING))
 
     def on_report(self, trial_id: int, step: float, value: float) -> Decision:
+        count = self._reports_since_start[trial_id] = self._reports_since_start[trial_id] + 1
+        seconds = self._launch_seconds + count * self._curve_of[trial_id].seconds_per_step
+        self.policy.timed_report(trial_id, step, seconds)
         if self._resumable:
             return self.policy.decide(trial_id, step, value)
         return self.policy.decide(trial_id, step, value, resumable=False)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hpod.cost_feed import CostFeed
 from hpod.decision import Decision
 from hpod.repeats import RepeatedScheduler, RepeatGroups
 from hpod.rung_feed import RungFeed
@@ -18,7 +19,7 @@ from hpod.schedule.rungs import reached
 from hpod.spec import StudySpec
 from hpod.store.records import MetricPoint, StudyRecord, TrialRecord, TrialState
 from hpod.suggest import make_suggester
-from hpod.suggest.base import Suggester
+from hpod.suggest.base import CostAware, Suggester
 
 # How long a trial waits for the answer to a report when the scheduler may stop it. Long
 # enough for a busy daemon to answer, short enough that a stalled daemon does not stall GPUs.
@@ -39,12 +40,14 @@ class StudyPolicy:
         self._groups = RepeatGroups(repeats) if repeats > 1 else None
         # With repeats a rung value is one run's, not the configuration's mean: not fed.
         self._rungs = RungFeed() if self.scheduler is not None and repeats == 1 else None
+        self._costs = CostFeed() if tells_costs(spec, self.suggester) else None
 
     def updated(self, spec: StudySpec) -> StudyPolicy:
         """The policy under a live edit of the study file (budget, parallel, ...): the same
         suggester, scheduler and configurations; the edit refuses a change of those."""
         policy = StudyPolicy(spec, suggester=self.suggester, scheduler=self.scheduler)
         policy._judge, policy._groups, policy._rungs = self._judge, self._groups, self._rungs
+        policy._costs = self._costs
         return policy
 
     @property
@@ -80,9 +83,22 @@ class StudyPolicy:
             self._rungs.entered(trial_id, entered_level(self.scheduler, step), value)
         return decision
 
+    @property
+    def tells_costs(self) -> bool:
+        """Whether the suggester is told what each trial costs (timed_report)."""
+        return self._costs is not None
+
+    def timed_report(self, trial_id: int, resource: float, seconds: float) -> None:
+        """A report at `resource`, `seconds` after the trial's latest start: what the trial
+        costs (hpod.cost_feed), told to the suggester with the rung values."""
+        if self._costs is not None:
+            self._costs.reported(trial_id, resource, seconds)
+
     def on_start(self, trial: TrialRecord) -> None:
         if self._rungs is not None:
             self._rungs.started(trial)
+        if self._costs is not None:
+            self._costs.started(trial)
         if isinstance(self._judge, RepeatedScheduler):
             self._judge.on_start(trial)
         elif self._judge is not None:
@@ -91,6 +107,8 @@ class StudyPolicy:
     def on_end(self, trial: TrialRecord) -> None:
         if self._rungs is not None:
             self._rungs.ended(trial.id)
+        if self._costs is not None:
+            self._costs.ended(trial.id)
         if isinstance(self._judge, RepeatedScheduler):
             self._judge.on_end(trial)
         elif self._judge is not None:
@@ -129,10 +147,25 @@ class StudyPolicy:
         return trial
 
     def tell_rungs(self) -> None:
-        """Tell the suggester the rung values of running trials queued since the last call."""
+        """Tell the suggester the rung values of running trials, and the trials' costs, queued
+        since the last call."""
         if self._rungs is not None:
             for params, value, resource in self._rungs.drain():
                 self.suggester.observe(params, value, resource)
+        if self._costs is not None:
+            rates, overhead = self._costs.drain()
+            suggester: CostAware = self.suggester  # type: ignore[assignment]
+            for params, seconds_per_unit in rates:
+                suggester.observe_cost(params, seconds_per_unit)
+            if overhead is not None:
+                suggester.observe_overhead(overhead.startup, overhead.resource)
+
+    def replay_costs(self, trials: Sequence[TrialRecord],
+                     metrics: Mapping[int, Sequence[MetricPoint]]) -> None:
+        """After a restart: the costs of past trials from their stored reports."""
+        if self._costs is not None:
+            self._costs.rebuilt(trials, metrics, self.spec.objective.metric,
+                                self.spec.scheduler.resource)
 
     def replay(self, events: list[Event], trials: Sequence[TrialRecord] = ()) -> None:
         """Rebuild the scheduler's rungs after a restart from the stored history, in order."""
@@ -163,6 +196,19 @@ def entered_level(scheduler: Scheduler, step: float) -> float:
     the others never move a milestone."""
     reached_levels = [lv for lv in getattr(scheduler, "levels", ()) if reached(step, lv)]
     return float(max(reached_levels)) if reached_levels else float(step)
+
+
+def tells_costs(spec: StudySpec, suggester: Suggester) -> bool:
+    """Whether the study's suggester learns what points cost (EI per second). Under `cost =
+    "auto"` (the default) only when the budget is time (hours, or no budget at all): there a
+    cheaper point leaves time for more, while under a number of trials each one counts the
+    same, whatever it costs."""
+    if not isinstance(suggester, CostAware):
+        return False
+    cost = spec.suggester.options.get("cost", "auto")
+    if cost == "auto":
+        return spec.budget.hours is not None or spec.budget.trials is None
+    return cost == "on"
 
 
 def build_suggester(spec: StudySpec) -> Suggester:

@@ -41,6 +41,19 @@ class Suggester(Protocol):
 
 
 @runtime_checkable
+class CostAware(Protocol):
+    def observe_cost(self, params: Mapping[str, Any], seconds_per_unit: float) -> None:
+        """What a trial of `params` costs: seconds per unit of resource (an epoch), measured
+        between its reports (hpod.cost_feed)."""
+        ...
+
+    def observe_overhead(self, startup: float, resource: float) -> None:
+        """What every trial adds to that: `startup` seconds, and the `resource` an average
+        trial trains."""
+        ...
+
+
+@runtime_checkable
 class Resumable(Protocol):
     def state(self) -> dict[str, Any]:
         """What the suggester knows beyond its history, as JSON-able data."""

@@ -42,7 +42,8 @@ class GPGridSuggester(GPSuggester):
                  n_random: int = 2048, acquisition: str = "logei", beta: float = 2.0,
                  n_startup: int | None = None, pending: str = "believer", n_fantasies: int = 16,
                  prior: str = "hvarfner", deterministic: bool = False, max_points: int = 500,
-                 refit_every: int | None = None, blas_threads: int | None = 1) -> None:
+                 refit_every: int | None = None, blas_threads: int | None = 1,
+                 cost: str = "auto") -> None:
         self.grid_size = space.grid_size()  # SpaceError when a float has no step
         for name, value in (("max_enumerate", max_enumerate), ("n_random", n_random)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -50,7 +51,7 @@ class GPGridSuggester(GPSuggester):
         super().__init__(space, seed, direction, acquisition=acquisition, beta=beta,
                          n_startup=n_startup, pending=pending, n_fantasies=n_fantasies,
                          prior=prior, deterministic=deterministic, max_points=max_points,
-                         refit_every=refit_every, blas_threads=blas_threads)
+                         refit_every=refit_every, blas_threads=blas_threads, cost=cost)
         self.max_enumerate = max_enumerate
         self.n_random = n_random
         self._counts = np.array([c for c in self._lattice.counts], dtype=np.int64)  # (d,)

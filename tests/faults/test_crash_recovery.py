@@ -411,3 +411,28 @@ def test_a_gp_study_killed_midway_proposes_what_an_uninterrupted_one_does(
     expected = [t.params for t in trials_of(calm, "gp")]
     assert len(expected) == 9
     assert [t.params for t in trials_of(killed, "gp")] == expected
+
+
+def test_a_gp_study_on_a_time_budget_learns_what_its_trials_cost_across_a_restart(
+        tmp_path: Path, start_daemon) -> None:
+    """With hours in its budget a GP study weighs points by their cost (EI per second): each
+    report is timed, and a restart reads those times back from the stored reports. Shown by the
+    cost GP of the last suggestion, fitted on the costs of the trials from before the kill too:
+    without them it would have at most the 5 trials measured since."""
+    space = ('x = { type = "float", low = 0.0, high = 1.0 }\n'
+             'sleep = { type = "float", low = 0.02, high = 0.1 }')
+    study = (steady_study(trials=12, space=space, extra='suggester = { kind = "gp", n_startup = 3 }')
+             .replace("budget = { trials = 12 }", "budget = { trials = 12, hours = 1 }")
+             .replace("sleep = 0.05\n", ""))
+    write_study(tmp_path, "costly", study)
+    kill_9_when(start_daemon(tmp_path), tmp_path, "costly",
+                lambda ts: _state_count(ts, TrialState.COMPLETE) >= 6, "six complete trials")
+    assert _saved_state(tmp_path, "costly")["cost_model"]["params"] is not None
+
+    restarted = start_daemon(tmp_path, "--exit-when-idle")
+    assert restarted.wait() == 0, restarted.log()
+    trials = trials_of(tmp_path, "costly")
+    assert len(trials) == 12 and {t.state for t in trials} == {TrialState.COMPLETE}
+    # The 12th suggestion came after at least 9 trials had reported: 6 complete and up to 2
+    # running at the kill (timed by the first daemon), and at least one since.
+    assert _saved_state(tmp_path, "costly")["cost_model"]["fitted_at"] >= 8

@@ -297,7 +297,9 @@ def test_a_portfolio_search_finds_each_members_own_optimum():
     assert b["x"] == pytest.approx(0.8, abs=1e-3) and (b["n"], b["k"], b["c"]) == (10, 2, "a")
 
 
-def test_portfolio_members_over_one_posterior_share_its_predictions_exactly():
+@pytest.mark.parametrize("weighed", [False, True], ids=["plain", "weighed by a cost"])
+def test_portfolio_members_over_one_posterior_share_its_predictions_exactly(weighed):
+    from hpod.suggest.gp.cost import CostSurface, PerCost
     from hpod.suggest.gp.optimize import _Members
 
     rng = np.random.default_rng(3)
@@ -305,6 +307,11 @@ def test_portfolio_members_over_one_posterior_share_its_predictions_exactly():
     post = GPPosterior(X, np.sin(4 * X).sum(axis=1), KernelParams.default(3, 1e-6),
                        np.zeros(3, dtype=bool))
     members = [LogEI(post, 1.0), UCB(post, 1.5)]
+    if weighed:
+        costs = GPPosterior(X, X[:, 0] - X[:, 1], KernelParams.default(3, 1e-4),
+                            np.zeros(3, dtype=bool))
+        surface = CostSurface(costs, -0.5, 0.8, 20.0, 5.0)
+        members = [PerCost(acq, surface) for acq in members]
     Q = rng.random((9, 3))
     owner = np.array([0, 1, 1, 0, 1, 0, 0, 1, 1], dtype=float)
     shared = _Members(members)

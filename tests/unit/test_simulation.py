@@ -13,6 +13,7 @@ import pytest
 from hpod.cli import main
 from hpod.decision import Decision
 from hpod.schedule.landscape import SyntheticCurves
+from hpod.schedule.simulate import Curve
 from hpod.schedule.rungs import rung_levels
 from hpod.simulation import SimulationError, simulate_study
 from hpod.space import Space
@@ -197,3 +198,41 @@ def test_a_study_file_with_repeats_runs_each_configuration_once(tmp_path: Path) 
     sim = simulate_study(spec)
     assert len(sim.result.trials) == 6 and sim.best_trial() is not None
     assert any("repeats" in note for note in sim.notes)
+
+
+class _WidthCosts:
+    """Curves whose final loss depends on lr alone, while a wide network costs up to 20 times
+    as much per epoch: every width is as good, and the narrow ones are cheaper."""
+
+    def curve(self, params, max_resource=None):
+        final = (math.log10(params["lr"]) + 2.5) ** 2
+        values = tuple(final + 1.0 / step for step in range(1, 10))
+        return Curve(values, seconds_per_step=math.exp(3.0 * params["width"]))
+
+
+def test_on_a_time_budget_the_gp_is_told_what_each_trial_cost_on_the_virtual_clock(
+        tmp_path: Path) -> None:
+    """As the daemon does, the simulation times each report (the launch, then the curve's
+    seconds per epoch) and tells the GP what each trial costs; on a budget of hours it then
+    spends its picks on cheaper points."""
+    space = {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+             "width": {"type": "float", "low": 0.0, "high": 1.0}}
+
+    def widths_picked(cost: str) -> tuple[list[float], int]:
+        spec = spec_of(tmp_path, suggester={"kind": "gp", "cost": cost, "n_startup": 6},
+                       space=space, budget={"hours": 10.0, "trials": 30},
+                       scheduler={"kind": "fifo", "max_resource": 9})
+        policies: list[StudyPolicy] = []
+
+        def policy(s):
+            policies.append(StudyPolicy(s))
+            return policies[-1]
+
+        sim = simulate_study(spec, curves=_WidthCosts(), policy=policy, launch_seconds=2.0)
+        return [p["width"] for p in sim.params[10:]], len(policies[0].suggester._cost)
+
+    weighed, told = widths_picked("auto")
+    blind, not_told = widths_picked("off")
+    assert told >= 26 and not_told == 0
+    assert sum(w < 0.25 for w in weighed) >= 0.7 * len(weighed)
+    assert sum(weighed) < 0.5 * sum(blind)

@@ -18,6 +18,7 @@ import numpy as np
 
 from hpod.suggest._lattice import Lattice, sobol
 from hpod.suggest.gp.acquisition import Acquisition
+from hpod.suggest.gp.cost import CostSurface, PerCost
 from hpod.suggest.gp.batched_lbfgsb import batched_lbfgsb
 
 logger = logging.getLogger(__name__)
@@ -84,9 +85,15 @@ def maximize_acquisitions(acqs: Sequence[Acquisition], lattice: Lattice,
 
 class _Members:
     """Several acquisitions as one function of rows [x, member index]. Members built over one
-    posterior (hpod.suggest.gp.model.GPModel.acquisitions) share each GP prediction."""
+    posterior (hpod.suggest.gp.model.GPModel.acquisitions) share each GP prediction, and members
+    weighed by one cost surface (hpod.suggest.gp.cost.PerCost) share each cost prediction."""
 
     def __init__(self, acqs: Sequence[Acquisition]) -> None:
+        self._surface: CostSurface | None = None
+        surfaces = {id(getattr(a, "surface", None)) for a in acqs}
+        if len(acqs) > 1 and len(surfaces) == 1 and all(isinstance(a, PerCost) for a in acqs):
+            self._surface = acqs[0].surface  # type: ignore[attr-defined]
+            acqs = [a.inner for a in acqs]  # type: ignore[attr-defined]
         self.acqs = list(acqs)
         posteriors = {id(getattr(a, "posterior", None)) for a in self.acqs}
         shared = (len(self.acqs) > 1 and len(posteriors) == 1
@@ -96,9 +103,14 @@ class _Members:
     def each(self, X: np.ndarray) -> list[np.ndarray]:
         """Every member's values at the same points X (m, d)."""
         if self._posterior is None:
-            return [a(X) for a in self.acqs]
-        mean, var = self._posterior.mean_var(X)
-        return [a.values_from(mean, var) for a in self.acqs]  # type: ignore[attr-defined]
+            values = [a(X) for a in self.acqs]
+        else:
+            mean, var = self._posterior.mean_var(X)
+            values = [a.values_from(mean, var) for a in self.acqs]  # type: ignore[attr-defined]
+        if self._surface is not None:
+            penalty = self._surface.log_cost(X)
+            values = [v - penalty for v in values]
+        return values
 
     def __call__(self, Xt: np.ndarray) -> np.ndarray:
         X, owner = Xt[:, :-1], Xt[:, -1]
@@ -108,11 +120,13 @@ class _Members:
                 rows = owner == i
                 if rows.any():
                     out[rows] = a(X[rows])
-            return out
-        mean, var = self._posterior.mean_var(X)
-        for i, a in enumerate(self.acqs):
-            rows = owner == i
-            out[rows] = a.values_from(mean[rows], var[rows])  # type: ignore[attr-defined]
+        else:
+            mean, var = self._posterior.mean_var(X)
+            for i, a in enumerate(self.acqs):
+                rows = owner == i
+                out[rows] = a.values_from(mean[rows], var[rows])  # type: ignore[attr-defined]
+        if self._surface is not None:
+            out -= self._surface.log_cost(X)
         return out
 
     def value_and_grad(self, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +143,10 @@ class _Members:
             else:
                 out[rows], grad[rows, :-1] = a.value_and_grad_from(  # type: ignore[attr-defined]
                     *(m[rows] for m in moments))
+        if self._surface is not None:
+            penalty, dpenalty = self._surface.log_cost_and_grad(X)
+            out -= penalty
+            grad[:, :-1] -= dpenalty
         return out, grad
 
 

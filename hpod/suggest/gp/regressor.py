@@ -157,6 +157,16 @@ class GPPosterior:
         var = np.maximum(p.scale - np.einsum("ij,ij->j", V, V), 0.0)
         return mean, var
 
+    def mean(self, Xq: np.ndarray) -> np.ndarray:
+        """The mean (m,) | (m, F) alone: no triangular solve, a fraction of mean_var's cost."""
+        return self._against.kernel(Xq, self.params.scale) @ self.alpha
+
+    def mean_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean (m,), dmean (m, d)) for one target vector, without the variance's solves."""
+        p = self.params
+        Kq, Sq = self._against.kernel_and_slope(Xq, p.scale)
+        return Kq @ self.alpha, kern.grad_contract(Sq * self.alpha, Xq, self.X, p.lam, self.is_cat)
+
     def mean_var_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(mean, var, dmean, dvar): dmean (m, d) | (m, F, d), dvar (m, d); gradients in Xq,
         zero along categorical coordinates."""

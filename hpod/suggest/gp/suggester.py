@@ -33,6 +33,7 @@ from hpod.suggest._lattice import Lattice, sobol
 from hpod.suggest._training import EncodedHistory
 from hpod.suggest.base import draw_rng, parse_direction, seed_entropy
 from hpod.suggest.gp.acquisition import Acquisition
+from hpod.suggest.gp.cost import CostModel, PerCost
 from hpod.suggest.gp.hedge import Hedge
 from hpod.suggest.gp.model import ACQUISITIONS, BlasThreads, GPModel, default_n_startup
 from hpod.suggest.gp.optimize import maximize_acquisitions
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 # "level": a single-fidelity GP on one level (hpod.suggest._training); "joint": one GP over
 # (params, level) on every level (hpod.suggest.gp.fidelity).
 FIDELITIES = ("level", "joint")
+# "auto" and "on": weigh points by their cost once costs are told (observe_cost); a study's
+# policy tells them under "auto" only when its budget is hours (hpod.study_policy). "off": never.
+COST_CHOICES = ("auto", "on", "off")
 
 
 class GPSuggester:
@@ -58,7 +62,10 @@ class GPSuggester:
     n_starts for the acquisition search; blas_threads (None: leave BLAS alone); fidelity "level" |
     "joint" (how values at several resources are modelled, see FIDELITIES; a study with a scheduler
     gets "joint" unless its file says otherwise) and max_resource (the
-    resource of a final result, for "joint"; the scheduler's max_resource when the study has one).
+    resource of a final result, for "joint"; the scheduler's max_resource when the study has one);
+    cost "auto" | "on" | "off" (weigh points by their predicted seconds per unit of resource, as
+    told by observe_cost: hpod.suggest.gp.cost; "auto" and "on" differ only in when a study's
+    policy tells costs, see hpod.study_policy).
     """
 
     STATE_KIND = "gp"  # what state() calls the suggester that saved it
@@ -70,7 +77,7 @@ class GPSuggester:
                  max_points: int = 500, refit_every: int | None = None,
                  n_candidates: int = 1024, n_starts: int = 10, warp: str = "none",
                  blas_threads: int | None = 1, fidelity: str = "level",
-                 max_resource: float | None = None) -> None:
+                 max_resource: float | None = None, cost: str = "auto") -> None:
         if acquisition is None:
             # The portfolio, unless the study asks for fantasies, which only log EI has (so a
             # study file written before the portfolio was the default still loads).
@@ -79,6 +86,7 @@ class GPSuggester:
         _check_choice("pending", pending, PENDING_STRATEGIES)
         _check_choice("prior", prior, PRIORS)
         _check_choice("fidelity", fidelity, FIDELITIES)
+        _check_choice("cost", cost, COST_CHOICES)
         if max_resource is not None and (isinstance(max_resource, bool)
                                          or not isinstance(max_resource, (int, float))
                                          or not max_resource > 1):
@@ -119,12 +127,26 @@ class GPSuggester:
                                     np.append(self._lattice.n_choices, 0), prior=prior,
                                     deterministic=deterministic, max_points=max_points,
                                     refit_every=refit_every, warp=warp)
+        self.cost = cost
+        self._cost = CostModel(self._lattice.is_cat, self._lattice.n_choices, prior=prior,
+                               max_points=max_points)
 
     # -- ask/tell --------------------------------------------------------------------------------
 
     def observe(self, params: Mapping[str, Any], value: float | None,
                 resource: float | None = None) -> None:
         self._history.add(params, value, resource)
+
+    def observe_cost(self, params: Mapping[str, Any], seconds_per_unit: float) -> None:
+        """What `params` costs: its trial's seconds per unit of resource (hpod.suggest.gp.cost).
+        Once d + 1 points have one, each acquisition is weighed by the predicted cost of its
+        point (EI per second), unless `cost = "off"`."""
+        self._cost.observe(self.space.key(params), self.space.to_unit(params), seconds_per_unit)
+
+    def observe_overhead(self, startup: float, resource: float) -> None:
+        """What every trial adds to its rate: `startup` seconds, and the `resource` an average
+        trial trains (the cost of a point is startup + rate * resource; by default 0 and 1)."""
+        self._cost.observe_overhead(startup, resource)
 
     def suggest(self, pending: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         pending = list(pending)
@@ -154,6 +176,7 @@ class GPSuggester:
         return {"format": STATE_FORMAT, "kind": self.STATE_KIND,
                 "options": self._state_options(),
                 "model": self._model.state(), "joint_model": self._joint_model.state(),
+                "cost_model": self._cost.state(),
                 "hedge": None if self._hedge is None else self._hedge.state()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -165,6 +188,8 @@ class GPSuggester:
         # down) belongs to another search: its warm start and gains would mislead this one.
         options = self._state_options()
         saved = field(state, "options", "state")
+        if isinstance(saved, Mapping) and "cost" not in saved:  # saved before the option
+            saved = {**saved, "cost": "auto"}
         if saved != options:
             raise ValueError(f"state: saved with other suggester options ({saved!r}, now "
                              f"{options!r})")
@@ -175,11 +200,15 @@ class GPSuggester:
         # Loaded into copies and swapped in at the end: a corrupt part leaves nothing applied.
         model, joint_model, hedge = copy.copy(self._model), copy.copy(self._joint_model), \
             copy.copy(self._hedge)
+        cost_model = copy.copy(self._cost.model)
         model.load_state(field(state, "model", "state"), "model")
         joint_model.load_state(field(state, "joint_model", "state"), "joint_model")
+        if "cost_model" in state:  # absent from states saved before costs were modelled
+            cost_model.load_state(state["cost_model"], "cost_model")
         if hedge is not None:
             hedge.load_state(hedge_state, self.space.dim)
         self._model, self._joint_model, self._hedge = model, joint_model, hedge
+        self._cost.model = cost_model
 
     def _state_options(self) -> dict[str, Any]:
         """The options that shape the search (not blas_threads): a state is only taken back by
@@ -190,7 +219,7 @@ class GPSuggester:
                 "max_points": self._model.max_points, "refit_every": self._model.refit_every,
                 "n_candidates": self.n_candidates, "n_starts": self.n_starts,
                 "warp": self._model.warp, "fidelity": self.fidelity,
-                "max_resource": self.max_resource}
+                "max_resource": self.max_resource, "cost": self.cost}
 
     # -- pieces ----------------------------------------------------------------------------------
 
@@ -205,6 +234,10 @@ class GPSuggester:
         acqs = fit.model.acquisitions(fit.post, fit.best, fit.lift(Xp), rng, kinds=kinds,
                                       beta=self.beta, pending=self.pending,
                                       n_fantasies=self.n_fantasies, at_level=fit.level)
+        surface = (None if self.cost == "off"
+                   else self._cost.surface(rng, min_points=max(3, self.space.dim + 1)))
+        if surface is not None:
+            acqs = [PerCost(acq, surface) for acq in acqs]
         ranked = self._ranked_points(acqs, rng, fit.best_x, fit.lengthscales, taken_X)
         free = [first_free(self.space, points, taken) for points in ranked]
         if self._hedge is None:
