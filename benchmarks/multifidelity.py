@@ -16,6 +16,8 @@ hpod's methods run through `hpod.simulation.simulate_study`: the daemon's StudyP
 suggesters and schedulers, which tell the suggester every value that enters a rung as it
 happens (hpod.rung_feed). The GP's rows use its default under a scheduler, the joint model
 (one GP over params and resource); "level" rows the single-level GP (fidelity = "level").
+hpod's studies get the budget as `hours`, as a study file on a night's budget would, so the GP
+weighs each point by its predicted cost (EI per second, hpod.suggest.gp.cost).
 "min_resource 3" rows judge from
 epoch 3 (rungs at 3 and 9), the first level whose values rank these curves well, as `hpod
 simulate` advises; Optuna's pruners get the same rows for a fair comparison. Optuna's run
