@@ -193,17 +193,25 @@ class Daemon:
         study: StudyRecord,
     ) -> None:
         executor, pool = self._placement(spec)
-        controller = StudyController(
-            spec=spec,
-            study=study,
-            store=store,
-            pool=pool,
-            executor=executor,
-            sink=sink,
-            config=self.config,
-            on_change=self._progress_changed,
-            retire_spares=lambda: retire_study(self._executor, spec.name),
-        )
+        try:
+            controller = StudyController(
+                spec=spec,
+                study=study,
+                store=store,
+                pool=pool,
+                executor=executor,
+                sink=sink,
+                config=self.config,
+                on_change=self._progress_changed,
+                retire_spares=lambda: retire_study(self._executor, spec.name),
+            )
+        except Exception as error:  # noqa: BLE001
+            # A study whose machinery cannot even be built (a suggester refusing an option the
+            # file check let through) fails alone; the other studies go on.
+            logger.exception("study %s could not start: internal error", spec.name)
+            tg.create_task(self._fail_study(store, spec.name, study, error),
+                           name=f"fail:{spec.name}")
+            return
         self.controllers[spec.name] = controller
         self._tasks[spec.name] = tg.create_task(
             self._run_controller(controller, store), name=f"study:{spec.name}"
@@ -228,7 +236,7 @@ class Daemon:
             # NOTE: a bug in one study's machinery (a suggester that raises, say) fails that
             # study loudly, with the traceback in the log, and the other studies go on.
             logger.exception("study %s failed with an internal error", controller.name)
-            await self._fail_study(store, controller, error)
+            await self._fail_study(store, controller.name, controller.study, error)
         finally:
             if self.controllers.get(controller.name) is controller:
                 del self.controllers[controller.name]
@@ -237,16 +245,15 @@ class Daemon:
             if controller.name not in self.controllers:  # not restarted meanwhile
                 await retire_study(self._executor, controller.name)
 
-    async def _fail_study(self, store: Store, controller: StudyController,
+    async def _fail_study(self, store: Store, name: str, study: StudyRecord,
                           error: Exception) -> None:
         while isinstance(error, ExceptionGroup):  # the TaskGroups wrap the real error
             error = error.exceptions[0]
         message = (
-            f"study {controller.name} stopped by an internal error: {type(error).__name__}: "
+            f"study {name} stopped by an internal error: {type(error).__name__}: "
             f"{error}. This is a bug in hpod; the daemon's log has the traceback. Save the "
             "study file again (or `hpod resume`) to retry"
         )
-        study = controller.study
         for trial in await store.list_trials(study.id, [TrialState.RUNNING]):
             await store.transition(trial.id, TrialState.INTERRUPTED,
                                    reason="its study stopped by an internal error")

@@ -201,6 +201,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
                    e.fix)
     budget = parse_budget(f, data.get("budget"), suggester.kind)
     scheduler = parse_scheduler(f, data.get("scheduler"))
+    _check_suggester_values(f, suggester, scheduler, space, objective)
     trial = parse_trial(f, data.get("trial"), command)
     _check_repeats(f, trial.repeats, scheduler)
     return StudySpec(
@@ -271,6 +272,27 @@ def _space(f: Fields, raw: Any) -> Space:
         return Space.from_dict(raw)
     except SpaceError as e:  # add the file name the space parser does not know
         raise SpaceError(e.message, path=f.path, field=e.field, fix=e.fix) from None
+
+
+def _check_suggester_values(f: Fields, suggester: SuggesterSpec, scheduler: SchedulerSpec,
+                            space: Space, objective: Objective) -> None:
+    """Build the suggester once, with the options the daemon will give it, so that a value it
+    refuses (acquisition = "foo") is an error of the file, here and in `hpod check`, not of the
+    daemon that loads it."""
+    from hpod.suggest import make_suggester
+    from hpod.suggester_defaults import suggester_options
+
+    try:
+        make_suggester(suggester.kind, space, direction=objective.direction.value,
+                       **suggester_options(suggester, scheduler))
+    except SpaceError:
+        return  # a space the kind cannot search is reported where the space is checked
+    except (ValueError, TypeError) as e:
+        message = str(e)
+        named = [name for name in suggester.options if message.startswith(f"{name} ")]
+        f.fail(f"suggester.{named[0]}" if named else "suggester", message,
+               "give a value the message allows, or leave the option out for its "
+               "default (docs/study-file.md#suggester)")
 
 
 def _suggester_options(kind: str) -> frozenset[str] | None:

@@ -20,6 +20,7 @@ from hpod.spec import StudySpec
 from hpod.store.records import MetricPoint, StudyRecord, TrialRecord, TrialState
 from hpod.suggest import make_suggester
 from hpod.suggest.base import CostAware, Suggester
+from hpod.suggester_defaults import suggester_options
 
 # How long a trial waits for the answer to a report when the scheduler may stop it. Long
 # enough for a busy daemon to answer, short enough that a stalled daemon does not stall GPUs.
@@ -212,22 +213,12 @@ def tells_costs(spec: StudySpec, suggester: Suggester) -> bool:
 
 
 def build_suggester(spec: StudySpec) -> Suggester:
-    options = dict(spec.suggester.options)
-    if spec.suggester.kind == "gp" and spec.scheduler.kind != "fifo":
-        # Under a scheduler the GP models every level each trial reached (MOBSTER-JOINT), not
-        # one: over 200 seeds of benchmarks/multifidelity.py it was better at half the budget
-        # and at the end with rungs from epoch 1 or 3 (docs/benchmarks.md).
-        options.setdefault("fidelity", "joint")
-    # The joint GP places a final result at the scheduler's full resource unless told otherwise.
-    if options.get("fidelity") == "joint" and "max_resource" not in options \
-            and spec.scheduler.max_resource is not None:
-        options["max_resource"] = spec.scheduler.max_resource
     return make_suggester(
         spec.suggester.kind,
         spec.space,
         seed=spec.seed,
         direction=spec.objective.direction.value,
-        **options,
+        **suggester_options(spec.suggester, spec.scheduler),
     )
 
 

@@ -236,3 +236,16 @@ def test_on_a_time_budget_the_gp_is_told_what_each_trial_cost_on_the_virtual_clo
     assert told >= 26 and not_told == 0
     assert sum(w < 0.25 for w in weighed) >= 0.7 * len(weighed)
     assert sum(weighed) < 0.5 * sum(blind)
+
+
+def test_a_gp_under_a_scheduler_of_fractions_keeps_the_single_level_model(tmp_path: Path) -> None:
+    """The joint model counts the resource from 1; a study whose trials train on a fraction of
+    the data (0.1 to 1) gets the GP on one level instead of a daemon that cannot build it."""
+    spec = spec_of(tmp_path, suggester={"kind": "gp"}, budget={"trials": 16},
+                   scheduler={"kind": "asha", "resource": "fraction", "min_resource": 0.1,
+                              "max_resource": 1.0})
+    policy = StudyPolicy(spec)
+    assert policy.suggester.fidelity == "level"  # type: ignore[attr-defined]
+    sim = simulate_study(spec)
+    assert len(sim.result.trials) == 16
+    assert any(t.state is TrialState.STOPPED for t in sim.result.trials)

@@ -93,6 +93,11 @@ BROKEN_CASES: dict[str, tuple[str | None, str]] = {
     "string_bound.toml": ("space.lr.low", "must be a number, got string '0.001'"),
     "suggester_unknown_kind.toml": ("suggester.kind", "Did you mean 'random'?"),
     "suggester_unknown_option.toml": ("suggester.n_startup", "unknown key 'n_startup'"),
+    # A value the suggester refuses is the file's error, not the daemon's crash.
+    "suggester_bad_value.toml": ("suggester.acquisition",
+                                 "acquisition must be one of 'logei', 'ucb', 'hedge', got 'ei'"),
+    "suggester_joint_fractions.toml": ("suggester.fidelity",
+                                       'use fidelity = "level" for a resource in fractions'),
     "toml_syntax.toml": (None, "TOML syntax error: Invalid value (at line 4, column 12)"),
     "trial_negative_retries.toml": ("trial.retries", "must be at least 0"),
     "trial_unknown_key.toml": ("trial.timout", "Did you mean 'timeout'?"),

@@ -90,6 +90,11 @@ class GPSuggester:
         if max_resource is not None and (isinstance(max_resource, bool)
                                          or not isinstance(max_resource, (int, float))
                                          or not max_resource > 1):
+            if fidelity == "joint" and isinstance(max_resource, (int, float)):
+                raise ValueError(
+                    'fidelity "joint" counts the resource from 1 (epochs, steps), but '
+                    f'max_resource is {max_resource!r}: use fidelity = "level" for a resource in '
+                    "fractions")
             raise ValueError(f"max_resource must be a number > 1, got {max_resource!r}")
         if acquisition in ("ucb", "hedge") and pending == "fantasy":
             raise ValueError('pending = "fantasy" needs acquisition = "logei" (UCB, alone or in '
