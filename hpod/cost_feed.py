@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpod.store.records import MetricPoint, TrialRecord
 
+_RATE_WINDOW = 64
 Rate = tuple[dict[str, Any], float]  # (params, seconds per unit of resource)
 
 
@@ -46,7 +48,9 @@ class Overhead:
 class _Timing:
     params: dict[str, Any]
     last: tuple[float, float] | None = None  # (resource, seconds) of the last report this run
-    rates: list[float] = field(default_factory=list)
+    # Only the latest gaps: a trial may report thousands of times a second, and this runs on
+    # every report; the median of the last _RATE_WINDOW is as good a rate, in bounded memory.
+    rates: deque[float] = field(default_factory=lambda: deque(maxlen=_RATE_WINDOW))
     first: tuple[float, float] | None = None  # the first report of the first run
     reached: float = 0.0
     ended: bool = False

@@ -154,3 +154,13 @@ def test_a_named_resource_metric_is_the_unit_of_the_cost() -> None:
     feed = CostFeed()
     feed.rebuilt([trial], metrics, "loss", "epoch")
     assert feed.drain() == ([({"x": 0.1}, 5.0)], Overhead(30.0, 4.0))
+
+
+def test_a_trial_that_reports_very_often_keeps_a_bounded_window_of_gaps() -> None:
+    feed = CostFeed()
+    feed.started(record(0, {"x": 0.5}))
+    for step in range(1, 10_001):  # 10 s an epoch for the first 5000, then 1 s
+        feed.reported(0, step, 10.0 * min(step, 5000) + max(step - 5000, 0))
+    rates, _overhead = feed.drain()
+    assert rates == [({"x": 0.5}, 1.0)]  # the recent gaps
+    assert len(feed._trials[0].rates) <= 64
