@@ -52,18 +52,42 @@ def test_a_trials_rate_is_timed_between_its_reports_and_the_startup_before_them(
     policy.timed_report(0, 1, 12.0)  # 10 s of startup, then 2 s an epoch
     policy.timed_report(0, 2, 14.0)
     policy.timed_report(0, 4, 18.0)
-    policy.timed_report(1, 1, 20.0)  # one report: no rate yet
+    policy.timed_report(1, 1, 20.0)  # one report: no gap between reports yet
     assert policy.suggester.costs == []  # told with the rung values, under the suggest lock
     policy.tell_rungs()
-    assert policy.suggester.costs == [({"x": 0.0}, 2.0)]
+    # trial 1's rate is estimated from its first report: 20 s less the study's 10 s startup
+    assert policy.suggester.costs == [({"x": 0.0}, 2.0), ({"x": 0.1}, 10.0)]
     assert policy.suggester.overheads == [(10.0, 2.5)]  # none ended: the mean of all reached
-    policy.timed_report(1, 2, 26.0)  # 6 s an epoch, so 14 s of startup
+    policy.timed_report(1, 2, 26.0)  # measured: 6 s an epoch, so 14 s of startup
     policy.on_end(record(0, {"x": 0.0}, TrialState.COMPLETE, 0.1, 4))
     policy.tell_rungs()
-    assert policy.suggester.costs[1:] == [({"x": 0.1}, 6.0)]
+    assert policy.suggester.costs[2:] == [({"x": 0.1}, 6.0)]  # the measure replaces the guess
     assert policy.suggester.overheads[1:] == [(12.0, 4.0)]  # the median startup; trial 0 ended
     policy.tell_rungs()  # nothing new
-    assert len(policy.suggester.costs) == 2 and len(policy.suggester.overheads) == 2
+    assert len(policy.suggester.costs) == 3 and len(policy.suggester.overheads) == 2
+
+
+def test_a_trial_with_one_report_is_told_its_first_report_less_the_startup_until_measured(
+        tmp_path: Path) -> None:
+    policy = StudyPolicy(study(tmp_path, {"hours": 8}), suggester=CostRecorder(None))
+    for trial_id in range(4):
+        policy.on_start(record(trial_id, {"x": trial_id / 10}))
+    policy.timed_report(0, 1, 7.0)  # 5 s of startup, then 2 s an epoch
+    policy.timed_report(0, 2, 9.0)
+    policy.timed_report(1, 3, 17.0)  # stopped at its first rung, 3 epochs in 17 s
+    policy.tell_rungs()
+    assert policy.suggester.costs == [({"x": 0.0}, 2.0), ({"x": 0.1}, 4.0)]  # (17 - 5) / 3
+    policy.timed_report(2, 1, 5.0)  # no later than the startup, yet not free
+    policy.tell_rungs()
+    assert policy.suggester.costs[2:] == [({"x": 0.2}, 0.5)]  # a tenth of its 5 s
+    policy.tell_rungs()
+    assert len(policy.suggester.costs) == 3  # an estimate is told once while the startup stays
+    policy.timed_report(3, 1, 11.0)  # 8 s of startup here: the median moves to 6.5 s
+    policy.timed_report(3, 2, 14.0)
+    policy.tell_rungs()
+    assert sorted(policy.suggester.costs[3:], key=lambda cost: cost[0]["x"]) == [
+        ({"x": 0.1}, (17.0 - 6.5) / 3), ({"x": 0.2}, 0.5), ({"x": 0.3}, 3.0)]
+    assert policy.suggester.overheads[-1][0] == 6.5
 
 
 def test_a_resumed_trial_is_timed_from_its_new_start(tmp_path: Path) -> None:
