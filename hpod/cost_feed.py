@@ -152,6 +152,8 @@ class CostFeed:
             if t.rates or t.first is None or (trial_id in self._estimated and not again):
                 continue
             resource, seconds = t.first
+            if not seconds > 0:
+                continue  # a clock that stepped back: no time to estimate from (and never 0 s)
             training = max(seconds - startup, _MIN_ESTIMATED_SHARE * seconds)
             estimates[trial_id] = (t.params, training / resource)
             self._estimated.add(trial_id)

@@ -188,3 +188,17 @@ def test_a_trial_that_reports_very_often_keeps_a_bounded_window_of_gaps() -> Non
     rates, _overhead = feed.drain()
     assert rates == [({"x": 0.5}, 1.0)]  # the recent gaps
     assert len(feed._trials[0].rates) <= 64
+
+
+def test_a_first_report_at_no_time_after_the_start_gives_no_estimate(tmp_path: Path) -> None:
+    """A wall clock stepped back puts a report at or before its trial's start: the suggester
+    refuses a rate of 0, so none is estimated from it."""
+    policy = StudyPolicy(study(tmp_path, {"hours": 8}), suggester=CostRecorder(None))
+    for trial_id in range(3):
+        policy.on_start(record(trial_id, {"x": trial_id / 10}))
+    policy.timed_report(0, 1, 7.0)
+    policy.timed_report(0, 2, 9.0)
+    policy.timed_report(1, 1, 0.0)
+    policy.timed_report(2, 1, -3.0)
+    policy.tell_rungs()
+    assert policy.suggester.costs == [({"x": 0.0}, 2.0)]
