@@ -18,9 +18,10 @@ def test_leftovers_are_found_by_their_trial_folder_and_killed(tmp_path: Path) ->
                for d in (trial_dir, other)]
     try:
         mine, theirs = (p.pid for p in started)
-        wait_until(lambda: mine in find_leftovers(trial_dir), what="sleep to exec")
+        # Until a child has exec'd, its /proc environment is still this process's: wait for both.
+        wait_until(lambda: sorted(find_leftovers(tmp_path / "trials", under=True))
+                   == sorted([mine, theirs]), what="both sleeps to exec")
         assert find_leftovers(trial_dir) == [mine]
-        assert sorted(find_leftovers(tmp_path / "trials", under=True)) == sorted([mine, theirs])
         assert find_leftovers(tmp_path / "trials") == []  # exact match only without `under`
         assert kill_leftovers(trial_dir) == [mine]
         started[0].wait(timeout=30)
