@@ -115,9 +115,10 @@ def test_sigterm_interrupts_trials_and_a_restart_finishes_them(tmp_path: Path,
     write_study(tmp_path, "slow", quadratic_study(
         trials=4, parallel=2, extra_space="steps = 1000\nsleep = 0.05"))
     daemon = start_daemon(tmp_path)
-    wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {}).get("running") == 2,
-               what="two running trials")
-    pids = _trial_pids(tmp_path)
+    # A trial is "running" in the store before its process has started and written its pid.
+    pids = wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {})
+                      .get("running") == 2 and len(_trial_pids(tmp_path)) == 2
+                      and _trial_pids(tmp_path), what="two running trials with their pids")
     assert daemon.terminate() == 0, daemon.log()
     rows = _values(tmp_path, "slow")
     assert sorted(row["state"] for row in rows) == ["interrupted", "interrupted"]
@@ -142,9 +143,9 @@ def test_kill_9_of_the_daemon_takes_the_trials_with_it(tmp_path: Path, start_dae
     write_study(tmp_path, "slow", quadratic_study(
         trials=2, parallel=2, extra_space="steps = 1000\nsleep = 0.05"))
     daemon = start_daemon(tmp_path)
-    wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {}).get("running") == 2,
-               what="two running trials")
-    pids = _trial_pids(tmp_path)
+    pids = wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {})
+                      .get("running") == 2 and len(_trial_pids(tmp_path)) == 2
+                      and _trial_pids(tmp_path), what="two running trials with their pids")
     daemon.process.kill()
     daemon.wait()
     wait_until(lambda: not any(alive(pid) for pid in pids), what="trials to die with the daemon")
@@ -208,7 +209,10 @@ def test_commands_stop_a_trial_and_pause_resume_a_study(tmp_path: Path, start_da
     assert "paused" in paused.stdout
     stopped = hpod_cli("stop", tmp_path, "ctl", "--trial", "0")
     assert "stopped" in stopped.stdout
-    wait_until(lambda: study_status(tmp_path, "ctl")["state"] == "paused", what="paused state")
+    # The study is paused at once; trial 0 is recorded stopped only once its process has exited.
+    wait_until(lambda: (status := study_status(tmp_path, "ctl"))["state"] == "paused"
+               and status["trials"]["stopped"] == 1 and status["trials"]["running"] == 0,
+               what="paused state with trial 0 stopped")
     row = _values(tmp_path, "ctl")[0]
     assert row["state"] == "stopped" and row["reason"] == "stopped by the user"
     assert study_status(tmp_path, "ctl")["trials"]["running"] == 0
@@ -253,8 +257,9 @@ def test_hpod_run_runs_one_study_in_the_foreground(tmp_path: Path) -> None:
 
 
 def _trial_pids(folder: Path) -> list[int]:
-    """The quadratic fixture writes its pid into its trial folder."""
-    return [int(p.read_text()) for p in (folder / ".hpod" / "trials").rglob("pid")]
+    """The quadratic fixture writes its pid into its trial folder (empty while being written)."""
+    return [int(text) for p in (folder / ".hpod" / "trials").rglob("pid")
+            if (text := p.read_text().strip())]
 
 
 def test_a_transient_failure_is_retried_after_a_delay(tmp_path: Path, start_daemon) -> None:

@@ -84,6 +84,14 @@ def test_a_hostile_file_gives_one_readable_line(name: str) -> None:
     assert len(text) < 1000
 
 
+def _with_mode(path: Path, text: str, mode: int) -> Path:
+    """`path` written with `mode`, under a hidden name first (no study file), then renamed."""
+    draft = path.with_name(f".{path.name}.tmp")
+    draft.write_text(text)
+    draft.chmod(mode)
+    return draft.rename(path)
+
+
 def _made_in(folder: Path) -> dict[str, str]:
     """The hostile entries git cannot hold, made in `folder`; study name -> error fragment."""
     made = {}
@@ -91,22 +99,22 @@ def _made_in(folder: Path) -> dict[str, str]:
     made["fifo"] = "is not a regular file (it is a FIFO)"
     (folder / "folder.toml").mkdir()
     made["folder"] = "is a folder, not a study file"
-    (folder / "loop.toml").symlink_to(folder / ".loop-back")
+    # The hidden half first: a change to it is no event for loop.toml, which must be a loop from
+    # the moment it appears (the watcher may read it at once).
     (folder / ".loop-back").symlink_to(folder / "loop.toml")
+    (folder / "loop.toml").symlink_to(folder / ".loop-back")
     made["loop"] = "is a symbolic link that cannot be followed (a loop of links)"
     (folder / "dangling.yaml").symlink_to(folder / "nowhere.yaml")
     made["dangling"] = "which does not exist"
     with open(folder / "huge.toml", "wb") as huge:
         huge.truncate(100 * 1024 * 1024)  # sparse: 100 MB of NUL bytes
     made["huge"] = "is larger than 1024 KiB"
-    shared = folder / "shared.toml"
-    shared.write_text(quadratic_study(trials=1))
-    shared.chmod(0o666)
+    # Modes set before the files appear: read in between, either would be a valid study that
+    # starts, and then keeps running with that definition.
+    shared = _with_mode(folder / "shared.toml", quadratic_study(trials=1), 0o666)
     made["shared"] = f"Fix: chmod go-w {shared}"
     if os.geteuid() != 0:  # root reads any file
-        unreadable = folder / "unreadable.toml"
-        unreadable.write_text(quadratic_study(trials=1))
-        unreadable.chmod(0)
+        _with_mode(folder / "unreadable.toml", quadratic_study(trials=1), 0)
         made["unreadable"] = "cannot be read: permission denied"
     # Renamed while it is being written: the half that arrives first is broken on its own,
     # and the whole file (under its new name) misses `space` on purpose.

@@ -73,14 +73,18 @@ def _state_count(trials: list[TrialRecord], state: TrialState) -> int:
 
 
 def test_kill_9_loses_nothing_and_resumes_from_checkpoints(tmp_path: Path, start_daemon) -> None:
-    write_study(tmp_path, "steady", steady_study(trials=8))
+    # Trials #2 and #3 are held after their report of step 3 (their checkpoint of step 2 is
+    # stored before it): unheld, one could end, or another start, between the look and the kill.
+    study, gate = _held(tmp_path, steady_study(trials=8), STEADY, at=3, who="from #2")
+    write_study(tmp_path, "steady", study)
     daemon = start_daemon(tmp_path)
     left = kill_9_when(
         daemon, tmp_path, "steady",
         lambda ts: _state_count(ts, TrialState.COMPLETE) >= 2
         and sum(t.state is TrialState.RUNNING and t.checkpoint is not None
-                and (t.last_step or 0) >= 2 for t in ts) == 2,
+                and (t.last_step or 0) >= 3 for t in ts) == 2,
         "two complete trials and two running ones with a checkpoint")
+    gate.touch()  # trials #4 to #7 run after the restart
     done_before = {t.number: t for t in left if t.state is TrialState.COMPLETE}
     running_before = {t.number: t for t in left if t.state is TrialState.RUNNING}
     assert len(running_before) == 2 and all(t.checkpoint for t in running_before.values())
@@ -160,16 +164,20 @@ sleep = 0.04
 """
 
 
-_HELD = """# quadratic.py (argv[2]), held after its report of step 2 until the file argv[1] exists.
+_HELD = """# The trial program argv[4], held after its report of step argv[2] until the file argv[1]
+# exists; argv[3] says which runs: "all", "resumed" (from a checkpoint) or "from #2" (trial #2 on).
 import runpy, sys, time
 from pathlib import Path
 import hpod.trial as trial
 
-gate, program, report = Path(sys.argv[1]), sys.argv[2], trial.report
+gate, at, who, program = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+held = {"all": True, "resumed": trial.resume_from() is not None,
+        "from #2": (trial.trial_number() or 0) >= 2}[who]
+report = trial.report
 
 def held_report(step, /, **metrics):
     decision = report(step, **metrics)
-    while step == 2 and not gate.exists():
+    while held and step == at and not gate.exists():
         time.sleep(0.01)
     return decision
 
@@ -179,14 +187,17 @@ runpy.run_path(program, run_name="__main__")
 """
 
 
-def _held_at_step_2(folder: Path, study: str) -> tuple[str, Path]:
-    """`study` with its trials held after the report of step 2 until the returned gate exists:
-    the test then never has to catch a trial in the fraction of a second it runs unheld."""
+def _held(folder: Path, study: str, program: Path = FIXTURE_TRIALS / "quadratic.py", *,
+          at: int = 2, who: str = "all") -> tuple[str, Path]:
+    """`study` (which runs `program`) with its trials held after their report of step `at` until
+    the returned gate exists: the test then never has to catch a trial in the fraction of a
+    second it runs unheld."""
     wrapper, gate = folder / "held.py", folder / "gate"
     wrapper.write_text(_HELD)
-    quadratic = str(FIXTURE_TRIALS / "quadratic.py")
-    return study.replace(f'["python", "{quadratic}"]',
-                         f'["python", "{wrapper}", "{gate}", "{quadratic}"]'), gate
+    held = study.replace(f'["python", "{program}"]',
+                         f'["python", "{wrapper}", "{gate}", "{at}", "{who}", "{program}"]')
+    assert held != study, "the study must run `program`"
+    return held, gate
 
 
 def _steps(folder: Path, study: str, trial_id: int) -> list[int]:
@@ -197,7 +208,10 @@ def _steps(folder: Path, study: str, trial_id: int) -> list[int]:
 def test_asha_pause_killed_while_a_promoted_trial_runs(tmp_path: Path, start_daemon) -> None:
     """The rungs come back from the stored reports: paused trials stay paused and are promoted
     or stopped later; a promoted trial the kill interrupted resumes from its checkpoint."""
-    write_study(tmp_path, "promo", _asha_study("pause"))
+    # A resumed run is held after its report of step 2: unheld, it may pass through "running
+    # from its checkpoint" faster than a poll of the store can see it.
+    study, gate = _held(tmp_path, _asha_study("pause"), who="resumed")
+    write_study(tmp_path, "promo", study)
     daemon = start_daemon(tmp_path)
     left = kill_9_when(
         daemon, tmp_path, "promo",
@@ -205,6 +219,7 @@ def test_asha_pause_killed_while_a_promoted_trial_runs(tmp_path: Path, start_dae
         lambda ts: any(t.state is TrialState.RUNNING and t.checkpoint is not None
                        and (t.last_step or 0) >= 2 for t in ts),
         "a promoted trial running from its checkpoint")
+    gate.touch()
     resumed_before = [t for t in left if t.state is TrialState.RUNNING and t.checkpoint]
     paused_before = [t for t in left if t.state is TrialState.PAUSED]
 
@@ -237,7 +252,7 @@ def test_a_scheduler_study_survives_a_second_restart(tmp_path: Path, start_daemo
     # Unheld, the study passes through "a running trial with stored reports" in a fraction of
     # a second (only its first two trials run past step 1) and ends in about two: a poll that
     # missed it waited out its whole timeout.
-    study, gate = _held_at_step_2(tmp_path, _asha_study("stop"))
+    study, gate = _held(tmp_path, _asha_study("stop"))
     write_study(tmp_path, "asha", study)
     daemon = start_daemon(tmp_path)
     left = kill_9_when(daemon, tmp_path, "asha",
@@ -290,8 +305,10 @@ def test_what_a_trial_forked_does_not_outlive_a_kill_9_and_a_restart(tmp_path: P
     """The kernel kills a trial's main process with the daemon (PR_SET_PDEATHSIG) but not what
     it forked; the restart finds those by their trial folder and kills them before the trial
     runs again."""
+    # The timeout ends the second run; the first must fork and be killed before it expires,
+    # Python's start-up on a loaded machine included.
     write_study(tmp_path, "forks", fault_study("fork_run", trials=1,
-                                               trial="timeout = 2\ngrace = 0.3"))
+                                               trial="timeout = 10\ngrace = 0.3"))
     daemon = start_daemon(tmp_path)
     child_pid = tmp_path / ".hpod" / "trials" / "forks" / "00000" / "child_pid"
     wait_until(child_pid.exists, what="the trial to fork")
@@ -303,7 +320,7 @@ def test_what_a_trial_forked_does_not_outlive_a_kill_9_and_a_restart(tmp_path: P
     wait_until(lambda: not alive(first_child), what="the orphan of the first run to be killed")
     assert restarted.wait() == 0, restarted.log()
     (trial,) = trials_of(tmp_path, "forks")
-    assert (trial.attempt, trial.reason) == (1, "timed out after 2 s")
+    assert (trial.attempt, trial.reason) == (1, "timed out after 10 s")
     assert [p for p in recorded_pids(tmp_path / ".hpod" / "trials") if alive(p)] == []
 
 

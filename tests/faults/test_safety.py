@@ -182,8 +182,11 @@ def test_the_daemon_refuses_an_untrusted_file_until_it_is_fixed(tmp_path: Path,
                                                                 start_daemon) -> None:
     daemon = start_daemon(tmp_path)
     wait_until(lambda: "watching" in daemon.log(), what="the daemon to start")
-    path = write_study(tmp_path, "shared", fault_study("ok", trials=1))
-    path.chmod(0o666)
+    # Writable by everyone before it appears: the watcher may read a file the moment it is there.
+    draft = tmp_path / ".shared.toml.tmp"
+    draft.write_text(fault_study("ok", trials=1))
+    draft.chmod(0o666)
+    path = draft.rename(tmp_path / "shared.toml")
     # Not a shell in sight: a $(...) argument reaches the trial as it is written.
     pwned = tmp_path / "pwned"
     write_study(tmp_path, "literal", fault_study("ok", trials=1).replace(

@@ -78,7 +78,10 @@ def test_every_fault_is_recorded_with_its_reason_and_the_studies_go_on(tmp_path:
 
     # Whole process groups went: forked children and SIGTERM-ignoring trials too.
     pids = recorded_pids(tmp_path / ".hpod" / "trials")
-    assert len(pids) == 2 * len(FAULTS) + 4  # + the children of fork_fail and fork_ok
+    # Each trial writes its pid first, + the children of fork_fail and fork_ok; but a 1 s
+    # timeout can end a trial whose interpreter is still starting on a loaded machine.
+    timed = 2 * sum(1 for options, _state, _fragments in FAULTS.values() if options)
+    assert 2 * len(FAULTS) + 4 - timed <= len(pids) <= 2 * len(FAULTS) + 4
     assert [pid for pid in pids if alive(pid)] == []
     assert integrity(db_of(tmp_path)) == "ok"
     # The CLI reads it all back without trouble.

@@ -127,8 +127,10 @@ def test_stop_and_timeout_reach_the_trial_on_its_node(tmp_path: Path, start_daem
                                                       ray_address: str) -> None:
     endless = {"trials": 1, "parallel": 1, "steps": 100_000, "sleep": 0.05}
     write_study(tmp_path, "ctl", _talkative("ctl", **endless))
+    # The timeout counts from the launch: the trial must start on a Ray worker (which may have
+    # to be started first) and note its pid well before it.
     write_study(tmp_path, "slow", _talkative("slow", **endless,
-                                             extra="[trial]\ntimeout = 2\ngrace = 1"))
+                                             extra="[trial]\ntimeout = 10\ngrace = 1"))
     daemon = start_daemon(tmp_path, "--exit-when-idle", "--executor", "ray", "--ray-address",
                           ray_address)
     folders = [tmp_path / ".hpod" / "trials" / name / "00000" for name in ("ctl", "slow")]
@@ -139,7 +141,7 @@ def test_stop_and_timeout_reach_the_trial_on_its_node(tmp_path: Path, start_daem
     [stopped], [timed_out] = _trials(tmp_path, "ctl"), _trials(tmp_path, "slow")
     assert stopped.state.value == "stopped" and stopped.reason == "stopped by the user"
     assert timed_out.state.value == "failed", timed_out
-    assert timed_out.reason.startswith("timed out after 2 s"), timed_out
+    assert timed_out.reason.startswith("timed out after 10 s"), timed_out
     for folder in folders:
         assert not alive(int((folder / "pid").read_text()))
         # Written on the Ray worker, relayed to the trial folder on the daemon's machine.
