@@ -18,8 +18,9 @@ def test_leftovers_are_found_by_their_trial_folder_and_killed(tmp_path: Path) ->
                for d in (trial_dir, other)]
     try:
         mine, theirs = (p.pid for p in started)
-        # Asserting on one scan after seeing only `mine` failed once on CI (`theirs` missing):
-        # wait until one scan sees both, then check what each query returns.
+        # Popen returns once exec has closed its error pipe, which (as far as the kernel's exec
+        # path reads) is before the new program's environment is in place: /proc shows it empty
+        # for a moment. Asserting on `theirs` after waiting for `mine` failed once on CI.
         wait_until(lambda: sorted(find_leftovers(tmp_path / "trials", under=True))
                    == sorted([mine, theirs]), what="both sleeps to exec")
         assert find_leftovers(trial_dir) == [mine]
