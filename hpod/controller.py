@@ -556,7 +556,10 @@ class StudyController:
         self._n_created = sum(1 for trial in trials if trial.repeat == 0)
         await self._replay_history(trials)
         self._enqueue_from_file(trials)
-        for trial in trials:
+        # The suggester is told the finished trials in the order they ended, as it was told them
+        # live: with several trials at once, a GP fitted on its rows in another order differs
+        # by a rounding, and a restarted study would then leave the path it was on.
+        for trial in sorted(trials, key=_end_order):
             if trial.state is TrialState.INTERRUPTED or (
                 trial.state is TrialState.PAUSED and self._policy.scheduler is None
             ):
@@ -664,6 +667,13 @@ class _End:
     study_state: StudyState | None  # None: leave the study's state as it is (daemon shutdown)
     trial_state: TrialState  # what running trials become
     reason: str | None
+
+
+def _end_order(trial: TrialRecord) -> tuple[float, int]:
+    """Finished trials by when they ended; the others (queued, paused) after them, in trial
+    order, which is the order they queue in."""
+    ended = trial.finished_at if trial.state.is_finished() and trial.finished_at else math.inf
+    return ended, trial.id
 
 
 def _describe(study: str, trial: TrialRecord, outcome: TrialOutcome) -> str:

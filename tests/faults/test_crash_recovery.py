@@ -430,6 +430,69 @@ def test_a_gp_study_killed_midway_proposes_what_an_uninterrupted_one_does(
     assert [t.params for t in trials_of(killed, "gp")] == expected
 
 
+_IN_PAIRS = """# The trial program argv[3], run so that trials end in a fixed order that is not trial order:
+# an even trial #n ends after #n+1 has completed and #n+2 exists (or the budget argv[2] has no
+# #n+2), read from the store argv[1]; an odd one ends as soon as it is done.
+import runpy, sys, time
+from pathlib import Path
+import hpod.trial as trial
+from hpod.store import StoreReader, StoreUnavailable, TrialState
+
+db, budget, program = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+sys.argv = [program]
+runpy.run_path(program, run_name="__main__")
+number = trial.trial_number() or 0
+
+def partner_done() -> bool:
+    try:
+        with StoreReader(db) as reader:
+            trials = reader.list_trials(reader.find_study("pairs").id)
+    except StoreUnavailable:
+        return False
+    by_number = {t.number: t for t in trials}
+    partner = by_number.get(number + 1)
+    return (partner is not None and partner.state is TrialState.COMPLETE
+            and (number + 2 >= budget or number + 2 in by_number))
+
+while number % 2 == 0 and not partner_done():
+    time.sleep(0.02)
+"""
+
+
+def test_a_gp_study_with_two_trials_at_once_killed_midway_proposes_what_an_uninterrupted_one_does(
+        tmp_path: Path, start_daemon) -> None:
+    """Two trials at once, which end in the order 1, 0, 3, 2, ... (a wrapper holds each even
+    trial until the next one has completed and the one after exists, so every suggestion sees
+    the same results and pending points in every run). A restart tells the GP the results in the
+    order they ended, as it was told them live: in trial order its fit would differ by a
+    rounding, and the points after the restart with it."""
+    space = 'x = { type = "float", low = 0.0, high = 1.0 }'
+    budget = 10
+    study = steady_study(trials=budget, space=space,
+                         extra='suggester = { kind = "gp", n_startup = 3 }')
+    calm, killed = tmp_path / "calm", tmp_path / "killed"
+    for folder in (calm, killed):
+        folder.mkdir()
+        wrapper = folder / "pairs.py"
+        wrapper.write_text(_IN_PAIRS)
+        paired = study.replace(f'["python", "{STEADY}"]', f'["python", "{wrapper}", '
+                               f'"{db_of(folder)}", "{budget}", "{STEADY}"]')
+        assert paired != study
+        write_study(folder, "pairs", paired)
+    uninterrupted = start_daemon(calm, "--exit-when-idle")
+    assert uninterrupted.wait() == 0, uninterrupted.log()
+    ended = sorted((t for t in trials_of(calm, "pairs")), key=lambda t: t.finished_at or 0)
+    assert [t.number for t in ended][:4] == [1, 0, 3, 2]  # the order the wrapper imposes
+    kill_9_when(start_daemon(killed), killed, "pairs",
+                lambda ts: _state_count(ts, TrialState.COMPLETE) >= 5, "five complete trials")
+    restarted = start_daemon(killed, "--exit-when-idle")
+    assert restarted.wait() == 0, restarted.log()
+
+    expected = [t.params for t in trials_of(calm, "pairs")]
+    assert len(expected) == budget
+    assert [t.params for t in trials_of(killed, "pairs")] == expected
+
+
 def test_a_gp_study_on_a_time_budget_learns_what_its_trials_cost_across_a_restart(
         tmp_path: Path, start_daemon) -> None:
     """With hours in its budget a GP study weighs points by their cost (EI per second): each
