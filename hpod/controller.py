@@ -672,8 +672,9 @@ class _End:
 def _end_order(trial: TrialRecord) -> tuple[float, int]:
     """Finished trials by when they ended; the others (queued, paused) after them, in trial
     order, which is the order they queue in."""
-    ended = trial.finished_at if trial.state.is_finished() and trial.finished_at else math.inf
-    return ended, trial.id
+    if trial.state.is_finished() and trial.finished_at is not None:
+        return trial.finished_at, trial.id
+    return math.inf, trial.id
 
 
 def _describe(study: str, trial: TrialRecord, outcome: TrialOutcome) -> str:

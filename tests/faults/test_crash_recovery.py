@@ -481,7 +481,7 @@ def test_a_gp_study_with_two_trials_at_once_killed_midway_proposes_what_an_unint
         write_study(folder, "pairs", paired)
     uninterrupted = start_daemon(calm, "--exit-when-idle")
     assert uninterrupted.wait() == 0, uninterrupted.log()
-    ended = sorted((t for t in trials_of(calm, "pairs")), key=lambda t: t.finished_at or 0)
+    ended = sorted(trials_of(calm, "pairs"), key=lambda t: t.finished_at or 0.0)
     assert [t.number for t in ended][:4] == [1, 0, 3, 2]  # the order the wrapper imposes
     kill_9_when(start_daemon(killed), killed, "pairs",
                 lambda ts: _state_count(ts, TrialState.COMPLETE) >= 5, "five complete trials")
