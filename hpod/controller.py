@@ -166,7 +166,8 @@ class StudyController:
         async with asyncio.TaskGroup() as tg:
             while True:
                 wanted = StudyState.PAUSED if self._on_hold else StudyState.RUNNING
-                if self._end is None and self.study.state is not wanted:
+                if self._end is None and self.study.state is not wanted \
+                        and not self._still_complete():
                     await self._set_state(wanted)
                 if self._end is None and self._budget_spent() and not self._told_no_more:
                     # Lets a synchronous scheduler judge a cohort that will never fill up.
@@ -278,6 +279,11 @@ class StudyController:
         return (
             not self._runs and not self._queue and not self._paused_trials and self._budget_spent()
         )
+
+    def _still_complete(self) -> bool:
+        """A study that ended complete and was started again (a daemon restart, a touched
+        file) with nothing more to do: it stays complete, and its end is not announced twice."""
+        return self.study.state is StudyState.COMPLETE and self._should_complete()
 
     async def _settle_paused(self) -> None:
         """Paused trials the scheduler has given up on become STOPPED."""

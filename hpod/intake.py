@@ -142,7 +142,11 @@ class StudyIntake:
                     name, record.state.value,
                 )
                 return
-            state = StudyState.PAUSED if record.state is StudyState.PAUSED else StudyState.RUNNING
+            # A complete study keeps its state: its controller resumes it only if the file
+            # gives it more to do (a larger budget), and otherwise leaves it complete without
+            # announcing its end again (the "complete" event, on_finish) at every restart.
+            state = (record.state if record.state in (StudyState.PAUSED, StudyState.COMPLETE)
+                     else StudyState.RUNNING)
             record = await self._store.update_study(
                 record.id,
                 spec=spec.to_dict(),

@@ -26,3 +26,31 @@ def test_on_finish_gets_the_summary(tmp_path: Path, start_daemon) -> None:
     best = json.loads(hpod_cli("best", tmp_path, "hooked", "--json").stdout)
     assert summary["best"]["value"] == best["value"]
     assert "on_finish" in hpod_cli("events", tmp_path).stdout
+
+
+def test_a_complete_study_is_not_announced_again_by_each_restart(tmp_path: Path,
+                                                                  start_daemon) -> None:
+    """A study left in the folder after it completed: a restarted daemon leaves it complete,
+    with no second "complete" event and no second on_finish; raising its budget resumes it,
+    and its new end is announced."""
+    hook = tmp_path / "notify.py"
+    calls = tmp_path / "calls.txt"
+    hook.write_text("import sys\n"
+                    f"open({str(calls)!r}, 'a').write(sys.stdin.read().replace(chr(10), ' ')"
+                    " + chr(10))\n")
+    extra = f'on_finish = ["{sys.executable}", "{hook}"]'
+    write_study(tmp_path, "hooked", quadratic_study(trials=3, extra=extra))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+
+    assert len(calls.read_text().splitlines()) == 1
+    events = hpod_cli("events", tmp_path, "--limit", "1000").stdout
+    assert events.count("study hooked complete") == 1, events
+    status = json.loads(hpod_cli("status", tmp_path, "--json").stdout)
+    assert [s["state"] for s in status["studies"]] == ["complete"]
+
+    write_study(tmp_path, "hooked", quadratic_study(trials=5, extra=extra))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    summaries = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert [s["state"] for s in summaries] == ["complete", "complete"]
+    assert summaries[-1]["counts"]["complete"] == 5
