@@ -101,9 +101,15 @@ class TrialRun:
     # -- control from outside -------------------------------------------------------------
 
     def request_stop(self, state: TrialState, reason: str, grace: float) -> None:
-        """Ask the trial to end: SIGTERM to its process group, SIGKILL after `grace` seconds."""
+        """Ask the trial to end: SIGTERM to its process group, SIGKILL after `grace` seconds.
+
+        A later request only shortens the grace (a second Ctrl-C: stop now); the first one's
+        state and reason stand."""
         if self._stop is None:
             self._stop = _StopRequest(state, reason, grace)
+            self._wake.set()
+        elif grace < self._stop.grace:
+            self._stop.grace = grace
             self._wake.set()
 
     # -- the run ----------------------------------------------------------------------------
@@ -180,7 +186,7 @@ class TrialRun:
                 if self._stop is None:
                     self._check_deadlines()
                 if self._stop is not None:
-                    await running.stop(self._stop.grace)
+                    await self._stop_within_grace(running, tg)
                     break
             exit_ = await exited
             # Leftover children of the trial may keep the report pipe open; they go with the
@@ -192,6 +198,27 @@ class TrialRun:
                 consume.cancel()
         await self._sink.flush()
         return exit_
+
+    async def _stop_within_grace(self, running: RunningTrial, tg: asyncio.TaskGroup) -> None:
+        """SIGTERM, then SIGKILL after the requested grace, started again with a shorter one
+        when a later request cuts it (a trial's grace may be an hour)."""
+        assert self._stop is not None
+        while True:
+            grace = self._stop.grace
+            self._wake.clear()
+            stopping = tg.create_task(running.stop(grace))
+            hurry = tg.create_task(self._wake.wait())
+            await asyncio.wait({stopping, hurry}, return_when=asyncio.FIRST_COMPLETED)
+            hurry.cancel()
+            if stopping.done():
+                return
+            if self._stop.grace < grace:
+                stopping.cancel()
+                # Before the next stop: one being cancelled must not outlive it.
+                await asyncio.wait({stopping})
+            else:
+                await stopping
+                return
 
     def _time_left(self) -> float | None:
         now = time.monotonic()

@@ -4,6 +4,7 @@ file, observed only through the CLI a user would run."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,45 @@ x = {{ type = "float", low = 0.0, high = 1.0 }}
     rows = _values(tmp_path, "flaky")
     assert [(row["state"], row["attempt"]) for row in rows] == [("complete", 1), ("complete", 1)]
     assert "will be retried in 0.2 s" in hpod_cli("events", tmp_path).stdout
+
+
+_STUBBORN = """
+import os, pathlib, signal, sys, time
+import hpod.trial as trial
+
+here = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *_: (here / "terminated").write_text("yes"))
+(here / "pid").write_text(str(os.getpid()))
+trial.report(0, loss=1.0)
+while True:
+    time.sleep(3600)
+"""
+
+
+def test_a_second_ctrl_c_ends_trials_that_ignore_the_first_at_once(tmp_path: Path,
+                                                                    start_daemon) -> None:
+    """The first Ctrl-C gives a trial its `grace` (an hour here) to exit after SIGTERM; the
+    second kills it at once and the daemon exits, the trial requeued for the next start."""
+    script = tmp_path / "stubborn.py"
+    script.write_text(_STUBBORN)
+    write_study(tmp_path, "stubborn", f"""
+command = ["python", "{script}", "{tmp_path}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 1 }}
+[trial]
+grace = 3600
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    daemon = start_daemon(tmp_path)
+    pid_file = tmp_path / "pid"
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(),
+                         what="the trial to start"))
+    daemon.process.send_signal(signal.SIGINT)
+    wait_until((tmp_path / "terminated").exists, what="the trial to get SIGTERM")
+    assert daemon.process.poll() is None  # waiting out the trial's grace, as it should
+    daemon.process.send_signal(signal.SIGINT)
+    assert daemon.wait(timeout=120) == 0, daemon.log()
+    assert not alive(pid)
+    (trial,) = _values(tmp_path, "stubborn")
+    assert trial["state"] == "interrupted", trial

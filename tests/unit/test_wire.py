@@ -77,7 +77,7 @@ def test_preview_is_short_and_printable() -> None:
 
 @given(step=st.integers(0, 2**63 - 1),
        metrics=st.dictionaries(
-           st.text(min_size=1).filter(lambda k: k not in ("step", "checkpoint")),
+           st.text(min_size=1).filter(lambda k: k not in ("step", "checkpoint", "resumable")),
            st.floats(allow_nan=False), max_size=5))
 def test_encode_report_round_trips(step: int, metrics: dict[str, float]) -> None:
     assert parse_line(encode_report(step, metrics)) == Report(step, metrics)
