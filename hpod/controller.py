@@ -640,8 +640,10 @@ class StudyController:
         rungs = self._policy.scheduler is not None
         if not trials or not (rungs or self._policy.tells_costs):
             return
+        # Only what the replay reads: a trial may report a dozen metrics at every step.
+        names = [self.spec.objective.metric, *filter(None, [self.spec.scheduler.resource])]
         metrics = {
-            trial.id: [point for _row, point in await self._store.metrics(trial.id)]
+            trial.id: [point for _row, point in await self._store.metrics(trial.id, names=names)]
             for trial in trials
             if trial.started_at is not None
         }

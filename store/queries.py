@@ -220,12 +220,17 @@ def list_events(
     return Query(sql + " ORDER BY id LIMIT ?", params, _all(_event_from_row))
 
 
-def metrics(trial_id: int, *, since_id: int = 0) -> Query[list[tuple[int, MetricPoint]]]:
+def metrics(trial_id: int, *, since_id: int = 0,
+            names: Sequence[str] | None = None) -> Query[list[tuple[int, MetricPoint]]]:
+    """A trial's metric rows after `since_id`, in report order; only the metrics `names` when
+    given (a restart's replay needs the objective and the resource, not every metric a trial
+    reports, and a long trial reports hundreds of thousands of rows)."""
+    only = "" if names is None else f" AND name IN ({', '.join('?' * len(names))})"
     sql = (
         "SELECT id, trial_id, step, name, value, time FROM metrics "
-        "WHERE trial_id = ? AND id > ? ORDER BY id"
+        f"WHERE trial_id = ? AND id > ?{only} ORDER BY id"
     )
-    return Query(sql, (trial_id, since_id), _all(_metric_from_row))
+    return Query(sql, (trial_id, since_id, *(names or ())), _all(_metric_from_row))
 
 
 MetricValue = tuple[int, int, float]  # (row id, step, value)

@@ -335,8 +335,10 @@ class Store:
             return [await self._transition(conn, r[0], TrialState.INTERRUPTED, changes)
                     for r in running]  # fmt: skip
 
-    async def metrics(self, trial_id: int, *, since_id: int = 0) -> list[tuple[int, MetricPoint]]:
-        return await self._run(q.metrics(trial_id, since_id=since_id))
+    async def metrics(self, trial_id: int, *, since_id: int = 0,
+                      names: Sequence[str] | None = None) -> list[tuple[int, MetricPoint]]:
+        """A trial's metric rows after `since_id` in report order, only `names` when given."""
+        return await self._run(q.metrics(trial_id, since_id=since_id, names=names))
 
     # --- GPU utilisation ----------------------------------------------------------------------
 

@@ -52,6 +52,18 @@ async def test_metrics_since_id_reads_only_what_is_new(store, view, make_trial):
     assert await view.metrics(trial.id, since_id=newer[-1][0]) == []
 
 
+async def test_metrics_of_some_names_only(store, make_trial):
+    trial = await make_trial(TrialState.RUNNING)
+    points = [MetricPoint(trial.id, s, name, float(s), float(s))
+              for s in range(3) for name in ("loss", "acc", "epoch", "lr")]
+    await store.add_metrics(points, {})
+    rows = await store.metrics(trial.id, names=["loss", "epoch"])
+    assert [p for _, p in rows] == [p for p in points if p.name in ("loss", "epoch")]
+    assert await store.metrics(trial.id, names=[]) == []
+    since = await store.metrics(trial.id, since_id=rows[1][0], names=["acc"])
+    assert [(p.step, p.name) for _, p in since] == [(1, "acc"), (2, "acc")]
+
+
 async def test_progress_keeps_the_value_when_none_and_replaces_it_otherwise(store, make_trial):
     trial = await make_trial(TrialState.RUNNING)
     await store.add_metrics([], {trial.id: (0, 0.9)})
