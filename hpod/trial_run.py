@@ -92,6 +92,11 @@ class TrialRun:
         self._verdict_deadline: float | None = None
         self._last_value: float | None = None
         self._last_step: int | None = None
+        if trial.checkpoint:
+            # A run resumed from its checkpoint goes on with the trial's reports so far. One
+            # with nothing left to train (killed while it saved its model after the last epoch)
+            # exits without a report, and is complete with its last value, not failed.
+            self._last_value, self._last_step = trial.value, trial.last_step
         self._last_report = time.monotonic()
         self._stopped_at_step: float | None = None
         self._warnings = 0

@@ -516,3 +516,39 @@ def test_a_gp_study_on_a_time_budget_learns_what_its_trials_cost_across_a_restar
     # The 12th suggestion came after at least 9 trials had reported: 6 complete and up to 2
     # running at the kill (timed by the first daemon), and at least one since.
     assert _saved_state(tmp_path, "costly")["cost_model"]["fitted_at"] >= 8
+
+
+_SAVING = """# The trial program argv[2]; its first run, once it has trained and checkpointed its last
+# step, waits for the file argv[1] before it exits (as a trial saving its model would).
+import os, runpy, sys, time
+from pathlib import Path
+gate, program = Path(sys.argv[1]), sys.argv[2]
+sys.argv = [program]
+runpy.run_path(program, run_name="__main__")
+while os.environ["HPOD_ATTEMPT"] == "0" and not gate.exists():
+    time.sleep(0.01)
+"""
+
+
+def test_a_trial_killed_after_its_last_checkpoint_is_complete_after_the_restart(
+        tmp_path: Path, start_daemon) -> None:
+    """Killed after its last epoch's report and checkpoint, while it saved its model: resumed
+    from that checkpoint it has nothing left to train and exits without a report. It is complete
+    with the value it reported before the kill, not failed for never reporting."""
+    wrapper = tmp_path / "saving.py"
+    wrapper.write_text(_SAVING)
+    study = steady_study(trials=1).replace(
+        f'["python", "{STEADY}"]', f'["python", "{wrapper}", "{tmp_path / "gate"}", "{STEADY}"]')
+    write_study(tmp_path, "saving", study)
+    (before,) = kill_9_when(
+        start_daemon(tmp_path), tmp_path, "saving",
+        lambda ts: len(ts) == 1 and ts[0].last_step == 10
+        and (ts[0].checkpoint or "").endswith("ckpt-10"),
+        "the last step and its checkpoint")
+    restarted = start_daemon(tmp_path, "--exit-when-idle")
+    assert restarted.wait() == 0, restarted.log()
+    (trial,) = trials_of(tmp_path, "saving")
+    assert trial.state is TrialState.COMPLETE, trial.reason
+    assert (trial.value, trial.last_step) == (before.value, 10)
+    runs = (tmp_path / ".hpod" / "trials" / "saving" / "00000" / "runs").read_text().split()
+    assert runs == ["0", "1", "1", "11"]  # the second run resumed past the last step
