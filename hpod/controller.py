@@ -85,6 +85,10 @@ class StudyController:
         # holds the spares.
         self._retire_spares = retire_spares
         self._launching: set[int] = set()  # trial ids whose launch has not returned yet
+        # Trials that ended and are being recorded; what runs next waits for them (_next_trial).
+        self._recording: set[int] = set()
+        self._all_recorded = asyncio.Event()
+        self._all_recorded.set()
         self._spares_behind = True  # a launch since the last retire may have started spares
         self._policy = StudyPolicy(spec)
         self._first_rung_watch = watch_for(spec.name, spec.scheduler.kind, self._policy.scheduler)
@@ -332,6 +336,13 @@ class StudyController:
 
     async def _next_trial(self) -> TrialRecord | None:
         """What runs next: a requeued trial, a promoted paused one, else a new point."""
+        # Decided knowing every trial that has ended. The one whose end freed this slot gave its
+        # lease back before it was recorded: unwaited, a suggestion would race its result, and
+        # see it as pending or as a result depending on which await finished first, so the same
+        # study would take other paths from one run to the next.
+        await self._all_recorded.wait()
+        if self._end is not None:
+            return None
         ready = self._first_ready()
         while ready is not None:
             self._queue.remove(ready)
@@ -454,6 +465,8 @@ class StudyController:
                 run.request_stop(self._end.trial_state, self._end.reason or "", 0)
             self._publish()
             outcome = await run.run()
+            self._recording.add(trial.id)
+            self._all_recorded.clear()
             lease.release()  # the next trial may have the GPU while this one is recorded
             # NOTE: the trial stays in _runs until its result is observed, so a suggestion
             # made meanwhile sees its point as pending: a grid never proposes it twice.
@@ -463,6 +476,9 @@ class StudyController:
             self._runs.pop(trial.id, None)
             self._started_at.pop(trial.id, None)
             self._launching.discard(trial.id)  # a run that ended before its launch returned
+            self._recording.discard(trial.id)
+            if not self._recording:
+                self._all_recorded.set()
         self._wake()
 
     def _trial_dir(self, trial: TrialRecord) -> Path:

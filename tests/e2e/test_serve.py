@@ -324,3 +324,21 @@ x = {{ type = "float", low = 0.0, high = 1.0 }}
     assert not alive(pid)
     (trial,) = _values(tmp_path, "stubborn")
     assert trial["state"] == "interrupted", trial
+
+
+def test_the_slot_a_trial_frees_goes_to_a_point_chosen_knowing_its_result(
+        tmp_path: Path, start_daemon) -> None:
+    """With more trials allowed than slots (parallel 3 on one slot), a trial that ends gives its
+    slot back before its result is recorded. The point proposed for that slot is still chosen
+    knowing the result: the study proposes exactly what the same GP study with parallel 1 does."""
+    points = {}
+    for parallel in (1, 3):
+        folder = tmp_path / f"parallel{parallel}"
+        folder.mkdir()
+        write_study(folder, "gp", quadratic_study(
+            trials=9, parallel=parallel, extra='suggester = { kind = "gp", n_startup = 3 }'))
+        daemon = start_daemon(folder, "--exit-when-idle", "--slots", "1")
+        assert daemon.wait() == 0, daemon.log()
+        points[parallel] = [row["params"] for row in _values(folder, "gp")]
+    assert len(points[1]) == 9
+    assert points[3] == points[1]
