@@ -119,6 +119,12 @@ class StudyController:
         return len(self._runs)
 
     @property
+    def ending(self) -> bool:
+        """The study is over (stopped, failed, or the daemon stops); its trials may still be
+        winding down."""
+        return self._end is not None
+
+    @property
     def idle(self) -> bool:
         """Nothing runs and nothing will start by itself (paused, or waiting for an end)."""
         return not self._runs and (self._on_hold or self._end is not None)

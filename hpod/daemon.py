@@ -74,6 +74,7 @@ class Daemon:
         self._force = False
         self.controllers: dict[str, StudyController] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._intake: StudyIntake | None = None  # set once the store is open (_serve)
         self._idle_changed_event = asyncio.Event()
         # What trials launch through: the executor, or the GPU recorder's wrapper of it that
         # notes each trial's process group (_start_gpu_usage).
@@ -241,6 +242,10 @@ class Daemon:
             if self.controllers.get(controller.name) is controller:
                 del self.controllers[controller.name]
                 self._tasks.pop(controller.name, None)
+            # Before the idle watch looks: a study whose file was saved while it stopped starts
+            # again now, and a daemon run with --exit-when-idle must not end in between.
+            if self._intake is not None and not self._stop_requested.is_set():
+                await self._intake.study_ended(controller.name)
             self._idle_changed()
             if controller.name not in self.controllers:  # not restarted meanwhile
                 await retire_study(self._executor, controller.name)
@@ -315,7 +320,7 @@ class Daemon:
             if controller is not None:
                 controller.resume()
                 return CommandState.APPLIED, f"study {command.study} resumed"
-            started = await self._intake.restart(command.study)
+            started = self._intake is not None and await self._intake.restart(command.study)
             if started:
                 return CommandState.APPLIED, f"study {command.study} restarted"
             return CommandState.REJECTED, f"no study {command.study!r} with a valid file"

@@ -48,6 +48,12 @@ class StudyIntake:
         self._live = live
         self._names: dict[Path, str] = {}  # study file -> the study name it defines
         self._fingerprints: dict[Path, tuple[int, int, int, int, bytes]] = {}
+        # Studies whose file was saved (or put back) while they were stopping: read again once
+        # their trials have wound down (study_ended).
+        self._start_when_ended: set[str] = set()
+        # Files refused because another file already defines their study's name: read again
+        # when that file goes (path -> the name they want).
+        self._name_clashes: dict[Path, str] = {}
         self._stop = asyncio.Event()
         self.initial_scan_done = asyncio.Event()
 
@@ -65,7 +71,9 @@ class StudyIntake:
         async for batch in watch_study_files(
             self._config.folder, self._stop, debounce_ms=self._config.debounce_ms
         ):
-            for event in batch:
+            # Files that exist first: a rename arrives as a removal and a creation, and the
+            # study must find its new file before it loses the old one (_removed).
+            for event in sorted(batch, key=lambda event: not event.present):
                 await self.handle(event)
             self.initial_scan_done.set()
 
@@ -77,6 +85,12 @@ class StudyIntake:
         self._fingerprints.pop(path, None)
         await self.handle(StudyFileEvent(path, present=os.path.lexists(path)))
         return name in self._live
+
+    async def study_ended(self, name: str) -> None:
+        """A study's controller has finished: a file saved while it was stopping is read again."""
+        if name in self._start_when_ended:
+            self._start_when_ended.discard(name)
+            await self.restart(name)
 
     async def handle(self, event: StudyFileEvent) -> None:
         path = event.path
@@ -106,20 +120,34 @@ class StudyIntake:
         name = spec.name
         owner = next((p for p, n in self._names.items() if n == name and p != path), None)
         if owner is not None and owner.exists():
+            self._name_clashes[path] = name
             await self._invalid(
                 path,
                 f"{path}: field `name`: the study name `{name}` is already used by {owner.name}. "
                 "Fix: give this study another `name`.",
             )
             return
+        self._name_clashes.pop(path, None)
         previous = self._names.get(path)
         if previous is not None and previous != name:
             await self._retire(previous, f"its file {path.name} now defines study `{name}`")
         self._names[path] = name
 
         controller = self._live.get(name)
+        if controller is not None and controller.ending:
+            # Not an edit: the study is over and its last trials are stopping. Saving its file
+            # (or putting back one just removed) asks for the study to run, as for any stopped
+            # study, so it starts again once they are gone.
+            self._start_when_ended.add(name)
+            await self._event(
+                EventLevel.INFO,
+                f"study {name}: its file was saved while the study was stopping; it starts "
+                "again once its running trials have ended",
+                controller.study,
+            )
+            return
         if controller is not None:
-            await self._edit(controller, spec)
+            await self._edit(controller, spec, path)
             return
         record = await self._store.find_study(name)
         if record is None:
@@ -159,14 +187,16 @@ class StudyIntake:
             )
         self._start(spec, record)
 
-    async def _edit(self, controller: StudyController, spec: StudySpec) -> None:
-        """A running study's file changed: apply what may change, refuse the rest."""
+    async def _edit(self, controller: StudyController, spec: StudySpec, path: Path) -> None:
+        """A running study's file changed (or moved: `path` may be a new name for it): apply
+        what may change, refuse the rest."""
         refusal = _edit_refusal(controller.spec, spec)
         if refusal is not None:
             await self._refuse(controller.study, refusal)
             return
         controller.update_spec(spec)
-        await self._store.update_study(controller.study.id, spec=spec.to_dict(), error=None)
+        await self._store.update_study(controller.study.id, spec=spec.to_dict(), path=str(path),
+                                       error=None)
         await self._event(
             EventLevel.INFO,
             f"study {spec.name}: new definition applied (budget {_budget_words(spec)}, "
@@ -203,9 +233,21 @@ class StudyIntake:
 
     async def _removed(self, path: Path) -> None:
         self._fingerprints.pop(path, None)
+        self._name_clashes.pop(path, None)
         name = self._names.pop(path, None)
-        if name is not None:
-            await self._retire(name, f"its study file {path.name} was removed")
+        if name is None:
+            return
+        if any(n == name and os.path.lexists(p) for p, n in self._names.items()):
+            # Renamed (`mv a.toml b.toml`, an editor's save-as): the study is defined by the
+            # file under its new name, which was read first, and goes on.
+            return
+        self._start_when_ended.discard(name)
+        await self._retire(name, f"its study file {path.name} was removed")
+        # A file refused because this one held its study's name may now take it.
+        for other, wanted in list(self._name_clashes.items()):
+            if wanted == name:
+                self._fingerprints.pop(other, None)
+                await self.handle(StudyFileEvent(other, present=os.path.lexists(other)))
 
     async def _retire(self, name: str, why: str) -> None:
         controller = self._live.get(name)
