@@ -20,8 +20,8 @@ from pathlib import Path
 
 from hpod.config import DaemonConfig
 from hpod.decision import Decision
-from hpod.enqueue import complete_point
-from hpod.errors import SearchExhausted
+from hpod.enqueue import complete_point, is_user_origin, user_origin, waiting_user_points
+from hpod.errors import SearchExhausted, SpaceError
 from hpod.executor.base import Executor
 from hpod.executor.select import notify_launched
 from hpod.first_rung_watch import watch_for
@@ -30,6 +30,8 @@ from hpod.ingest import MetricSink
 from hpod.resources import Lease, PlacementError, ResourcePool
 from hpod.spec import StudySpec
 from hpod.store.records import (
+    CommandAction,
+    CommandState,
     EventLevel,
     StudyRecord,
     StudyState,
@@ -44,7 +46,6 @@ from hpod.trial_run import TrialOutcome, TrialRun
 logger = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 600.0  # seconds: the backoff doubles up to this
-USER_ORIGIN = "user"  # the origin of points enqueued with `hpod enqueue`
 
 
 @dataclass(slots=True)
@@ -98,6 +99,7 @@ class StudyController:
         self._retry_at: dict[int, float] = {}  # trial id -> monotonic time its retry may start
         # Enqueued points not yet made trials: (origin, partial params), in the order to run.
         self._enqueued: deque[tuple[str, dict[str, Any]]] = deque()
+        self._user_points_made: set[str] = set()  # origins of trials made from `hpod enqueue`
         self._changed = asyncio.Event()
         self._suggest_lock = asyncio.Lock()
         self._n_created = 0
@@ -264,7 +266,7 @@ class StudyController:
         return (
             self._first_ready() is not None
             or bool(self._paused_trials)
-            or any(origin == USER_ORIGIN for origin, _ in self._enqueued)
+            or any(is_user_origin(origin) for origin, _ in self._enqueued)
             or not self._budget_spent()
         )
 
@@ -378,6 +380,8 @@ class StudyController:
         if enqueued is not None:
             origin, partial = enqueued
             params = complete_point(self.spec.space, partial, suggestion)
+            if is_user_origin(origin):
+                self._user_points_made.add(origin)
         self._n_created += 1  # the budget counts configurations, however often each runs
         if self.spec.trial.repeats == 1:
             return await self._store.create_trial(self.study.id, params, origin=origin,
@@ -402,7 +406,7 @@ class StudyController:
     def _next_enqueued(self) -> tuple[str, dict[str, Any]] | None:
         """Enqueued points run before new suggestions; the file's count against the budget,
         the user's (`hpod enqueue`) run even when it is spent."""
-        if self._enqueued and (self._enqueued[0][0] == USER_ORIGIN or not self._budget_spent()):
+        if self._enqueued and (is_user_origin(self._enqueued[0][0]) or not self._budget_spent()):
             return self._enqueued.popleft()
         return None
 
@@ -422,9 +426,15 @@ class StudyController:
             point = await asyncio.to_thread(suggester.suggest, pending)
             return point, suggester.state() if isinstance(suggester, Resumable) else None
 
-    def enqueue(self, partial: dict[str, Any]) -> None:
-        """`hpod enqueue`: run this (partial) point next, before new suggestions."""
-        self._enqueued.append((USER_ORIGIN, partial))
+    def enqueue(self, partial: dict[str, Any], command_id: int) -> None:
+        """`hpod enqueue`: run this (partial) point next, before new suggestions. Its trial
+        records the command as its origin, so a restart knows whether it still waits."""
+        origin = user_origin(command_id)
+        if origin in self._user_points_made or any(o == origin for o, _ in self._enqueued):
+            # The same command applied again: a daemon killed before it recorded the command
+            # as applied replays it at its next start.
+            return
+        self._enqueued.append((origin, partial))
         self._publish()
         self._wake()
 
@@ -584,6 +594,7 @@ class StudyController:
         self._n_created = sum(1 for trial in trials if trial.repeat == 0)
         await self._replay_history(trials)
         self._enqueue_from_file(trials)
+        await self._enqueue_from_commands(trials)
         # The suggester is told the finished trials in the order they ended, as it was told them
         # live: with several trials at once, a GP fitted on its rows in another order differs
         # by a rounding, and a restarted study would then leave the path it was on.
@@ -655,6 +666,29 @@ class StudyController:
             origin = f"file:{index}"
             if origin not in made and origin not in waiting:
                 self._enqueued.append((origin, dict(partial)))
+
+    async def _enqueue_from_commands(self, trials: list[TrialRecord]) -> None:
+        """`hpod enqueue` points that have no trial yet: kept in the commands that brought them,
+        so a restart does not lose them. One the study's space no longer takes is recorded."""
+        applied = [(c.id, (c.payload or {}).get("params"))
+                   for c in await self._store.list_commands()
+                   if c.action is CommandAction.ENQUEUE and c.study == self.name
+                   and c.state is CommandState.APPLIED]
+        self._user_points_made.update(t.origin for t in trials if is_user_origin(t.origin))
+        waiting = {origin for origin, _ in self._enqueued}
+        for origin, partial in waiting_user_points(applied, [t.origin for t in trials]):
+            if origin in waiting:
+                continue
+            try:
+                point = self.spec.space.validate(partial)
+            except SpaceError as error:
+                await self._store.record_event(
+                    EventLevel.WARNING,
+                    f"study {self.name}: a point enqueued with `hpod enqueue` before the restart "
+                    f"no longer fits the study and will not run: {error}",
+                    study_id=self.study.id)
+                continue
+            self._enqueued.append((origin, point))
 
     async def _replay_history(self, trials: list[TrialRecord]) -> None:
         """The scheduler's rungs and the trials' costs are rebuilt from the stored reports,

@@ -353,7 +353,7 @@ class Daemon:
             point = controller.spec.space.validate(partial)
         except SpaceError as error:
             return CommandState.REJECTED, str(error)
-        controller.enqueue(point)
+        controller.enqueue(point, command.id)
         return CommandState.APPLIED, (
             f"enqueued in study {command.study}: {point} runs before new suggestions"
         )

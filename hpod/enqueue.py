@@ -19,7 +19,8 @@ from hpod.space import Space
 from hpod.space_params import CategoricalParam, FloatParam, IntParam, Param
 from hpod.spec_fields import Fields, describe, did_you_mean, join
 
-__all__ = ["parse_enqueue", "parse_assignments", "complete_point", "domain_hint", "MAX_ENQUEUED"]
+__all__ = ["parse_enqueue", "parse_assignments", "complete_point", "domain_hint", "MAX_ENQUEUED",
+           "USER_ORIGIN", "user_origin", "is_user_origin", "waiting_user_points"]
 
 MAX_ENQUEUED = 10_000  # more points than any budget a study file would sensibly list
 
@@ -235,3 +236,37 @@ def _searched(space: Space, name: str, fail: Any) -> Param:
 
 def _ordered(space: Space, point: Mapping[str, Any]) -> dict[str, Any]:
     return {name: point[name] for name in space.names if name in point}
+
+
+# -- `hpod enqueue` across restarts ------------------------------------------------------------
+
+# The origin of a trial made from `hpod enqueue`: "user:<command id>". Plain "user" is what
+# trials made before the command's id was recorded carry.
+USER_ORIGIN = "user"
+
+
+def user_origin(command_id: int) -> str:
+    return f"{USER_ORIGIN}:{command_id}"
+
+
+def is_user_origin(origin: str | None) -> bool:
+    return origin is not None and (origin == USER_ORIGIN or origin.startswith(USER_ORIGIN + ":"))
+
+
+def waiting_user_points(applied: Sequence[tuple[int, Any]],
+                        origins: Sequence[str | None]) -> list[tuple[str, Any]]:
+    """The `hpod enqueue` points that have no trial yet, oldest first, as (origin, params):
+    `applied` are the study's applied enqueue commands as (command id, params), `origins` those
+    of its trials. Points are made trials in the order they came, so the first trials with a
+    plain "user" origin (made before origins named their command) stand for the oldest ones."""
+    made = set(origins)
+    unnamed = sum(1 for origin in origins if origin == USER_ORIGIN)
+    waiting = []
+    for command_id, params in sorted(applied, key=lambda item: item[0]):
+        if user_origin(command_id) in made:
+            continue
+        if unnamed:
+            unnamed -= 1
+            continue
+        waiting.append((user_origin(command_id), params))
+    return waiting

@@ -124,7 +124,9 @@ class TrialRecord:
     created_at: float
     started_at: float | None
     finished_at: float | None
-    origin: str | None = None  # None: suggested; "file:<i>": enqueued in the file; "user"
+    # None: suggested; "file:<i>": enqueued in the file; "user:<command id>": `hpod enqueue`
+    # ("user" alone before the command's id was recorded).
+    origin: str | None = None
     peak_gpu_memory_mb: float | None = None  # the most GPU memory its processes held (NVML)
     repeat: int = 0  # which run of its configuration ([trial] repeats), from 0
     repeat_of: int | None = None  # number of the configuration's first run; None for that run

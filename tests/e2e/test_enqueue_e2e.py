@@ -62,5 +62,39 @@ def test_hpod_enqueue_runs_a_point_next_in_a_running_study(tmp_path: Path,
     wait_until(lambda: len(_rows(tmp_path, "live")) >= 2, what="the next trial")
     second = _rows(tmp_path, "live")[1]
     assert second["params"]["x"] == 0.55
-    assert _origins(tmp_path, "live")[1] == "user"
+    assert (_origins(tmp_path, "live")[1] or "").startswith("user:")
     assert daemon.terminate() == 0
+
+
+def test_hpod_enqueue_points_survive_a_restart_before_they_run(tmp_path: Path,
+                                                               start_daemon) -> None:
+    """Points enqueued into a paused study wait in memory until a slot takes them; a daemon
+    stopped (or killed) meanwhile finds them again in the commands that brought them, and runs
+    each exactly once."""
+    slow = "steps = 20\nsleep = 0.05"
+    write_study(tmp_path, "later", quadratic_study(trials=4, parallel=1, extra_space=slow))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "later") or {}).get("trials", {}).get("running"),
+               what="a running trial")
+    hpod_cli("pause", tmp_path, "later")
+    wait_until(lambda: study_status(tmp_path, "later")["state"] == "paused", what="the pause")
+    hpod_cli("enqueue", tmp_path, "later", "x=0.25")
+    hpod_cli("enqueue", tmp_path, "later", "x=0.75")
+    assert daemon.terminate() == 0
+
+    restarted = start_daemon(tmp_path)
+    wait_until(lambda: "watching" in restarted.log(), what="the restarted daemon")
+    hpod_cli("resume", tmp_path, "later")
+    wait_until(lambda: study_status(tmp_path, "later")["state"] == "complete",
+               what="the resumed study to finish", timeout=120)
+    assert restarted.terminate() == 0
+    xs = [row["params"]["x"] for row in _rows(tmp_path, "later")]
+    assert xs.count(0.25) == 1 and xs.count(0.75) == 1
+    origins = [o for o in _origins(tmp_path, "later") if (o or "").startswith("user:")]
+    assert len(origins) == 2 and len(set(origins)) == 2
+
+    # Another restart with more budget: they do not run again.
+    write_study(tmp_path, "later", quadratic_study(trials=6, parallel=1, extra_space=slow))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    xs = [row["params"]["x"] for row in _rows(tmp_path, "later")]
+    assert len(xs) == 6 and xs.count(0.25) == 1 and xs.count(0.75) == 1

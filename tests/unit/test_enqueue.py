@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpod.enqueue import complete_point, domain_hint, parse_assignments
+from hpod.enqueue import complete_point, domain_hint, parse_assignments, waiting_user_points
 from hpod.errors import SpaceError
 from hpod.space import CategoricalParam, FloatParam, IntParam, Space
 
@@ -190,3 +190,21 @@ def test_completed_points_always_lie_in_the_space(seed: int, keep: list[bool]) -
 ])
 def test_domain_hint(param, text: str) -> None:
     assert domain_hint(param) == text
+
+
+def test_waiting_user_points_are_those_without_a_trial_oldest_first() -> None:
+    applied = [(7, {"x": 0.7}), (3, {"x": 0.3}), (5, {"x": 0.5})]
+    origins = [None, "user:5", "file:0", None]
+    assert waiting_user_points(applied, origins) == [("user:3", {"x": 0.3}),
+                                                     ("user:7", {"x": 0.7})]
+    assert waiting_user_points(applied, []) == [("user:3", {"x": 0.3}), ("user:5", {"x": 0.5}),
+                                                ("user:7", {"x": 0.7})]
+    assert waiting_user_points([], ["user:1"]) == []
+
+
+def test_trials_made_before_origins_named_their_command_stand_for_the_oldest_points() -> None:
+    """A database from before: its `hpod enqueue` trials say only "user"; points became trials
+    in the order they came, so two such trials mean the two oldest commands are done."""
+    applied = [(2, {"x": 0.2}), (4, {"x": 0.4}), (9, {"x": 0.9})]
+    assert waiting_user_points(applied, ["user", None, "user"]) == [("user:9", {"x": 0.9})]
+    assert waiting_user_points(applied, ["user", "user:9"]) == [("user:4", {"x": 0.4})]
