@@ -27,6 +27,7 @@ from hpod.executor.select import notify_launched
 from hpod.first_rung_watch import watch_for
 from hpod.hooks import run_study_hook
 from hpod.ingest import MetricSink
+from hpod.reasons import reason_in_one_line
 from hpod.resources import Lease, PlacementError, ResourcePool
 from hpod.spec import StudySpec
 from hpod.store.records import (
@@ -746,8 +747,7 @@ def _describe(study: str, trial: TrialRecord, outcome: TrialOutcome) -> str:
     if outcome.value is not None and not math.isnan(outcome.value):
         head += f" with {outcome.value:.6g}"
     if outcome.reason:
-        first_line = outcome.reason.splitlines()[0]
-        head += f": {first_line}"
+        head += f": {reason_in_one_line(outcome.reason)}"
     if trial.started_at and trial.finished_at:
         head += f" ({trial.finished_at - trial.started_at:.1f} s)"
     return head

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpod.gpus import format_memory
+from hpod.reasons import reason_in_one_line
 from hpod.store.reader import StoreReader
 from hpod.repeats import config_results
 from hpod.store.records import EventRecord, GpuSample, StudyRecord, TrialRecord, TrialState
@@ -192,7 +193,7 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
             row["duration_s"],
             *([_peak(row.get("peak_gpu_memory_mb"))] if gpu else []),
             *(row["params"].get(name) for name in param_names),
-            (row["reason"] or "").splitlines()[0] if row["reason"] else "",
+            reason_in_one_line(row["reason"]) if row["reason"] else "",
         ]
         for row in rows
     ]

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from hpod.decision import Decision
+from hpod.reasons import with_stderr_tail
 from hpod.wire import Message
 
 
@@ -40,9 +41,7 @@ class TrialExit:
 
     def describe(self) -> str:
         """The reason and the stderr tail together, as recorded for a failed trial."""
-        if not self.stderr_tail:
-            return self.reason
-        return f"{self.reason}; last lines of stderr:\n{self.stderr_tail}"
+        return with_stderr_tail(self.reason, self.stderr_tail)
 
 
 def signal_name(signum: int) -> str:
