@@ -101,6 +101,7 @@ class StudyController:
         # Enqueued points not yet made trials: (origin, partial params), in the order to run.
         self._enqueued: deque[tuple[str, dict[str, Any]]] = deque()
         self._user_points_made: set[str] = set()  # origins of trials made from `hpod enqueue`
+        self._warned: set[str] = set()  # warnings its trials gave once for the study (TrialRun)
         self._changed = asyncio.Event()
         self._suggest_lock = asyncio.Lock()
         self._n_created = 0
@@ -451,6 +452,7 @@ class StudyController:
             trial_dir=self._trial_dir(trial),
             decide=self._decide,
             decision_timeout=self._policy.decision_timeout,
+            warned=self._warned,
         )
 
     def _decide(self, trial_id: int, step: float, value: float, resumable: bool = True

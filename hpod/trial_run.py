@@ -74,8 +74,13 @@ class TrialRun:
         trial_dir: Path,
         decide: DecideFn,
         decision_timeout: float,
+        warned: set[str] | None = None,
     ) -> None:
         self.spec = spec
+        # The study's warnings already recorded (shared by its trials): a mistake every trial
+        # repeats is said once.
+        self._warned = set() if warned is None else warned
+        self._resource_missing_at: int | None = None  # a report's step that lacked `resource`
         self.trial = trial
         self.lease = lease
         self._store = store
@@ -266,6 +271,9 @@ class TrialRun:
                     decision = self._on_report(message)
                     if answer_continue or decision is not Decision.CONTINUE:
                         running.decide(decision, message.step)
+                    if self._resource_missing_at is not None and "resource" not in self._warned:
+                        self._warned.add("resource")
+                        await self._warn_resource_missing()
                 elif isinstance(message, Declaration):
                     self._resumable = message.resumable
                 elif isinstance(message, CheckpointNote):
@@ -292,6 +300,8 @@ class TrialRun:
             return self._verdict  # repeated to a trial that reports on after its verdict
         resource = self.spec.scheduler.resource
         step = metrics.get(resource, report.step) if resource else report.step
+        if resource and resource not in metrics and self._resource_missing_at is None:
+            self._resource_missing_at = report.step
         decision = self._decide(self.trial.id, float(step), value, self._resumable)
         if decision is not Decision.CONTINUE:
             self._verdict = decision
@@ -299,6 +309,17 @@ class TrialRun:
             self._verdict_deadline = time.monotonic() + self.spec.trial.grace
             self._wake.set()  # the supervisor re-arms its deadline
         return decision
+
+    async def _warn_resource_missing(self) -> None:
+        resource, metric = self.spec.scheduler.resource, self._objective
+        text = (f"study {self.spec.name}: trial #{self.trial.number} reported `{metric}` "
+                f"without `{resource}`, the [scheduler] resource, so its step "
+                f"({self._resource_missing_at}) was used instead; a misspelt resource judges "
+                f"trials at the wrong rungs, or never. Fix: report `{resource}` with `{metric}`, "
+                "or set `resource` to a key the trial reports (or remove it to count steps)")
+        logger.warning("%s", text)
+        await self._store.record_event(EventLevel.WARNING, text, study_id=self.trial.study_id,
+                                       trial_id=self.trial.id)
 
     async def _protocol_warning(self, problem: WireProblem) -> None:
         self._warnings += 1

@@ -123,3 +123,14 @@ x = {{ type = "float", low = 0.0, high = 1.0 }}
     assert warnings[0].level.value == "warning"
     assert f"the last {STREAK} trials were all stopped at the first rung (resource 1)" in \
         warnings[0].message
+
+
+def test_a_resource_the_trials_do_not_report_is_warned_about_once(tmp_path: Path,
+                                                                   start_daemon) -> None:
+    """`resource = "epoch"` where the trials report only `loss` at each step: the steps stand in
+    for it, as before, and the study's events say so once (not once per trial or report)."""
+    write_study(tmp_path, "typo", _study("asha", extra='resource = "epoch"'))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    events = hpod_cli("events", tmp_path, "--limit", "1000").stdout
+    assert events.count("without `epoch`, the [scheduler] resource") == 1, events
+    assert study_status(tmp_path, "typo")["trials"]["stopped"] > 0  # judged on the steps
