@@ -186,6 +186,16 @@ def _memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _slot_count(text: str) -> int:
+    try:
+        slots = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if slots < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {slots}")
+    return slots
+
+
 def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", default="all", metavar="LIST",
                         help="GPUs trials may use: all (default: those visible), none, or "
@@ -202,7 +212,7 @@ def _add_db(parser: argparse.ArgumentParser, default_help: str = "FOLDER/.hpod/h
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--slots", type=int, default=None, metavar="N",
+    parser.add_argument("--slots", type=_slot_count, default=None, metavar="N",
                         help=f"trials that may run at once on this machine "
                         f"(default: one per core, {default_slots()} here)")
     parser.add_argument("--log-level", default="info",
@@ -272,7 +282,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = DaemonConfig(
         db_path=_db_for(args),
         folder=folder,
-        slots=args.slots or default_slots(),
+        slots=default_slots() if args.slots is None else args.slots,
         exit_when_idle=args.exit_when_idle,
         gpus=args.gpus,
         min_free_memory_mb=args.min_free_memory,

@@ -73,7 +73,7 @@ def run_study_file(path: Path, *, db: Path | None, slots: int | None, gpus: str 
     config = DaemonConfig(
         db_path=db_path,
         study_files=(path,),
-        slots=slots or default_slots(),
+        slots=default_slots() if slots is None else slots,
         exit_when_idle=True,
         gpus=gpus,
         min_free_memory_mb=min_free_memory_mb,

@@ -342,3 +342,12 @@ def test_the_slot_a_trial_frees_goes_to_a_point_chosen_knowing_its_result(
         points[parallel] = [row["params"] for row in _values(folder, "gp")]
     assert len(points[1]) == 9
     assert points[3] == points[1]
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+@pytest.mark.parametrize("slots", ["0", "-1", "two"])
+def test_a_bad_slot_count_is_a_usage_error(tmp_path: Path, command: str, slots: str) -> None:
+    target = tmp_path if command == "serve" else tmp_path / "study.toml"
+    result = hpod_cli(command, target, "--slots", slots, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "argument --slots" in result.stderr and "Traceback" not in result.stderr
