@@ -369,9 +369,10 @@ def _reader(args: argparse.Namespace):  # -> StoreReader
 
 def _status(args: argparse.Namespace) -> int:
     from hpod import report
+    from hpod.lock import serving_pid
 
     with _reader(args) as reader:
-        doc = report.status(reader)
+        doc = report.status(reader, serving_pid(_db_for(args)))
     print(json.dumps(doc, indent=2) if args.json else report.format_status(doc))
     return 0
 

@@ -66,3 +66,62 @@ def _read_pid(fd: int) -> int | None:
         return int(text) if text else None
     except (OSError, ValueError):
         return None
+
+
+def serving_pid(db_path: Path) -> int | None:
+    """The pid of the daemon serving `db_path`, None when no daemon holds its lock.
+
+    Asked without taking the lock (a reader holding it even for a moment could make a daemon
+    starting then refuse to run): from the kernel's table of locks where there is one, else
+    from the pid the daemon wrote and whether that process is alive."""
+    path = db_path.with_name(db_path.name + ".lock")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    pid = _pid_in(path)
+    held = _flock_holders(st.st_dev, st.st_ino)
+    if held is not None:
+        return pid if pid in held else (min(held) if held else None)
+    return pid if pid is not None and _alive(pid) else None
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def _flock_holders(dev: int, ino: int) -> set[int] | None:
+    """Pids holding an flock on the file (dev, ino), from /proc/locks; None where that table
+    cannot be read. A line reads: `1: FLOCK  ADVISORY  WRITE 4242 08:02:131 0 EOF`."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    wanted = (os.major(dev), os.minor(dev), ino)
+    holders = set()
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        try:
+            kind, pid, where = fields[1], int(fields[4]), fields[5]
+            major, minor, inode = where.split(":")
+            if kind == "FLOCK" and (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                holders.add(pid)
+        except (IndexError, ValueError):
+            continue
+    return holders
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True

@@ -71,11 +71,14 @@ def study_status(reader: StoreReader, study: StudyRecord) -> dict[str, Any]:
     }
 
 
-def status(reader: StoreReader) -> dict[str, Any]:
+def status(reader: StoreReader, daemon_pid: int | None = None) -> dict[str, Any]:
+    """Every study's progress, the GPUs' latest samples, and the daemon serving the database
+    (`daemon_pid`, hpod.lock.serving_pid; None: no daemon)."""
     with reader.snapshot():
         studies = [study_status(reader, s) for s in reader.list_studies()]
         gpus = reader.latest_gpu_samples()
-    return {"studies": studies, "gpus": gpu_status(gpus, time.time())}
+    return {"daemon": None if daemon_pid is None else {"pid": daemon_pid},
+            "studies": studies, "gpus": gpu_status(gpus, time.time())}
 
 
 def gpu_status(samples: Sequence[GpuSample], now: float) -> list[dict[str, Any]]:
@@ -113,6 +116,12 @@ def format_status(doc: dict[str, Any]) -> str:
     text = _table(rows)
     if errors:
         text += "\n\nerrors:\n" + "\n".join(f"  {line}" for line in errors)
+    unfinished = any(study["state"] in ("running", "paused") for study in studies)
+    if doc["daemon"] is None and unfinished:
+        # After a crash or a reboot the store still says "running": say that nothing is.
+        text = ("no daemon is serving this database: the studies are where the last one left "
+                "them, and trials shown running were cut off (they run again when a daemon "
+                "starts: hpod serve FOLDER)\n\n" + text)
     return text + _format_gpus(doc.get("gpus") or [])
 
 

@@ -147,9 +147,13 @@ def test_kill_9_of_the_daemon_takes_the_trials_with_it(tmp_path: Path, start_dae
     pids = wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {})
                       .get("running") == 2 and len(_trial_pids(tmp_path)) == 2
                       and _trial_pids(tmp_path), what="two running trials with their pids")
+    assert status_json(tmp_path)["daemon"] == {"pid": daemon.process.pid}
     daemon.process.kill()
     daemon.wait()
     wait_until(lambda: not any(alive(pid) for pid in pids), what="trials to die with the daemon")
+    # The store still says running; `hpod status` says that nothing runs.
+    assert status_json(tmp_path)["daemon"] is None
+    assert hpod_cli("status", tmp_path).stdout.startswith("no daemon is serving this database")
     # The store is intact and a new daemon marks them interrupted, then reruns them.
     restarted = start_daemon(tmp_path)
     wait_until(lambda: "was running when the daemon stopped" in hpod_cli("events", tmp_path).stdout,
