@@ -450,6 +450,12 @@ def _send(args: argparse.Namespace, action: Any, *, trial_number: int | None = N
     if args.no_wait:
         print(f"asked the daemon to {what} (command {command_id})")
         return 0
+    from hpod.lock import serving_pid
+
+    if serving_pid(db) is None:
+        print(f"hpod: no daemon is serving {db}; the command is queued and applied when one "
+              "starts (hpod serve FOLDER)", file=sys.stderr)
+        return 1
     try:
         done = wait_command(db, command_id, timeout=10.0)
     except TimeoutError:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hpod.store import StoreReader
+
 from helpers import (
     FIXTURE_TRIALS,
     alive,
@@ -355,3 +357,14 @@ def test_a_bad_slot_count_is_a_usage_error(tmp_path: Path, command: str, slots: 
     result = hpod_cli(command, target, "--slots", slots, check=False)
     assert result.returncode == 2, result.stderr
     assert "argument --slots" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_command_with_no_daemon_to_apply_it_says_so_and_stays_queued(
+        tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "later", quadratic_study(trials=1, parallel=1))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    asked = hpod_cli("stop", tmp_path, "later", check=False)
+    assert asked.returncode == 1
+    assert "no daemon is serving" in asked.stderr and "queued" in asked.stderr
+    with StoreReader(tmp_path / ".hpod" / "hpod.db") as reader:
+        assert [c.state.value for c in reader.list_commands()] == ["pending"]
