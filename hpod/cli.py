@@ -101,30 +101,42 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate each FILE and print what the daemon would record: the study "
         "it defines, or the error naming the file, the field and the fix.",
     )
-    check.add_argument("files", type=Path, nargs="+", metavar="FILE")
-    check.add_argument("--json", action="store_true", help="print the normalised studies")
+    check.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                       help="a study file, or a folder: the study files in it")
+    check.add_argument("--json", action="store_true",
+                       help="print the normalised study (a list of them for several files)")
 
     status = sub.add_parser("status", help="progress of every study",
                             description="Show every study of FOLDER's database.")
     _add_folder(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    best = sub.add_parser("best", help="the best trial of a study")
+    best = sub.add_parser("best", help="the best trial of a study",
+                          description="Print the best complete trial of STUDY: its value, "
+                          "its params and its number.")
     _add_folder(best, optional=False)
     best.add_argument("study", help="the study's name")
     best.add_argument("--json", action="store_true", help="machine-readable output")
 
-    trials = sub.add_parser("trials", help="list a study's trials (table, CSV or JSON)")
+    trials = sub.add_parser("trials", help="list a study's trials (table, CSV or JSON)",
+                            description="List STUDY's trials: state, value, last step, "
+                            "duration, params and reason, one trial a row.")
     _add_folder(trials, optional=False)
     trials.add_argument("study", help="the study's name")
-    trials.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    trials.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="table (default; a crash's reason in one line), csv, or json "
+                        "(every field, reasons whole)")
     trials.add_argument("--state", action="append", metavar="STATE",
                         help="only trials in STATE (repeatable): queued, running, complete, ...")
 
-    events = sub.add_parser("events", help="warnings and errors, newest last")
+    events = sub.add_parser("events", help="warnings and errors, newest last",
+                            description="What a user needs to know afterwards: invalid study "
+                            "files, failed trials and their reasons, retries, interrupted "
+                            "trials, studies that ended.")
     _add_folder(events)
     events.add_argument("--study", help="only this study's events")
-    events.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    events.add_argument("--limit", type=_at_least_one, default=50, metavar="N",
+                        help="the newest N events (default 50)")
 
     enqueue = sub.add_parser(
         "enqueue",
@@ -186,14 +198,14 @@ def _memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _slot_count(text: str) -> int:
+def _at_least_one(text: str) -> int:
     try:
-        slots = int(text)
+        number = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if slots < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {slots}")
-    return slots
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
@@ -212,11 +224,12 @@ def _add_db(parser: argparse.ArgumentParser, default_help: str = "FOLDER/.hpod/h
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--slots", type=_slot_count, default=None, metavar="N",
+    parser.add_argument("--slots", type=_at_least_one, default=None, metavar="N",
                         help=f"trials that may run at once on this machine "
                         f"(default: one per core, {default_slots()} here)")
     parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"))
+                        choices=("debug", "info", "warning", "error"),
+                        help="how much the daemon logs to stderr (default info)")
     _add_gpu_options(parser)
 
 
@@ -315,7 +328,8 @@ def _daemon(config: DaemonConfig, **kwargs: Any):  # -> Daemon
     try:
         return Daemon(config, **kwargs)
     except ValueError as error:  # a --gpus selection naming a GPU that is not there
-        raise DaemonError(f"{error}; see `hpod gpus` for what is there") from None
+        hint = "" if "hpod gpus" in str(error) else "; see `hpod gpus` for what is there"
+        raise DaemonError(f"{error}{hint}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -343,21 +357,36 @@ def _run_argv(args: argparse.Namespace) -> list[str]:
 
 def _check(args: argparse.Namespace) -> int:
     from hpod.spec import load_study_file
+    from hpod.watcher import is_study_file_name
 
     failures = 0
-    for path in args.files:
+    specs = []
+    # A folder stands for the study files the daemon would watch in it.
+    paths = [found for path in args.files
+             for found in (sorted(p for p in path.iterdir()
+                                  if p.is_file() and is_study_file_name(p.name))
+                           if path.is_dir() else [path])]
+    for path in paths:
         try:
             spec = load_study_file(path)
         except StudySpecError as error:
-            print(f"error: {error}")
+            print(f"error: {error}", file=sys.stderr if args.json else sys.stdout)
             failures += 1
             continue
         if args.json:
-            print(json.dumps(spec.to_dict(), indent=2))
+            specs.append(spec.to_dict())
         else:
             print(f"ok: {path}: study {spec.name}: {spec.space.dim} searched parameter(s), "
                   f"suggester {spec.suggester.kind}, scheduler {spec.scheduler.kind}, "
                   f"objective {spec.objective.direction.value} {spec.objective.metric}")
+    if args.json and specs:
+        # One file: its study; several: a list of them (errors go to stderr, not into it).
+        print(json.dumps(specs[0] if len(args.files) == 1 and not args.files[0].is_dir()
+                         else specs, indent=2))
+    if not paths:
+        print(f"error: no study files (*.toml, *.yaml, *.yml, *.json) in "
+              f"{', '.join(map(str, args.files))}", file=sys.stderr)
+        return 1
     return 1 if failures else 0
 
 

@@ -175,9 +175,11 @@ class Daemon:
         if killed:
             logger.warning("ended %d process(es) left over by trials of a killed daemon: %s",
                            len(killed), ", ".join(map(str, killed)))
+        names = {study.id: study.name for study in await store.list_studies()}
         for trial in await store.interrupt_running():
             message = (
-                f"trial #{trial.number} was running when the daemon stopped; it will run again"
+                f"trial {names.get(trial.study_id, '?')}#{trial.number} was running when the "
+                "daemon stopped; it will run again"
                 + (" from its checkpoint" if trial.checkpoint else "")
             )
             logger.warning("%s", message)
@@ -360,7 +362,10 @@ class Daemon:
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         loop = asyncio.get_running_loop()
-        signals = (signal.SIGTERM, signal.SIGINT)
+        # SIGHUP: the terminal a daemon was started from (`hpod serve DIR &`) closed. Stopped
+        # cleanly like SIGTERM, its trials interrupted and rerun at the next start, rather
+        # than killed with the reports still in its buffer.
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         previous = {sig: signal.getsignal(sig) for sig in signals}
         for sig in signals:
             loop.add_signal_handler(sig, self.request_shutdown)

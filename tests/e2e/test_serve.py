@@ -113,8 +113,10 @@ x = {{ type = "float", low = 0.0, high = 1.0 }}
     assert study["best"]["value"] == min(row["value"] for row in rows)
 
 
-def test_sigterm_interrupts_trials_and_a_restart_finishes_them(tmp_path: Path,
-                                                               start_daemon) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_interrupts_trials_and_a_restart_finishes_them(tmp_path: Path, start_daemon,
+                                                               signum: int) -> None:
+    """SIGTERM (systemd, kill) or SIGHUP (the terminal of `hpod serve DIR &` closed)."""
     write_study(tmp_path, "slow", quadratic_study(
         trials=4, parallel=2, extra_space="steps = 1000\nsleep = 0.05"))
     daemon = start_daemon(tmp_path)
@@ -122,7 +124,8 @@ def test_sigterm_interrupts_trials_and_a_restart_finishes_them(tmp_path: Path,
     pids = wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {})
                       .get("running") == 2 and len(_trial_pids(tmp_path)) == 2
                       and _trial_pids(tmp_path), what="two running trials with their pids")
-    assert daemon.terminate() == 0, daemon.log()
+    daemon.process.send_signal(signum)
+    assert daemon.wait() == 0, daemon.log()
     rows = _values(tmp_path, "slow")
     assert sorted(row["state"] for row in rows) == ["interrupted", "interrupted"]
     assert all("shut down" in row["reason"] for row in rows)
@@ -368,3 +371,22 @@ def test_a_command_with_no_daemon_to_apply_it_says_so_and_stays_queued(
     assert "no daemon is serving" in asked.stderr and "queued" in asked.stderr
     with StoreReader(tmp_path / ".hpod" / "hpod.db") as reader:
         assert [c.state.value for c in reader.list_commands()] == ["pending"]
+
+
+def test_check_takes_a_folder_and_gives_json_for_several_files(tmp_path: Path) -> None:
+    write_study(tmp_path, "one", quadratic_study())
+    write_study(tmp_path, "two", quadratic_study())
+    (tmp_path / "bad.toml").write_text("command = [\n")
+    (tmp_path / "notes.txt").write_text("not a study")
+    folder = hpod_cli("check", tmp_path, check=False)
+    assert folder.returncode == 1
+    assert folder.stdout.count("ok: ") == 2 and "bad.toml" in folder.stdout
+    assert "notes.txt" not in folder.stdout
+    listed = hpod_cli("check", tmp_path / "one.toml", tmp_path / "two.toml", "--json")
+    assert [study["name"] for study in json.loads(listed.stdout)] == ["one", "two"]
+    single = hpod_cli("check", tmp_path / "one.toml", "--json")
+    assert json.loads(single.stdout)["name"] == "one"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = hpod_cli("check", empty, check=False)
+    assert nothing.returncode == 1 and "no study files" in nothing.stderr
