@@ -310,14 +310,20 @@ class Daemon:
             if version != seen:
                 seen = version
                 for command in await store.pending_commands():
-                    state, result = await self._apply(command)
+                    state, result = await self._apply(command, store)
                     await store.finish_command(command.id, state, result)
                     logger.info("command %s %s: %s", command.action.value, command.study, result)
             await asyncio.sleep(self.config.command_interval)
 
-    async def _apply(self, command: CommandRecord) -> tuple[CommandState, str]:
+    async def _apply(self, command: CommandRecord, store: Store) -> tuple[CommandState, str]:
         controller = self.controllers.get(command.study)
         action = command.action
+        if controller is None and action in (CommandAction.RESUME_STUDY, CommandAction.ENQUEUE):
+            record = await store.find_study(command.study)
+            if record is not None and record.state is StudyState.COMPLETE:
+                return CommandState.REJECTED, (
+                    f"study {command.study!r} is complete: its budget is spent. Fix: raise "
+                    "`budget` in its study file, and it runs on from where it stopped")
         if action is CommandAction.RESUME_STUDY:
             if controller is not None:
                 controller.resume()
@@ -328,9 +334,8 @@ class Daemon:
             return CommandState.REJECTED, f"no study {command.study!r} with a valid file"
         if controller is None:
             return CommandState.REJECTED, (
-                f"study {command.study!r} is not running; resume it (`hpod resume`), or raise "
-                "its budget in the study file" if action is CommandAction.ENQUEUE else
-                f"study {command.study!r} is not running"
+                f"study {command.study!r} is not running; resume it first (`hpod resume`)"
+                if action is CommandAction.ENQUEUE else f"study {command.study!r} is not running"
             )
         if action is CommandAction.ENQUEUE:
             return self._enqueue(controller, command)
@@ -342,7 +347,9 @@ class Daemon:
             return CommandState.APPLIED, f"study {command.study} stopped"
         if action is CommandAction.STOP_TRIAL:
             if command.trial_number is None or not controller.stop_trial(command.trial_number):
-                return CommandState.REJECTED, f"trial #{command.trial_number} is not running"
+                return CommandState.REJECTED, (
+                    f"trial {command.study}#{command.trial_number} is not running (it has "
+                    "ended, has not started, or does not exist: `hpod trials` lists them)")
             return CommandState.APPLIED, f"trial {command.study}#{command.trial_number} stopped"
         return CommandState.REJECTED, f"unknown command {action}"
 

@@ -191,8 +191,12 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
     param_names = sorted({name for row in rows for name in row["params"]})
     # Only studies whose trials held GPU memory get the column: CPU studies read as before.
     gpu = any(row.get("peak_gpu_memory_mb") is not None for row in rows)
-    head = ["trial", "state", "value", "last_step", "duration_s",
-            *(["peak_gpu_mb"] if gpu else []), *param_names, "reason"]
+    fixed = ["trial", "state", "value", "last_step", "duration_s",
+             *(["peak_gpu_mb"] if gpu else []), "reason"]
+    # A parameter named like a column (`value`, `state`) gets a prefix: a CSV reader keyed by
+    # header would otherwise read the parameter where it wants the objective.
+    head = [*fixed[:-1], *(f"param.{name}" if name in fixed else name for name in param_names),
+            "reason"]
     records = [
         [
             row["trial"],

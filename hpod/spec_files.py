@@ -159,18 +159,24 @@ def _load_toml(path: Path, text: str) -> Any:
 # YAML 1.1 (PyYAML) reads `1e-5` and `1.5e3` as strings (it wants a dot and a signed exponent),
 # YAML 1.2 as floats; learning rates are written that way, so hpod follows 1.2 for exponents.
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
+# YAML 1.1 also reads yes/no/on/off as booleans, so `choices: [yes, no]` came out as
+# [True, False] and `[on, off, yes]` as a duplicate choice; in 1.2 (and here) they are words.
+_YAML11_ONLY_BOOLS = frozenset(
+    {"yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"})
 
 
 _CONSTRUCTOR_FAILURES = (ValueError, TypeError, AttributeError, OverflowError, LookupError)
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and reads
-    `1e-5` as a number."""
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one), reads
+    `1e-5` as a number and `yes` as a word, as YAML 1.2 does."""
 
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode and implicit[0] and _EXPONENT_FLOAT.fullmatch(value):
             return "tag:yaml.org,2002:float"
+        if kind is yaml.ScalarNode and implicit[0] and value in _YAML11_ONLY_BOOLS:
+            return "tag:yaml.org,2002:str"
         return super().resolve(kind, value, implicit)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:

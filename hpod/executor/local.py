@@ -86,8 +86,16 @@ class LocalExecutor:
             await asyncio.to_thread(kill_leftovers, trial_dir)
         fast = self.fast and direct_program(argv[0], env, Path(cwd)) is not None
 
-        report_r, report_w = os.pipe()
-        control_r, control_w = os.pipe()
+        try:
+            report_r, report_w = os.pipe()
+        except OSError as e:  # out of file descriptors: this trial fails, not the study
+            raise LaunchError(f"cannot open the trial's report pipe: {e}") from e
+        try:
+            control_r, control_w = os.pipe()
+        except OSError as e:
+            os.close(report_r)
+            os.close(report_w)
+            raise LaunchError(f"cannot open the trial's control pipe: {e}") from e
         spawned = False
         try:
             # Appending keeps a resumed trial's earlier output; the tail starts at this run.

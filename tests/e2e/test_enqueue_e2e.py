@@ -98,3 +98,17 @@ def test_hpod_enqueue_points_survive_a_restart_before_they_run(tmp_path: Path,
     assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
     xs = [row["params"]["x"] for row in _rows(tmp_path, "later")]
     assert len(xs) == 6 and xs.count(0.25) == 1 and xs.count(0.75) == 1
+
+
+def test_enqueue_or_resume_on_a_complete_study_says_to_raise_its_budget(tmp_path: Path,
+                                                                        start_daemon) -> None:
+    write_study(tmp_path, "done", quadratic_study(trials=1, parallel=1))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "done") or {}).get("state") == "complete",
+               what="the study to complete")
+    for asked in (hpod_cli("enqueue", tmp_path, "done", "x=0.5", check=False),
+                  hpod_cli("resume", tmp_path, "done", check=False)):
+        assert asked.returncode == 1
+        assert "is complete" in asked.stdout and "raise `budget`" in asked.stdout, asked
+    assert study_status(tmp_path, "done")["trials"]["complete"] == 1
+    assert daemon.terminate() == 0

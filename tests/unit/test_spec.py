@@ -176,6 +176,18 @@ def test_yaml_reads_exponents_as_numbers(tmp_path: Path) -> None:
     assert spec.space.fixed == {"tag": "1e-5"}
 
 
+def test_yaml_reads_yes_no_on_off_as_words_and_true_false_as_booleans(tmp_path: Path) -> None:
+    path = tmp_path / "words.yaml"
+    path.write_text("command: [python]\nobjective: {metric: loss, direction: min}\n"
+                    "budget: {trials: 3}\nspace:\n  answer: {type: categorical, choices: [yes, no]}\n"
+                    "  switch: {type: categorical, choices: [on, off, yes]}\n"
+                    "  shuffle: true\n  quoted: 'No'\n")
+    spec = load_study_file(path)
+    choices = {param.name: param.choices for param in spec.space.params}
+    assert choices == {"answer": ("yes", "no"), "switch": ("on", "off", "yes")}
+    assert spec.space.fixed == {"shuffle": True, "quoted": "No"}
+
+
 def test_yaml_that_contains_itself_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "loop.yaml"
     path.write_text("command: &a [python, *a]\n")
