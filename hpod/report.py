@@ -163,9 +163,14 @@ def format_best(name: str, doc: dict[str, Any]) -> str:
 def trial_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     rows = []
     for trial in trials:
+        # Running: so far. Ended: start to end. Interrupted or paused (no end): unknown, not a
+        # figure that grows with the clock.
+        end = trial.finished_at
+        if end is None and trial.state is TrialState.RUNNING:
+            end = time.time()
         duration = None
-        if trial.started_at is not None:
-            duration = round((trial.finished_at or time.time()) - trial.started_at, 3)
+        if trial.started_at is not None and end is not None:
+            duration = round(end - trial.started_at, 3)
         rows.append(
             {
                 "trial": trial.number,

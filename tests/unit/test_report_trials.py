@@ -28,3 +28,18 @@ def test_a_crash_reads_in_one_line_in_the_table() -> None:
     table = format_trials([_row(0, 0.5, {"x": 1}, reason)], "table")
     assert "exit code 1; stderr ended with: KeyError: 'lr'" in table
     assert len(table.splitlines()) == 2
+
+
+def test_an_interrupted_trial_has_no_duration_that_grows_with_the_clock() -> None:
+    from hpod.report import trial_rows
+    from hpod.store.records import TrialRecord, TrialState
+
+    def trial(state: TrialState, finished: float | None) -> TrialRecord:
+        return TrialRecord(1, 1, 0, {"x": 1}, state, 0, 0.5, 3, None, None, None, "cpu:0",
+                           created_at=100.0, started_at=100.0, finished_at=finished)
+
+    (done,) = trial_rows([trial(TrialState.COMPLETE, 104.0)])
+    (cut,) = trial_rows([trial(TrialState.INTERRUPTED, None)])
+    (running,) = trial_rows([trial(TrialState.RUNNING, None)])
+    assert done["duration_s"] == 4.0 and cut["duration_s"] is None
+    assert running["duration_s"] > 4.0  # started long ago, still going
