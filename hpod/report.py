@@ -62,6 +62,8 @@ def study_status(reader: StoreReader, study: StudyRecord) -> dict[str, Any]:
         "path": study.path,
         "trials": {key: getattr(counts, key) for key in STATUS_COUNT_KEYS},
         "budget": spec.get("budget"),
+        # Runs per configuration ([trial] repeats): the budget counts configurations.
+        "repeats": (spec.get("trial") or {}).get("repeats", 1),
         "objective": {"metric": study.metric, "direction": study.direction.value}
         if study.spec is not None
         else None,
@@ -98,6 +100,8 @@ def format_status(doc: dict[str, Any]) -> str:
         trials = study["trials"]
         done = trials["complete"] + trials["stopped"] + trials["failed"]
         budget = (study.get("budget") or {}).get("trials")
+        if budget is not None:
+            budget *= study.get("repeats", 1)  # DONE counts runs
         best = study["best"]
         rows.append(
             (
@@ -196,8 +200,10 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
     param_names = sorted({name for row in rows for name in row["params"]})
     # Only studies whose trials held GPU memory get the column: CPU studies read as before.
     gpu = any(row.get("peak_gpu_memory_mb") is not None for row in rows)
-    fixed = ["trial", "state", "value", "last_step", "duration_s",
-             *(["peak_gpu_mb"] if gpu else []), "reason"]
+    # With [trial] repeats, which configuration each run belongs to, and which run it is.
+    repeats = any(row.get("repeat") for row in rows)
+    fixed = ["trial", *(["config", "repeat"] if repeats else []), "state", "value",
+             "last_step", "duration_s", *(["peak_gpu_mb"] if gpu else []), "reason"]
     # A parameter named like a column (`value`, `state`) gets a prefix: a CSV reader keyed by
     # header would otherwise read the parameter where it wants the objective.
     head = [*fixed[:-1], *(f"param.{name}" if name in fixed else name for name in param_names),
@@ -205,6 +211,7 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
     records = [
         [
             row["trial"],
+            *([row["config"], row["repeat"]] if repeats else []),
             row["state"],
             row["value"],
             row["last_step"],

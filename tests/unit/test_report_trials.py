@@ -43,3 +43,22 @@ def test_an_interrupted_trial_has_no_duration_that_grows_with_the_clock() -> Non
     (running,) = trial_rows([trial(TrialState.RUNNING, None)])
     assert done["duration_s"] == 4.0 and cut["duration_s"] is None
     assert running["duration_s"] > 4.0  # started long ago, still going
+
+
+def test_runs_of_repeated_configurations_show_their_config_and_repeat() -> None:
+    rows = [dict(_row(n, 0.5, {"x": 1}), config=n - n % 3, repeat=n % 3) for n in range(6)]
+    read = list(csv.DictReader(io.StringIO(format_trials(rows, "csv"))))
+    assert [(r["trial"], r["config"], r["repeat"]) for r in read][:4] == [
+        ("0", "0", "0"), ("1", "0", "1"), ("2", "0", "2"), ("3", "3", "0")]
+    plain = [dict(_row(0, 0.5, {"x": 1}), config=0, repeat=0)]
+    assert "config" not in format_trials(plain, "csv").splitlines()[0]
+
+
+def test_status_counts_a_budget_of_configurations_in_runs() -> None:
+    from hpod.report import format_status
+
+    counts = {"queued": 0, "running": 0, "complete": 12, "stopped": 0, "failed": 0,
+              "paused": 0, "interrupted": 0}
+    study = {"name": "noisy", "state": "complete", "trials": counts, "budget": {"trials": 4},
+             "repeats": 3, "best": None, "error": None}
+    assert "12/12" in format_status({"daemon": None, "studies": [study], "gpus": []})
