@@ -253,7 +253,7 @@ def _short(value: Any) -> str:
 
 def _cell(value: Any) -> str:
     if value is None:
-        return ""
+        return "-"  # an empty cell would shift the columns of anyone who splits a row
     if isinstance(value, float):
         return f"{value:.6g}"
     text = str(value)

@@ -89,6 +89,9 @@ class TrialOptions:
     # Runs per configuration, each with its own HPOD_SEED; the configuration's value is their
     # mean (KerasTuner's executions_per_trial): for noisy trainings.
     repeats: int = 1
+    # The most a trial's stdout.log or stderr.log may hold (MiB) before its oldest output is
+    # cut (hpod.log_cap); 0: no limit.
+    max_log_mb: float = 64.0
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,7 @@ def _memory(f: Fields, table: Mapping[str, Any], key: str) -> int | None:
 def parse_trial(f: Fields, raw: Any, command: Sequence[str] | None = None) -> TrialOptions:
     """`command` (resolved, as parse_command returns it) lets `preload` be checked against it."""
     table = _table(f, raw, "trial", ("timeout", "retries", "retry_delay", "stall_timeout",
-                                     "grace", "preload", "repeats"))
+                                     "grace", "preload", "repeats", "max_log_mb"))
 
     def seconds(key: str) -> float | None:
         if key not in table:
@@ -345,6 +348,8 @@ def parse_trial(f: Fields, raw: Any, command: Sequence[str] | None = None) -> Tr
         grace=f.number(table.get("grace", 10.0), "trial.grace", low=0.0, high=3600.0),
         preload=parse_preload(f, table.get("preload"), command),
         repeats=f.integer(table.get("repeats", 1), "trial.repeats", low=1, high=100),
+        max_log_mb=f.number(table.get("max_log_mb", 64.0), "trial.max_log_mb", low=0.0,
+                            high=1_000_000.0),
     )
 
 

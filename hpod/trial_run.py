@@ -23,6 +23,7 @@ from hpod.errors import LaunchError
 from hpod.executor.base import Executor, RunningTrial, TrialExit
 from hpod.executor.select import spare_slot
 from hpod.ingest import MetricSink
+from hpod.log_cap import LOG_CHECK_EVERY, trim_logs
 from hpod.repeats import run_seed
 from hpod.resources import Lease
 from hpod.spec import StudySpec
@@ -184,6 +185,7 @@ class TrialRun:
         async with asyncio.TaskGroup() as tg:
             consume = tg.create_task(self._consume(running))
             exited = tg.create_task(running.wait())
+            capping = tg.create_task(self._cap_logs())
             while True:
                 wake = tg.create_task(self._wake.wait())
                 done, _ = await asyncio.wait(
@@ -199,6 +201,8 @@ class TrialRun:
                     await self._stop_within_grace(running, tg)
                     break
             exit_ = await exited
+            capping.cancel()
+            await self._trim_logs()  # what it wrote since the last look
             # Leftover children of the trial may keep the report pipe open; they go with the
             # process group, then the reader sees EOF after the last buffered line.
             await running.stop(0)
@@ -208,6 +212,27 @@ class TrialRun:
                 consume.cancel()
         await self._sink.flush()
         return exit_
+
+    async def _cap_logs(self) -> None:
+        """Keep the trial's logs under [trial] max_log_mb while it runs (hpod.log_cap)."""
+        while self.spec.trial.max_log_mb > 0:
+            await asyncio.sleep(LOG_CHECK_EVERY)
+            await self._trim_logs()
+
+    async def _trim_logs(self) -> None:
+        limit = self.spec.trial.max_log_mb
+        if limit > 0:
+            trimmed = await asyncio.to_thread(trim_logs, self.trial_dir, limit)
+            if trimmed and "log_cap" not in self._warned:
+                self._warned.add("log_cap")
+                text = (f"study {self.spec.name}: trial #{self.trial.number} wrote more than "
+                        f"{limit:g} MiB to its {' and '.join(trimmed)}, so its oldest output "
+                        "was cut (and will be for any trial that does). Fix: print less, or "
+                        "raise [trial] max_log_mb (0: no limit)")
+                logger.warning("%s", text)
+                await self._store.record_event(EventLevel.WARNING, text,
+                                               study_id=self.trial.study_id,
+                                               trial_id=self.trial.id)
 
     async def _stop_within_grace(self, running: RunningTrial, tg: asyncio.TaskGroup) -> None:
         """SIGTERM, then SIGKILL after the requested grace, started again with a shorter one

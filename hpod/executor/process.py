@@ -201,6 +201,8 @@ def stderr_tail(path: Path, start: int = 0, *, lines: int = STDERR_TAIL_LINES,
     try:
         with open(path, "rb") as f:
             end = f.seek(0, os.SEEK_END)
+            if start > end:  # trimmed since the run began (hpod.log_cap): its newest output
+                start = 0
             begin = max(start, end - max_bytes)
             f.seek(begin)
             data = f.read(end - begin)

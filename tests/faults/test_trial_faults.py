@@ -109,3 +109,37 @@ def test_max_failures_counts_only_failures_in_a_row(tmp_path: Path, start_daemon
     alternate = trials_of(tmp_path, "alternate")
     assert [t.state for t in alternate] == [COMPLETE, FAILED] * 4
     assert study_status(tmp_path, "alternate")["state"] == "complete"
+
+
+_CHATTY = """
+import sys
+import hpod.trial as trial
+for i in range(20000):
+    print(f"batch {i:05d}: a progress line that a trial should not print all night", flush=False)
+print("the last line", flush=True)
+trial.report(1, loss=0.5)
+"""
+
+
+def test_a_trial_that_prints_too_much_keeps_its_newest_output_under_max_log_mb(
+        tmp_path: Path, start_daemon) -> None:
+    script = tmp_path / "chatty.py"
+    script.write_text(_CHATTY)
+    write_study(tmp_path, "chatty", f"""
+command = ["python", "{script}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 2 }}
+[trial]
+max_log_mb = 0.25
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    for number in (0, 1):
+        log = tmp_path / ".hpod" / "trials" / "chatty" / f"{number:05d}" / "stdout.log"
+        text = log.read_text()
+        assert len(text) < 0.25 * 1024 * 1024, len(text)  # 1.4 MB printed
+        assert text.startswith("[hpod: the first ") and text.endswith("the last line\n")
+    events = hpod_cli("events", tmp_path).stdout
+    assert events.count("its oldest output was cut") == 1, events
+    assert study_status(tmp_path, "chatty")["trials"]["complete"] == 2

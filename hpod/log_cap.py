@@ -1,0 +1,48 @@
+"""A trial's stdout.log and stderr.log kept under `[trial] max_log_mb`.
+
+A trial that prints a progress bar per batch all night, or loops on an error message, must not
+fill the disk: the database lives on it too, and a full disk stops the daemon and every study.
+While a trial runs its logs are looked at every LOG_CHECK_EVERY seconds; one past the limit keeps
+its newest half-limit, behind a line that says how much was cut. The trial appends on (its file
+is open with O_APPEND, so its next write goes to the new end); a few lines it writes during the
+cut itself may be lost, which a log can afford.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LOG_CHECK_EVERY = 10.0  # seconds
+LOG_NAMES = ("stdout.log", "stderr.log")
+
+
+def trim_logs(trial_dir: Path, limit_mb: float) -> list[str]:
+    """Trim the trial's logs that are over `limit_mb` MiB (0: no limit); the names trimmed."""
+    if limit_mb <= 0:
+        return []
+    limit = int(limit_mb * 1024 * 1024)
+    return [name for name in LOG_NAMES if trim_log(trial_dir / name, limit)]
+
+
+def trim_log(path: Path, limit: int) -> bool:
+    """Keep the newest `limit // 2` bytes of `path` (from a line start) when it holds more than
+    `limit`; True when it was trimmed."""
+    try:
+        size = os.path.getsize(path)
+        if size <= limit:
+            return False
+        with open(path, "rb") as log:
+            log.seek(size - limit // 2)
+            tail = log.read(limit // 2)
+        newline = tail.find(b"\n")
+        if 0 <= newline < len(tail) - 1:
+            tail = tail[newline + 1:]
+        os.truncate(path, 0)
+        cut = size - len(tail)
+        with open(path, "ab") as log:
+            log.write(f"[hpod: the first {cut} bytes of this log were cut to keep it under "
+                      f"[trial] max_log_mb]\n".encode() + tail)
+    except OSError:
+        return False  # gone, or not ours to trim: the trial's logs are best effort
+    return True

@@ -1,0 +1,50 @@
+"""A trial's logs kept under [trial] max_log_mb."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hpod.executor.process import stderr_tail
+from hpod.log_cap import trim_log, trim_logs
+
+
+def _lines(n: int) -> bytes:
+    return b"".join(f"line {i:06d}\n".encode() for i in range(n))
+
+
+def test_a_log_over_the_limit_keeps_its_newest_lines_behind_a_note(tmp_path: Path) -> None:
+    log = tmp_path / "stdout.log"
+    log.write_bytes(_lines(10_000))  # 120 000 bytes
+    assert trim_log(log, 40_000)
+    text = log.read_text()
+    first, *kept = text.splitlines()
+    assert first.startswith("[hpod: the first ") and "max_log_mb" in first
+    assert kept[-1] == "line 009999" and kept[0].startswith("line ")  # whole lines only
+    assert len(text) <= 20_000 + len(first) + 1
+    assert int(first.split()[3]) == 120_000 - (len(text) - len(first) - 1)
+
+
+def test_a_log_under_the_limit_or_missing_is_left_alone(tmp_path: Path) -> None:
+    log = tmp_path / "stderr.log"
+    log.write_bytes(_lines(10))
+    assert not trim_log(log, 1_000)
+    assert log.read_bytes() == _lines(10)
+    assert not trim_log(tmp_path / "gone.log", 10)
+    assert trim_logs(tmp_path, 0) == []  # 0: no limit
+
+
+def test_the_trial_appends_after_the_cut_and_its_stderr_tail_is_still_read(
+        tmp_path: Path) -> None:
+    log = tmp_path / "stderr.log"
+    log.write_bytes(_lines(10_000))
+    start = log.stat().st_size  # where this run's output began, before the cut
+    with open(log, "ab") as trial:  # the trial's own O_APPEND descriptor, open across the cut
+        trial.write(b"Traceback (most recent call last):\n")
+        trim_logs(tmp_path, 60_000 / 1024 / 1024)
+        trial.write(b"ValueError: boom\n")
+        trial.flush()
+        os.fsync(trial.fileno())
+    assert log.read_bytes().endswith(b"Traceback (most recent call last):\nValueError: boom\n")
+    assert stderr_tail(log, start).splitlines()[-2:] == ["Traceback (most recent call last):",
+                                                         "ValueError: boom"]
