@@ -130,7 +130,7 @@ class Daemon:
                 self._intake = intake
                 flusher = tg.create_task(sink.run(), name="metric-flusher")
                 gpu_usage = self._start_gpu_usage(tg, store)
-                commands = tg.create_task(self._command_loop(store), name="commands")
+                commands = tg.create_task(self._command_loop(store, intake), name="commands")
                 intake_task = tg.create_task(intake.run(), name="intake")
                 idle = tg.create_task(self._exit_when_idle(intake), name="idle-watch")
                 await self._stop_requested.wait()
@@ -298,12 +298,15 @@ class Daemon:
             await asyncio.wait(pending)
         logger.info("all trials stopped")
 
-    async def _command_loop(self, store: Store) -> None:
+    async def _command_loop(self, store: Store, intake: StudyIntake) -> None:
         """Apply commands written by `hpod stop|pause|resume` and the TUI.
 
         They come from other processes, so there is nothing to await but time: a cheap
         `PRAGMA data_version` tells when another connection committed anything at all.
+        Not before the study files have been read: a command queued while no daemon ran names
+        studies that only exist once their files are.
         """
+        await intake.initial_scan_done.wait()
         seen = -1
         while True:
             version = await store.data_version()

@@ -335,6 +335,8 @@ def plan_study_update(
 ) -> tuple[str, list[Any]]:
     """The UPDATE for the given (not UNSET) fields of a study, plus updated_at/finished_at."""
     columns: dict[str, Any] = {"updated_at": now}
+    # Column -> its SQL expression where not a plain parameter (the expression's parameters).
+    expressions: dict[str, tuple[str, list[Any]]] = {}
     for field, value in changes.items():
         if value is UNSET:
             continue
@@ -344,7 +346,12 @@ def plan_study_update(
             state = StudyState(value)
             columns["state"] = state.value
             if state in _STUDY_FINISHED:
+                # When it became so: a study set to the state it is already in (a restarted
+                # daemon finding a complete study) keeps its end. SET sees the row before.
                 columns["finished_at"] = now
+                expressions["finished_at"] = (
+                    "CASE WHEN state = ? AND finished_at IS NOT NULL THEN finished_at ELSE ? END",
+                    [state.value, now])
             elif state is StudyState.RUNNING:
                 columns["finished_at"] = None
         elif field == "direction":
@@ -353,8 +360,12 @@ def plan_study_update(
             columns[field] = value
         else:
             raise ValueError(f"update_study() got an unknown field {field!r}")
-    assignments = ", ".join(f"{column} = ?" for column in columns)
-    return f"UPDATE studies SET {assignments} WHERE id = ?", [*columns.values(), study_id]
+    assignments, params = [], []
+    for column, value in columns.items():
+        sql, values = expressions.get(column, ("?", [value]))
+        assignments.append(f"{column} = {sql}")
+        params.extend(values)
+    return f"UPDATE studies SET {', '.join(assignments)} WHERE id = ?", [*params, study_id]
 
 
 def plan_transition(
@@ -374,6 +385,9 @@ def plan_transition(
     columns: dict[str, Any] = {"state": to.value}
     if to is TrialState.RUNNING:
         columns["started_at"] = now
+        # Why its last run ended (interrupted, paused) says nothing about the run starting now.
+        columns["reason"] = None
+        columns["exit_code"] = None
     # finished_at describes the current state: set when it becomes final, cleared by a retry.
     columns["finished_at"] = now if to.is_finished() else None
     if to is TrialState.QUEUED and trial.state in (TrialState.FAILED, TrialState.INTERRUPTED):

@@ -362,15 +362,27 @@ def test_a_bad_slot_count_is_a_usage_error(tmp_path: Path, command: str, slots: 
     assert "argument --slots" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_command_with_no_daemon_to_apply_it_says_so_and_stays_queued(
+def test_a_command_with_no_daemon_to_apply_it_says_so_and_the_next_daemon_applies_it(
         tmp_path: Path, start_daemon) -> None:
-    write_study(tmp_path, "later", quadratic_study(trials=1, parallel=1))
-    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
-    asked = hpod_cli("stop", tmp_path, "later", check=False)
+    write_study(tmp_path, "later", quadratic_study(
+        trials=3, parallel=1, extra_space="steps = 1000\nsleep = 0.05"))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "later") or {}).get("trials", {}).get("running"),
+               what="a running trial")
+    assert daemon.terminate() == 0
+    asked = hpod_cli("pause", tmp_path, "later", check=False)
     assert asked.returncode == 1
     assert "no daemon is serving" in asked.stderr and "queued" in asked.stderr
     with StoreReader(tmp_path / ".hpod" / "hpod.db") as reader:
         assert [c.state.value for c in reader.list_commands()] == ["pending"]
+
+    # Applied once the next daemon has read the study files, not refused before it has.
+    restarted = start_daemon(tmp_path)
+    wait_until(lambda: study_status(tmp_path, "later")["state"] == "paused",
+               what="the queued pause to be applied")
+    with StoreReader(tmp_path / ".hpod" / "hpod.db") as reader:
+        assert [c.state.value for c in reader.list_commands()] == ["applied"]
+    assert restarted.terminate() == 0
 
 
 def test_check_takes_a_folder_and_gives_json_for_several_files(tmp_path: Path) -> None:

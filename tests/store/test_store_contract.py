@@ -109,6 +109,9 @@ async def test_finished_at_follows_the_study_state(store, make_study, clock, fin
     done = await store.update_study(study.id, state=final)
     assert done.finished_at == clock.now
     clock.advance()
+    again = await store.update_study(study.id, state=final)  # a restart finding it so
+    assert again.finished_at == done.finished_at
+    clock.advance()
     resumed = await store.update_study(study.id, state=StudyState.RUNNING)
     assert resumed.finished_at is None
 
@@ -264,9 +267,13 @@ async def test_retry_and_requeue_count_attempts(store, make_trial, clock):
     assert (requeued.attempt, requeued.reason, requeued.exit_code) == (2, None, None)
 
     await store.transition(trial.id, TrialState.RUNNING)
-    await store.transition(trial.id, TrialState.PAUSED, checkpoint="ckpt/3")
+    await store.transition(trial.id, TrialState.PAUSED, checkpoint="ckpt/3",
+                           reason="paused by the asha scheduler at step 3")
     promoted = await store.transition(trial.id, TrialState.QUEUED)
     assert (promoted.attempt, promoted.checkpoint) == (2, "ckpt/3")  # a promotion is no retry
+    # Running again, its last run's ending no longer describes it.
+    resumed = await store.transition(trial.id, TrialState.RUNNING)
+    assert (resumed.reason, resumed.exit_code) == (None, None)
 
 
 async def test_transition_of_a_missing_trial_raises(store):
