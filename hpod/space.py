@@ -217,8 +217,10 @@ class Space:
     def grid_index(self, params: Mapping[str, Any]) -> int:
         """Inverse of grid_point."""
         index = 0
-        for count, k in zip(self._counts(), self.key(params)):
-            index = index * count + int(k)
+        for p, count in zip(self.params, self._counts()):
+            if p.name not in params:
+                raise SpaceError("is missing", field=f"params.{p.name}")
+            index = index * count + p.grid_digit(params[p.name])
         return index
 
     # -- checking ------------------------------------------------------------------------------
@@ -249,8 +251,9 @@ class Space:
         return out
 
     def key(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        """Canonical hashable identity of a point's searched values (grid indices for discrete
-        parameters, the float itself otherwise), used to de-duplicate points."""
+        """Canonical hashable identity of a point's searched values (the grid index of a stepped
+        float or a categorical, the value of an int or a continuous float), used to de-duplicate
+        points. Not a grid position: that is grid_index."""
         out = []
         for p in self.params:
             if p.name not in params:

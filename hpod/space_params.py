@@ -185,6 +185,10 @@ class FloatParam:
         v = self.normalise(value)
         return v if self.step is None else self._index(v)
 
+    def grid_digit(self, value: Any) -> int:
+        """k such that grid_value(k) is `value` (a stepped parameter only)."""
+        return self._index(self.normalise(value))
+
     def to_table(self) -> dict[str, Any]:
         table: dict[str, Any] = {"type": "float", "low": self.low, "high": self.high}
         if self.log:
@@ -274,6 +278,10 @@ class IntParam:
     def key_of(self, value: Any) -> int:
         return self.normalise(value)
 
+    def grid_digit(self, value: Any) -> int:
+        """k such that grid_value(k) is `value`."""
+        return (self.normalise(value) - self.low) // self.step
+
     def to_table(self) -> dict[str, Any]:
         table: dict[str, Any] = {"type": "int", "low": self.low, "high": self.high}
         if self.log:
@@ -348,6 +356,9 @@ class CategoricalParam:
         return self.choices[self.index(value)]
 
     def key_of(self, value: Any) -> int:
+        return self.index(value)
+
+    def grid_digit(self, value: Any) -> int:
         return self.index(value)
 
     def to_table(self) -> dict[str, Any]:
