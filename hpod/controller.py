@@ -111,6 +111,10 @@ class StudyController:
         self._end: _End | None = None  # set once the study must end; trials then drain
         self._finished: Counter[TrialState] = Counter()
         self._paused_trials: dict[int, TrialRecord] = {}  # paused by the scheduler, awaiting promotion
+        # Trials the scheduler promoted, or gave up on, while they were still saving their
+        # checkpoint on the way to PAUSED: acted on once they are recorded paused (_record).
+        self._promoted_early: set[int] = set()
+        self._not_promoted_early: set[int] = set()
         self._told_no_more = False
         self.progress = StudyProgress(spec.name, study.state, spec.budget.trials)
 
@@ -183,8 +187,10 @@ class StudyController:
                 if self._end is None and self.study.state is not wanted \
                         and not self._still_complete():
                     await self._set_state(wanted)
-                if self._end is None and self._budget_spent() and not self._told_no_more:
-                    # Lets a synchronous scheduler judge a cohort that will never fill up.
+                if self._end is None and self._budget_spent() and not self._told_no_more \
+                        and self._every_trial_started():
+                    # Lets a synchronous scheduler judge a cohort that will never fill up; not
+                    # before the last trials have started, or it is judged without them.
                     self._told_no_more = True
                     self._policy.no_more_trials()
                 if self._end is None and self._budget_spent() and self._spares_behind \
@@ -294,6 +300,11 @@ class StudyController:
             not self._runs and not self._queue and not self._paused_trials and self._budget_spent()
         )
 
+    def _every_trial_started(self) -> bool:
+        """Every trial the budget made has been told to the scheduler as started."""
+        return all(trial_id in self._started_at for trial_id in self._runs) and not any(
+            trial.started_at is None for trial in self._queue)
+
     def _still_complete(self) -> bool:
         """A study that ended complete and was started again (a daemon restart, a touched
         file) with nothing more to do: it stays complete, and its end is not announced twice."""
@@ -302,8 +313,13 @@ class StudyController:
     async def _settle_paused(self) -> None:
         """Paused trials the scheduler has given up on become STOPPED."""
         for trial_id in self._policy.take_stopped():
-            await self._stop_paused(trial_id, f"not promoted by the {self.spec.scheduler.kind} "
-                                              "scheduler")
+            if trial_id in self._runs:  # still pausing: stopped once it is recorded paused
+                self._not_promoted_early.add(trial_id)
+                continue
+            await self._stop_paused(trial_id, self._not_promoted_reason())
+
+    def _not_promoted_reason(self) -> str:
+        return f"not promoted by the {self.spec.scheduler.kind} scheduler"
 
     async def _retire_paused(self, why: str) -> None:
         for trial_id in sorted(self._paused_trials):
@@ -361,7 +377,18 @@ class StudyController:
                 return ready
             await self._skip_stopped_run(ready)
             ready = self._first_ready()
-        promoted = self._policy.next_resume()
+        promoted = next((t for t in sorted(self._promoted_early) if t in self._paused_trials),
+                        None)
+        if promoted is not None:
+            self._promoted_early.discard(promoted)
+        else:
+            promoted = self._policy.next_resume()
+            if promoted is not None and promoted not in self._paused_trials \
+                    and promoted in self._runs:
+                # Promoted while it still saves its checkpoint: it resumes once recorded
+                # paused, in a slot that frees later; this one takes what comes next.
+                self._promoted_early.add(promoted)
+                promoted = None
         if promoted is not None and promoted in self._paused_trials:
             self._paused_trials.pop(promoted, None)
             self._finished[TrialState.PAUSED] -= 1
@@ -480,6 +507,7 @@ class StudyController:
             if running.started_at is not None:
                 self._started_at[trial.id] = running.started_at
             self._policy.on_start(trial)
+            self._wake()  # the main loop may wait for every trial to have started
             if self._end is not None:  # the study ended while this trial was being set up
                 run.request_stop(self._end.trial_state, self._end.reason or "", 0)
             self._publish()
@@ -516,10 +544,15 @@ class StudyController:
         )
         if final.state is TrialState.PAUSED:
             self._paused_trials[final.id] = final
+            if final.id in self._promoted_early:
+                self._wake()  # it may take the next free slot
         else:
             self._policy.on_end(final)
         self._finished[final.state] += 1
         await self._observe(final)
+        if final.id in self._not_promoted_early:
+            self._not_promoted_early.discard(final.id)
+            await self._stop_paused(final.id, self._not_promoted_reason())
         level = EventLevel.INFO
         if outcome.state is TrialState.FAILED:
             level = EventLevel.WARNING

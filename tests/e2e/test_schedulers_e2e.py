@@ -134,3 +134,19 @@ def test_a_resource_the_trials_do_not_report_is_warned_about_once(tmp_path: Path
     events = hpod_cli("events", tmp_path, "--limit", "1000").stdout
     assert events.count("without `epoch`, the [scheduler] resource") == 1, events
     assert study_status(tmp_path, "typo")["trials"]["stopped"] > 0  # judged on the steps
+
+
+def test_sh_judges_the_last_cohort_with_every_trial_of_the_budget(tmp_path: Path,
+                                                                   start_daemon) -> None:
+    """12 trials in cohorts of 6: each cohort keeps its best 2 at rung 1 and its best 1 at
+    rung 3, which trains to the end. The last cohort is full too: its last trial is counted
+    before the cohort is judged (it used to be left out, alone in a cohort of its own, and
+    stopped at the end as "promoted no further")."""
+    write_study(tmp_path, "sh", _study("sh", "options = { cohort_size = 6 }"))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    rows = json.loads(hpod_cli("trials", tmp_path, "sh", "--format", "json").stdout)
+    assert len(rows) == 12
+    assert not [row for row in rows if "promoted it no further" in (row["reason"] or "")], rows
+    complete = [row["trial"] for row in rows if row["state"] == "complete"]
+    assert len(complete) == 2, rows
+    assert [sum(1 for n in complete if n < 6), sum(1 for n in complete if n >= 6)] == [1, 1]
