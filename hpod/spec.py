@@ -203,6 +203,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
     budget = parse_budget(f, data.get("budget"), suggester.kind)
     scheduler = parse_scheduler(f, data.get("scheduler"))
     _check_suggester_values(f, suggester, scheduler, space, objective)
+    _check_scheduler_values(f, scheduler, objective)
     trial = parse_trial(f, data.get("trial"), command)
     _check_repeats(f, trial.repeats, scheduler)
     return StudySpec(
@@ -294,6 +295,28 @@ def _check_suggester_values(f: Fields, suggester: SuggesterSpec, scheduler: Sche
         f.fail(f"suggester.{named[0]}" if named else "suggester", message,
                "give a value the message allows, or leave the option out for its "
                "default (docs/study-file.md#suggester)")
+
+
+def _check_scheduler_values(f: Fields, scheduler: SchedulerSpec, objective: Objective) -> None:
+    """Build the scheduler once, as the daemon will, so that what it refuses (max_resource
+    below min_resource, an option it does not take) is an error of the file, not a study that
+    fails when it starts."""
+    from hpod.study_policy import scheduler_of
+
+    try:
+        scheduler_of(scheduler, objective.direction.value, None)
+    except (ValueError, TypeError) as e:
+        message = str(e)
+        # The field is the option the message names first.
+        fields = {f"scheduler.options.{key}": f"`{key}`" for key in scheduler.options}
+        fields.update({f"scheduler.{key}": f"`{key}`" for key in (
+            "min_resource", "max_resource", "reduction_factor", "brackets", "grace", "mode")})
+        named = sorted((message.find(quoted), field) for field, quoted in fields.items()
+                       if quoted in message)
+        f.fail(named[0][1] if named else "scheduler", message.split(" Fix: ")[0],
+               message.split(" Fix: ")[1] if " Fix: " in message else
+               "give a value the message allows, or leave the option out for its default "
+               "(docs/study-file.md#scheduler)")
 
 
 def _suggester_options(kind: str) -> frozenset[str] | None:

@@ -258,9 +258,21 @@ def parse_suggester(f: Fields, raw: Any, known_options: Any) -> SuggesterSpec:
     return SuggesterSpec(kind, options)
 
 
+# Options one kind of scheduler takes that are no field of the [scheduler] table; they go in its
+# `options` table (hpod.study_policy.SCHEDULER_OPTIONS).
+_KIND_OPTIONS = ("cohort_size", "min_trials", "seed")
+
+
 def parse_scheduler(f: Fields, raw: Any) -> SchedulerSpec:
     if isinstance(raw, str):
         raw = {"kind": raw}
+    if isinstance(raw, dict):
+        for key in _KIND_OPTIONS:
+            if key in raw:
+                f.fail(f"scheduler.{key}", f"{key!r} is an option of one kind of scheduler, "
+                       "not a field of [scheduler]",
+                       f"write it in the options table: options = {{ {key} = "
+                       f"{raw[key]!r} }}".replace("'", '"'))
     table = _table(f, raw, "scheduler", ("kind", "resource", "min_resource", "max_resource",
                                          "reduction_factor", "brackets", "grace", "mode", "options"))
     kind = f.choice(table.get("kind", "fifo"), "scheduler.kind", SCHEDULER_KINDS)

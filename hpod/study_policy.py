@@ -17,6 +17,7 @@ from hpod.schedule import Scheduler, make_scheduler
 from hpod.schedule.base import Ended, Event, Reported, Started
 from hpod.schedule.rungs import reached
 from hpod.spec import StudySpec
+from hpod.spec_sections import SchedulerSpec
 from hpod.store.records import MetricPoint, StudyRecord, TrialRecord, TrialState
 from hpod.suggest import make_suggester
 from hpod.suggest.base import CostAware, Suggester
@@ -224,22 +225,28 @@ def build_suggester(spec: StudySpec) -> Suggester:
 
 def build_scheduler(spec: StudySpec) -> Scheduler | None:
     """The study's scheduler; None for fifo, where no report can change a trial's course."""
-    options = spec.scheduler
+    return scheduler_of(spec.scheduler, spec.objective.direction.value, spec.seed)
+
+
+def scheduler_of(options: SchedulerSpec, direction: str, seed: int | None) -> Scheduler | None:
+    """The scheduler a [scheduler] table makes. Its common fields go to the kinds that take
+    them; what `options` names goes to the kind as it is, so a name it does not take is an
+    error (ValueError), not silently ignored."""
     if options.kind == "fifo":
         return None
-    given: dict[str, Any] = {
-        "direction": spec.objective.direction.value,
+    common: dict[str, Any] = {
+        "direction": direction,
         "min_resource": options.min_resource,
         "max_resource": options.max_resource,
         "reduction_factor": options.reduction_factor,
         "mode": options.mode,
         "brackets": options.brackets,
         "grace": options.grace,
-        "seed": spec.seed,
-        **options.options,
+        "seed": seed,
     }
     accepted = SCHEDULER_OPTIONS[options.kind]
-    return make_scheduler(options.kind, **{k: v for k, v in given.items() if k in accepted})
+    return make_scheduler(options.kind, **{k: v for k, v in common.items() if k in accepted},
+                          **options.options)
 
 
 # Which of the study file's [scheduler] options each kind takes (the rest do not apply to it).

@@ -247,9 +247,9 @@ def test_every_field_away_from_its_default() -> None:
     assert spec.space.fixed == {"note": "fixed string"}
     assert spec.suggester.kind == "gp" and spec.suggester.options == {"acquisition": "ucb"}
     assert dataclasses.asdict(spec.scheduler) == {
-        "kind": "hyperband", "resource": "epoch", "min_resource": 1.0, "max_resource": 81.0,
+        "kind": "sh", "resource": "epoch", "min_resource": 1.0, "max_resource": 81.0,
         "reduction_factor": 3.0, "brackets": 4, "grace": 2.0, "mode": "pause",
-        "options": {"stop_last_rung": False}}
+        "options": {"cohort_size": 9}}
     assert spec.resources.gpus_per_trial == 0.5
     assert dataclasses.asdict(spec.trial) == {"timeout": 3600.0, "retries": 2,
                                              "retry_delay": 1.5, "stall_timeout": 300.0,
@@ -496,3 +496,42 @@ def test_one_arbitrary_field_in_a_valid_study(tmp_path: Path, field: str, value,
         parse_study(data, path=tmp_path / "h.toml")
     except StudySpecError as e:
         assert "\n" not in str(e)
+
+
+@pytest.mark.parametrize(("scheduler", "field", "fragment"), [
+    ({"kind": "asha", "max_resource": 0.5}, "scheduler.max_resource", "greater than"),
+    ({"kind": "sh", "max_resource": 27, "options": {"cohort_size": 0}},
+     "scheduler.options.cohort_size", "> 0"),
+    ({"kind": "median", "options": {"min_trial": 3}}, "scheduler.options.min_trial",
+     "Did you mean `min_trials`"),
+    ({"kind": "async-hyperband", "max_resource": 27, "brackets": 50}, "scheduler.brackets",
+     "at most 4"),
+])
+def test_a_scheduler_the_daemon_could_not_build_is_an_error_of_the_file(
+        tmp_path: Path, scheduler: dict, field: str, fragment: str) -> None:
+    """These passed `hpod check` and then failed the study as "a bug in hpod"; an option the
+    kind does not take (`min_trial`) was ignored without a word."""
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, scheduler=scheduler)
+    assert info.value.field == field and fragment in str(info.value), str(info.value)
+    assert "Fix: " in str(info.value)
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"deterministic": "false"}, "suggester.deterministic"),
+    ({"warp": "log"}, "suggester.warp"),
+])
+def test_gp_options_of_the_wrong_kind_are_refused(tmp_path: Path, options: dict,
+                                                  field: str) -> None:
+    """A quoted "false" used to pass, and pinned the noise: the opposite of what it says."""
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, suggester={"kind": "gp", **options})
+    assert info.value.field == field
+
+
+def test_a_kind_option_written_as_a_scheduler_field_says_to_put_it_in_options(
+        tmp_path: Path) -> None:
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, scheduler={"kind": "sh", "max_resource": 27, "cohort_size": 9})
+    assert info.value.field == "scheduler.cohort_size"
+    assert "options = { cohort_size = 9 }" in str(info.value)

@@ -87,6 +87,10 @@ class GPSuggester:
         _check_choice("prior", prior, PRIORS)
         _check_choice("fidelity", fidelity, FIDELITIES)
         _check_choice("cost", cost, COST_CHOICES)
+        _check_choice("warp", warp, ("none", "power"))
+        if not isinstance(deterministic, bool):
+            # A quoted "false" is truthy: it would pin the noise, the opposite of what it says.
+            raise ValueError(f"deterministic must be true or false, got {deterministic!r}")
         if max_resource is not None and (isinstance(max_resource, bool)
                                          or not isinstance(max_resource, (int, float))
                                          or not max_resource > 1):
