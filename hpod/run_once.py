@@ -13,6 +13,7 @@ from typing import TextIO
 from hpod.config import DaemonConfig, default_db_path, default_slots
 from hpod.controller import StudyProgress
 from hpod.errors import DaemonError
+from hpod.report import best_of_study
 from hpod.store.records import StudyState
 
 BAR_WIDTH = 24
@@ -87,12 +88,15 @@ def run_study_file(path: Path, *, db: Path | None, slots: int | None, gpus: str 
         study = reader.find_study(spec.name)
         if study is None:
             raise DaemonError(f"study {spec.name} was not recorded in {db_path}")
-        best = reader.best_trial(study.id, study.direction)
+        # The best configuration, as `hpod best` says it: with [trial] repeats, by its mean.
+        best = best_of_study(reader, study)
     if study.error:
         print(f"study {spec.name}: {study.error}", file=stream)
-    if best is not None:
+    if best is not None and best["value"] is not None:
+        which = (f"configuration #{best['trial']}, mean of {len(best['values'])} runs"
+                 if "runs" in best else f"trial #{best['trial']}")
         print(f"study {spec.name} {study.state.value}: best {spec.objective.metric} = "
-              f"{best.value:.6g} (trial #{best.number}) with {best.params}", file=stream)
+              f"{best['value']:.6g} ({which}) with {best['params']}", file=stream)
     print(f"results: {db_path} (hpod status {path.parent}, hpod trials {path.parent} "
           f"{spec.name})", file=stream)
     return 0 if study.state is StudyState.COMPLETE else 1

@@ -101,3 +101,13 @@ x = 0.95
     assert runs[2].state is TrialState.STOPPED and runs[2].last_step == 1
     assert runs[3].state is TrialState.STOPPED and runs[3].started_at is None
     assert "was stopped by the asha scheduler" in runs[3].reason
+
+
+def test_hpod_run_ends_with_the_best_configuration_not_the_best_single_run(
+        tmp_path: Path) -> None:
+    path = write_study(tmp_path, "rep", _study(trials=3, repeats=3))
+    result = hpod_cli("run", path, "--slots", "2")
+    best = json.loads(hpod_cli("best", tmp_path, "rep", "--json").stdout)
+    last = [line for line in result.stderr.splitlines() if "best loss" in line][-1]
+    assert f"best loss = {best['value']:.6g} (configuration #{best['trial']}, mean of 3 runs)" \
+        in last, last
