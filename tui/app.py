@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from hpod.store import CommandRecord, CommandState
+from hpod.lock import serving_pid
+from hpod.store import CommandRecord, CommandState, StoreError, StoreReader, StudyState
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -33,6 +34,7 @@ from .watch_events import CommandsInterest
 logger = logging.getLogger(__name__)
 
 THEMES = ("textual-dark", "textual-light")
+DAEMON_CHECK_S = 2.0  # how often the app asks whether a daemon serves the database
 
 
 class HpodApp(App[int]):
@@ -46,6 +48,9 @@ class HpodApp(App[int]):
     ]
 
     latest_command: reactive[CommandRecord | None] = reactive(None)
+    # Nothing runs without a daemon, whatever the store still says: after a crash or a reboot
+    # it reads "running". True when no daemon serves the database and a study is unfinished.
+    daemon_missing: reactive[bool] = reactive(False)
 
     def __init__(
         self,
@@ -70,8 +75,22 @@ class HpodApp(App[int]):
         self.theme = self._initial_theme
         self.ctx.feed.subscribe(self, CommandsInterest())
         self._run_feed()
+        self._check_daemon()
+        self.set_interval(DAEMON_CHECK_S, self._check_daemon)
         if self._exit_when is not None:
             self.set_interval(POLL_INTERVAL_S, self._maybe_exit)
+
+    def _check_daemon(self) -> None:
+        if serving_pid(self.ctx.db_path) is not None:
+            self.daemon_missing = False
+            return
+        try:
+            with StoreReader(self.ctx.db_path) as reader:
+                unfinished = any(study.state in (StudyState.RUNNING, StudyState.PAUSED)
+                                 for study in reader.list_studies())
+        except StoreError:
+            return  # the feed reports a database it cannot read
+        self.daemon_missing = unfinished
 
     def _maybe_exit(self) -> None:
         if self._exit_when is not None and self._exit_when():

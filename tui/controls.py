@@ -47,8 +47,8 @@ class CommandRequest:
                 f"Stop study {self.study}? Its running trials are stopped and no new ones start."
             ),
             CommandAction.PAUSE_STUDY: (
-                f"Pause study {self.study}? Running trials are paused (resumable) and no new "
-                "ones start."
+                f"Pause study {self.study}? No new trials start; the running ones finish. "
+                "Resume it to go on."
             ),
             CommandAction.RESUME_STUDY: f"Resume study {self.study}?",
         }

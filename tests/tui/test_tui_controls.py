@@ -101,3 +101,21 @@ async def test_resume_is_offered_for_a_paused_study(make_app, seeded: Seeded) ->
         await pilot.press("p", "y")
         sent = await wait_for(pilot, lambda: commands(seeded), "the command row")
         assert sent[0].action is CommandAction.RESUME_STUDY
+
+
+async def test_the_command_bar_says_when_no_daemon_serves_the_database(
+    make_app, seeded: Seeded
+) -> None:
+    """The seeded store says a study is running; no daemon holds its lock, so nothing runs,
+    and every screen's command bar says so until one does."""
+    from hpod.lock import DaemonLock
+    from hpod.tui.widgets.status import NO_DAEMON
+
+    app = make_app()
+    async with app.run_test(size=(200, 30)) as pilot:
+        bar = app.screen.query_one(CommandBar)
+        await wait_for(pilot, lambda: bar.display and NO_DAEMON in str(bar.render()),
+                       "the warning")
+        assert bar.has_class("-no-daemon")
+        with DaemonLock(seeded.db_path):  # a daemon starts
+            await wait_for(pilot, lambda: not bar.display, "the warning to go")

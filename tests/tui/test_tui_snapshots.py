@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("pytest_textual_snapshot")
 
 from conftest import Clock, seed, wait_for
+from hpod.lock import DaemonLock
 from hpod.tui.app import HpodApp
 from hpod.tui.screens.study import StudyScreen
 from hpod.tui.screens.trial import TrialScreen
@@ -30,7 +31,9 @@ async def snap_app(tmp_path, monkeypatch) -> HpodApp:
     await seed(DB, clock)
     app = HpodApp(DB, clock=clock, poll_interval=0.05)
     app.animation_level = "none"
-    yield app
+    # The screens as they look with a daemon serving the database: its lock, held here.
+    with DaemonLock(DB):
+        yield app
     monkeypatch.delenv("TZ")
     time.tzset()
 
