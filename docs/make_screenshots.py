@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hpod.lock import DaemonLock
 from hpod.store import Direction, EventLevel, MetricPoint, StudyState, TrialState, open_store
 from hpod.tui.app import HpodApp
 from hpod.tui.model import trial_log_dir
@@ -170,33 +171,35 @@ async def shoot(out: Path, size: tuple[int, int], clock: Clock) -> list[Path]:
         app.save_screenshot(f"{name}.svg", str(out))
         saved.append(out / f"{name}.svg")
 
-    async with app.run_test(size=size) as pilot:
-        await wait(pilot, lambda: app.screen.table.row_count == 3, "the studies")
-        await pilot.press("down")  # cifar-resnet, the running one
-        await save("studies")
-        await pilot.press("enter")
-        await wait(pilot, lambda: isinstance(app.screen, StudyScreen), "the study")
-        study = app.screen
-        await wait(pilot, lambda: study.table.total == 46 and not study._loading, "its trials")
-        # Mark two finished trials (found with the filter) and go back to the newest running
-        # one: three learning curves to compare.
-        await pilot.press("slash", *"complete", "enter", "space", "down", "space")
-        await pilot.press("slash", "escape", "home")
-        await wait(pilot, lambda: len(study._curves) >= 3, "the curves")
-        await save("study")
-        await pilot.press("question_mark")
-        await save("help")
-        await pilot.press("escape", "up", "up", "enter")  # the second newest, running
-        await wait(pilot, lambda: isinstance(app.screen, TrialScreen), "the trial")
-        trial = app.screen
-        await wait(pilot, lambda: "val_loss" in trial._points, "its metrics")
-        await save("trial")
-        await pilot.press("g")
-        await save("trial-metrics")
-        await pilot.press("e")
-        await wait(pilot, lambda: app.screen.table.row_count >= 5, "the events")
-        await save("events")
-    return saved
+    # As a served database looks: the lock a daemon would hold, held here.
+    with DaemonLock(DB):
+        async with app.run_test(size=size) as pilot:
+            await wait(pilot, lambda: app.screen.table.row_count == 3, "the studies")
+            await pilot.press("down")  # cifar-resnet, the running one
+            await save("studies")
+            await pilot.press("enter")
+            await wait(pilot, lambda: isinstance(app.screen, StudyScreen), "the study")
+            study = app.screen
+            await wait(pilot, lambda: study.table.total == 46 and not study._loading, "its trials")
+            # Mark two finished trials (found with the filter) and go back to the newest running
+            # one: three learning curves to compare.
+            await pilot.press("slash", *"complete", "enter", "space", "down", "space")
+            await pilot.press("slash", "escape", "home")
+            await wait(pilot, lambda: len(study._curves) >= 3, "the curves")
+            await save("study")
+            await pilot.press("question_mark")
+            await save("help")
+            await pilot.press("escape", "up", "up", "enter")  # the second newest, running
+            await wait(pilot, lambda: isinstance(app.screen, TrialScreen), "the trial")
+            trial = app.screen
+            await wait(pilot, lambda: "val_loss" in trial._points, "its metrics")
+            await save("trial")
+            await pilot.press("g")
+            await save("trial-metrics")
+            await pilot.press("e")
+            await wait(pilot, lambda: app.screen.table.row_count >= 5, "the events")
+            await save("events")
+        return saved
 
 
 def main() -> None:

@@ -220,3 +220,23 @@ async def test_a_trial_shows_its_log_tails_as_they_grow(make_app, seeded: Seeded
         await wait_for(pilot, lambda: lines(out) == ["epoch 1", "epoch 2"], "the new line")
         err = screen.query_one("#stderr-log", Log)
         await wait_for(pilot, lambda: lines(err) == ["warning: slow"], "stderr")
+
+
+async def test_keys_reach_the_table_after_the_layout_cycles_and_a_modal_closes(
+        make_app, seeded: Seeded) -> None:
+    """`v` through charts-only and back, then the help and back: the table has the keys again,
+    and none of them went into the hidden filter (which emptied the table)."""
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        study = await open_study(app, pilot)
+        await pilot.press("v", "v", "v")
+        assert study.table.has_focus
+        await pilot.press("question_mark")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is study, "the study screen back")
+        theme = app.theme
+        await pilot.press("t")
+        assert app.theme != theme  # the app's key, not a letter typed into the filter
+        box = study.query_one("#filter", Input)
+        assert box.value == "" and not box.display and not box.has_focus
+        assert study.table.row_count == 12

@@ -89,7 +89,7 @@ class StudyScreen(Screen[None]):
         self.sub_title = str(self.ctx.db_path)
         self.table.configure(self.study.metric, self._params)
         self.table.focus()
-        self.query_one("#filter", Input).display = False
+        self._show_filter(False)
         self._show_summary()
         self.ctx.feed.subscribe(self, self._interest)
         self.set_interval(1.0, self._tick)
@@ -144,8 +144,12 @@ class StudyScreen(Screen[None]):
         parts = [f"{study.name} {study.state.value}"]
         if summary is not None:
             c = summary.counts
-            counts = [f"{c.running} run", f"{summary.finished} done"]
-            counts += [f"{n} {w}" for n, w in ((c.failed, "failed"), (c.queued, "queued")) if n]
+            # The words of the studies table: done = complete; the other ends by name.
+            counts = [f"{c.running} run", f"{c.complete} done"]
+            counts += [f"{n} {w}" for n, w in ((c.stopped, "stopped"), (c.failed, "failed"),
+                                                (c.paused, "paused"),
+                                                (c.interrupted, "interrupted"),
+                                                (c.queued, "queued")) if n]
             parts.append(" ".join(counts))
             if summary.best is not None:
                 parts.append(f"best {fmt.value(summary.best.value)} (#{summary.best.number})")
@@ -233,10 +237,16 @@ class StudyScreen(Screen[None]):
     def _header_clicked(self, event: VirtualTable.HeaderClicked) -> None:
         self.table.sort_by(event.column)
 
-    def action_filter(self) -> None:
+    def _show_filter(self, shown: bool) -> Input:
         box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
+        # Hidden, it must not take focus either: a modal closing hands focus back to the first
+        # widget that can take it, and keys typed into an invisible filter empty the table.
+        box.display = shown
+        box.disabled = not shown
+        return box
+
+    def action_filter(self) -> None:
+        self._show_filter(True).focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -251,7 +261,7 @@ class StudyScreen(Screen[None]):
         box = self.query_one("#filter", Input)
         if box.has_focus or box.value:
             box.value = ""
-            box.display = False
+            self._show_filter(False)
             self.table.focus()
             return
         self.dismiss()
@@ -265,6 +275,11 @@ class StudyScreen(Screen[None]):
         current = next((name for name in LAYOUTS if body.has_class(f"-{name}")), "split")
         following = LAYOUTS[(LAYOUTS.index(current) + 1) % len(LAYOUTS)]
         body.set_classes(f"-{following}")
+        # The keys go where the eyes are: the table when it shows, else the charts' tabs.
+        if following == "charts":
+            self.query_one("#charts", TabbedContent).focus()
+        else:
+            self.table.focus()
 
     def action_param(self, delta: int) -> None:
         if self._params:
