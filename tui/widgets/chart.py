@@ -154,7 +154,9 @@ class _Frame:
         x_range = _padded(x_lo, x_hi)
         y_range = _padded(min(float(s.ys.min()) for s in drawn),
                           max(float(s.ys.max()) for s in drawn))  # fmt: skip
-        labels = [_y_label(v, plot.y_log) for v in (y_range[0], y_range[1])]
+        # Every label the axis will show, the middle one too: one wider than the ends would
+        # push its row's axis out of line.
+        labels = [_y_label(v, plot.y_log) for v in _y_label_values(y_range, height - 1).values()]
         label_width = max(len(s) for s in labels) + 1
         if width - label_width < _MIN_PLOT[0]:
             return None
@@ -217,15 +219,8 @@ class _Frame:
             previous = (run.x, run.last)
 
     def _y_axis_label(self, row: int) -> str:
-        lo, hi = self.y_range
-        last = self.plot_height - 1
-        if row == 0:
-            return _y_label(hi, self.plot.y_log)
-        if row == last:
-            return _y_label(lo, self.plot.y_log)
-        if self.plot_height >= 5 and row == last // 2:
-            return _y_label(hi - (hi - lo) * row / last, self.plot.y_log)
-        return ""
+        value = _y_label_values(self.y_range, self.plot_height).get(row)
+        return "" if value is None else _y_label(value, self.plot.y_log)
 
     def _x_axis(self, style: Style, canvas: BrailleCanvas) -> Text:
         plot = self.plot
@@ -258,6 +253,17 @@ def _padded(lo: float, hi: float) -> tuple[float, float]:
 
 def _unscale(value: float, log: bool) -> float:
     return 10**value if log else value
+
+
+def _y_label_values(y_range: tuple[float, float], plot_height: int) -> dict[int, float]:
+    """The rows of the y axis that carry a label, and their values: top, bottom, and the
+    middle when there is room."""
+    lo, hi = y_range
+    last = plot_height - 1
+    values = {0: hi, last: lo}
+    if plot_height >= 5:
+        values[last // 2] = hi - (hi - lo) * (last // 2) / last
+    return values
 
 
 def _y_label(value: float, log: bool) -> str:
