@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 MISSING = "-"
@@ -61,6 +63,30 @@ def memory(mb: float | None) -> str:
 
 def count(n: int) -> str:
     return str(n) if n else "·"
+
+
+def abbreviate(name: str, width: int) -> str:
+    """A name in `width` characters keeping its start and its end: long parameter names often
+    differ only at the end (layer_1_units, layer_2_units), where truncate would cut."""
+    if len(name) <= width or width < 5:
+        return truncate(name, width)
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+
+
+def distinct_labels(names: Sequence[str], width: int) -> list[str]:
+    """Each name abbreviated to `width`; where two would read the same (layer_1_units and
+    layer_2_units), what follows the prefix they share instead."""
+    labels = [abbreviate(name, width) for name in names]
+    for label in set(labels):
+        group = [i for i, other in enumerate(labels) if other == label]
+        if len(group) < 2:
+            continue
+        shared = len(os.path.commonprefix([names[i] for i in group]))
+        for i in group:
+            rest = names[i][shared:]
+            labels[i] = "…" + abbreviate(rest, width - 1) if rest else labels[i]
+    return labels
 
 
 def truncate(text: str, width: int) -> str:

@@ -150,3 +150,13 @@ def test_stats_take_the_first_report_of_a_tied_best_and_only_a_strictly_better_o
     assert improve_stats(stats, iter([(5, 0.5)]), Direction.MINIMIZE) == TrialStats(0.5, 5, 4)
     nan_only = improve_stats(TrialStats(), [(0, math.nan)], Direction.MAXIMIZE)
     assert nan_only == TrialStats(None, None, 1)
+
+
+def test_long_parameter_names_get_column_labels_that_tell_them_apart() -> None:
+    from hpod.tui.format import distinct_labels
+
+    long = [f"param_with_a_rather_long_name_number_{i:02d}" for i in range(30)]
+    labels = distinct_labels(long, 10)
+    assert len(set(labels)) == 30 and all(len(label) <= 10 for label in labels)
+    assert distinct_labels(["layer_1_units", "layer_2_units", "lr"], 10) == [
+        "…1_units", "…2_units", "lr"]

@@ -49,8 +49,8 @@ def columns(metric: str, params: Sequence[str]) -> list[Column]:
         Column("where", "where", 5),
     ]
     return fixed + [
-        Column(PARAM_PREFIX + name, fmt.truncate(name, 10), min(10, max(8, len(name))), "right")
-        for name in params
+        Column(PARAM_PREFIX + name, label, min(10, max(8, len(name))), "right")
+        for name, label in zip(params, fmt.distinct_labels(params, 10), strict=True)
     ]
 
 
