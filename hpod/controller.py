@@ -570,9 +570,10 @@ class StudyController:
             logger.warning("%s", streak)
             await self._store.record_event(EventLevel.WARNING, streak, study_id=self.study.id)
         if self._consecutive_failures >= self.spec.max_failures and self._end is None:
+            last = reason_in_one_line(outcome.reason or "")
             reason = (
                 f"{self._consecutive_failures} trials in a row failed (max_failures = "
-                f"{self.spec.max_failures}); the last one: {outcome.reason}. Fix the trial, then "
+                f"{self.spec.max_failures}); the last one: {last}. Fix the trial, then "
                 "save the study file again (or run `hpod resume`) to continue"
             )
             logger.error("study %s stopped: %s", self.name, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import ClassVar
 
+from hpod.reasons import reason_in_one_line
 from hpod.store import CommandAction, EventRecord, MetricPoint, StudyRecord, TrialRecord
 from rich.table import Table
 from rich.text import Text
@@ -167,8 +168,8 @@ class TrialScreen(Screen[None]):
             parts.append(f"step {t.last_step}")
         parts.append(f"{self.study.metric} {fmt.value(t.value)}")
         parts.append(fmt.duration(trial_duration(t, self.ctx.clock())))
-        if t.reason:
-            parts.append(t.reason)
+        if t.reason:  # in one line, a crash's last stderr line kept; the overview has it all
+            parts.append(reason_in_one_line(t.reason))
         self.query_one("#trial-summary", Static).update("  ".join(parts))
 
     def _metric_row(self, name: str) -> Row:
