@@ -30,6 +30,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**63 - 1, got "
+                                          f"{text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -60,7 +71,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--curves", default="synthetic", metavar="synthetic|STORE_DB",
                         help="`synthetic` (default), or an hpod database holding a run of "
                         "the study (same name)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
+    parser.add_argument("--seed", type=_seed, default=0, metavar="S",
                         help="seed of the synthetic curves, and of the suggester when the study "
                         "file sets none (default 0)")
     parser.add_argument("--trials", type=_positive_int, metavar="N",
@@ -77,6 +88,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from hpod.recorded_curves import RecordedCurves
     from hpod.simulation import SimulationError, simulate_study, synthetic_curves
     from hpod.spec import load_study_file
+    from hpod.store import StoreUnavailable
 
     spec = load_study_file(args.file)
     if args.curves == "synthetic":
@@ -88,7 +100,13 @@ def run_simulate(args: argparse.Namespace) -> int:
             raise SimulationError("no such database", path=str(db), field="--curves",
                                   fix="give FOLDER/.hpod/hpod.db of a folder where the study "
                                   "ran, or `synthetic`")
-        curves = RecordedCurves.load(db, spec)
+        try:
+            curves = RecordedCurves.load(db, spec)
+        except StoreUnavailable as error:
+            raise SimulationError(f"cannot read it as an hpod database ({error})", path=str(db),
+                                  field="--curves",
+                                  fix="give FOLDER/.hpod/hpod.db of a folder where the study "
+                                  "ran, or `synthetic`") from None
         label = str(db.resolve())
     sim = simulate_study(spec, workers=args.workers, curves=curves, curves_label=label,
                          seed=args.seed, max_trials=args.trials)

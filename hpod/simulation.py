@@ -122,8 +122,9 @@ def simulate_study(spec: StudySpec, *, workers: int | None = None,
     capped = None
     if trials is None:
         trials = capped = DEFAULT_TRIAL_CAP
-        notes.append(f"the budget gives only hours: at most {capped} trials start (--trials "
-                     "changes it)")
+        why = ("the budget gives only hours" if hours is not None else
+               "the study has no trial budget (it ends when its grid is exhausted)")
+        notes.append(f"{why}: at most {capped} trials start (--trials changes it)")
     driver = _Driver(spec, policy(spec), curves, length, resumable, launch_seconds)
     if driver.policy.tells_costs:
         notes.append("the GP weighs each point by its predicted cost (expected improvement per "

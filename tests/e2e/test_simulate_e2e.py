@@ -60,3 +60,14 @@ def test_simulate_replays_the_nearest_recorded_curve(tmp_path: Path) -> None:
     failed = hpod_cli("simulate", other, "--curves", db, check=False)
     assert failed.returncode == 2
     assert "no study named 'other'" in failed.stderr and "Fix:" in failed.stderr
+
+
+def test_bad_simulate_arguments_are_usage_errors_with_a_fix(tmp_path: Path) -> None:
+    study = tmp_path / "s.toml"
+    study.write_text(_study('kind = "fifo"'))
+    seed = hpod_cli("simulate", study, "--seed", "-1", check=False)
+    assert seed.returncode == 2 and "argument --seed" in seed.stderr
+    assert "Traceback" not in seed.stderr
+    not_a_db = hpod_cli("simulate", study, "--curves", study, check=False)
+    assert not_a_db.returncode == 2, not_a_db.stderr
+    assert "--curves" in not_a_db.stderr and "Fix: give FOLDER/.hpod/hpod.db" in not_a_db.stderr
