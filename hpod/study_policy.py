@@ -245,8 +245,8 @@ def scheduler_of(options: SchedulerSpec, direction: str, seed: int | None) -> Sc
         "seed": seed,
     }
     accepted = SCHEDULER_OPTIONS[options.kind]
-    return make_scheduler(options.kind, **{k: v for k, v in common.items() if k in accepted},
-                          **options.options)
+    return make_scheduler(options.kind, **{**{k: v for k, v in common.items() if k in accepted},
+                                           **options.options})
 
 
 # Which of the study file's [scheduler] options each kind takes (the rest do not apply to it).
