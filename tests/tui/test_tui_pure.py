@@ -160,3 +160,15 @@ def test_long_parameter_names_get_column_labels_that_tell_them_apart() -> None:
     assert len(set(labels)) == 30 and all(len(label) <= 10 for label in labels)
     assert distinct_labels(["layer_1_units", "layer_2_units", "lr"], 10) == [
         "…1_units", "…2_units", "lr"]
+
+
+def test_runs_of_repeated_configurations_show_and_sort_by_their_configuration() -> None:
+    runs = [trial(9, params={"x": 1}), replace(trial(10, params={"x": 1}), repeat=1, repeat_of=9),
+            trial(11, params={"x": 2})]
+    assert [c.key for c in tr.columns("loss", ["x"], repeats=True)][:2] == ["number", "config"]
+    assert "config" not in [c.key for c in tr.columns("loss", ["x"])]
+    row = tr.TrialRow(runs[1], TrialStats())
+    assert tr.cells(row, ["x"], 0.0, repeats=True)[1] == "#9·1"
+    assert tr.matches(tr.search_text(runs[1]), ["config=#9", "repeat=1"])
+    keys = [tr.sort_value(tr.TrialRow(t, TrialStats()), "config", 0.0) for t in runs]
+    assert keys == [(9, 0), (9, 1), (11, 0)]

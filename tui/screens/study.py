@@ -16,7 +16,7 @@ from .. import format as fmt
 from ..context import TuiContext
 from ..controls import CommandRequest, confirm_and_send, toggle_pause
 from ..messages import CurvesUpdated, StudyUpdated, TrialsUpdated
-from ..model import StudySummary, elapsed, estimate_left, param_names
+from ..model import StudySummary, elapsed, estimate_left, param_names, spec_section
 from ..plots import best_plot, curves_plot, params_plot
 from ..watch_study import StudyInterest
 from ..widgets.chart import Chart
@@ -87,7 +87,9 @@ class StudyScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = f"hpod · {self.study.name}"
         self.sub_title = str(self.ctx.db_path)
-        self.table.configure(self.study.metric, self._params)
+        repeats = spec_section(self.study, "trial").get("repeats", 1)
+        self.table.configure(self.study.metric, self._params,
+                             repeats=isinstance(repeats, int) and repeats > 1)
         self.table.focus()
         self._show_filter(False)
         self._show_summary()

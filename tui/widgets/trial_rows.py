@@ -28,7 +28,7 @@ STATE_TAG = {
     TrialState.STOPPED: "muted",
 }
 PARAM_PREFIX = "p:"
-FIXED_COLUMNS = ("number", "state", "last", "best", "step", "time", "where")
+FIXED_COLUMNS = ("number", "config", "state", "last", "best", "step", "time", "where")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +37,13 @@ class TrialRow:
     stats: TrialStats
 
 
-def columns(metric: str, params: Sequence[str]) -> list[Column]:
+def columns(metric: str, params: Sequence[str], repeats: bool = False) -> list[Column]:
+    """`repeats`: the study runs each configuration several times ([trial] repeats); a column
+    says which configuration each run belongs to, and which run it is."""
     label = fmt.truncate(metric, 9)
     fixed = [
         Column("number", "#", 5, "right"),
+        *([Column("config", "config", 7, "right")] if repeats else []),
         Column("state", "state", 8),
         Column("last", label, 9, "right"),
         Column("best", "best", 9, "right"),
@@ -54,10 +57,12 @@ def columns(metric: str, params: Sequence[str]) -> list[Column]:
     ]
 
 
-def cells(row: TrialRow, params: Sequence[str], now: float) -> tuple[str | Text, ...]:
+def cells(row: TrialRow, params: Sequence[str], now: float,
+          repeats: bool = False) -> tuple[str | Text, ...]:
     t, s = row.trial, row.stats
     return (
         str(t.number),
+        *([f"#{t.config_number}·{t.repeat}"] if repeats else []),
         t.state.value,
         fmt.value(t.value),
         fmt.value(s.best),
@@ -77,6 +82,8 @@ def tag(row: TrialRow, best_id: int | None) -> str | None:
 def search_text(trial: TrialRecord) -> str:
     """What a filter is matched against: "#12 running gpu:0 lr=0.01 depth=3" in lower case."""
     parts = [f"#{trial.number}", trial.state.value, trial.placement or ""]
+    if trial.repeat or trial.repeat_of is not None:  # a run of a repeated configuration
+        parts += [f"config=#{trial.config_number}", f"repeat={trial.repeat}"]
     parts += [f"{k}={fmt.param(v)}" for k, v in trial.params.items()]
     return " ".join(parts).lower()
 
@@ -90,6 +97,8 @@ def sort_value(row: TrialRow, column: str, now: float) -> Any:
     t = row.trial
     if column == "number":
         return t.number
+    if column == "config":
+        return (t.config_number, t.repeat)
     if column == "state":
         return (STATE_ORDER[t.state], t.number)
     if column == "last":

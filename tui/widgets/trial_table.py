@@ -24,6 +24,7 @@ class TrialTable(VirtualTable):
         super().__init__(id=id)
         self._clock = clock
         self._params: list[str] = []
+        self._repeats = False  # a config column: the study runs configurations several times
         self._rows_data: dict[str, tr.TrialRow] = {}
         self._search: dict[str, str] = {}
         self._sort_values: dict[str, Any] = {}
@@ -32,9 +33,10 @@ class TrialTable(VirtualTable):
         self._best_id: int | None = None
         self.sort_column, self.sort_reverse = self.DEFAULT_SORT
 
-    def configure(self, metric: str, params: Sequence[str]) -> None:
+    def configure(self, metric: str, params: Sequence[str], repeats: bool = False) -> None:
         self._params = list(params)
-        self.set_columns(tr.columns(metric, self._params))
+        self._repeats = repeats
+        self.set_columns(tr.columns(metric, self._params, repeats))
         self.set_sort_marker(self.sort_column, self.sort_reverse)
 
     # --- reading ------------------------------------------------------------------------------
@@ -149,7 +151,8 @@ class TrialTable(VirtualTable):
         row = self._rows_data.get(key)
         if row is None:
             return None
-        return Row(tr.cells(row, self._params, self._clock()), tr.tag(row, self._best_id))
+        return Row(tr.cells(row, self._params, self._clock(), self._repeats),
+                   tr.tag(row, self._best_id))
 
     def _reorder(self) -> None:
         keys = [k for k in self._rows_data if self._matches(k)]
