@@ -15,6 +15,7 @@ from hpod import __version__
 from hpod.config import (EXECUTORS, SPARES_MODES, DaemonConfig, default_db_path,
                          default_slots)
 from hpod.errors import DaemonError, HpodError, StudySpecError
+from hpod.simulate_cli import positive_int
 from hpod.store.errors import StoreError
 
 logger = logging.getLogger("hpod")
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "trials, studies that ended.")
     _add_folder(events)
     events.add_argument("--study", help="only this study's events")
-    events.add_argument("--limit", type=_at_least_one, default=50, metavar="N",
+    events.add_argument("--limit", type=positive_int, default=50, metavar="N",
                         help="the newest N events (default 50)")
 
     enqueue = sub.add_parser(
@@ -198,16 +199,6 @@ def _memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
-
-
 def _add_gpu_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", default="all", metavar="LIST",
                         help="GPUs trials may use: all (default: those visible), none, or "
@@ -224,7 +215,7 @@ def _add_db(parser: argparse.ArgumentParser, default_help: str = "FOLDER/.hpod/h
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--slots", type=_at_least_one, default=None, metavar="N",
+    parser.add_argument("--slots", type=positive_int, default=None, metavar="N",
                         help=f"trials that may run at once on this machine "
                         f"(default: one per core, {default_slots()} here)")
     parser.add_argument("--log-level", default="info",

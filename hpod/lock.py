@@ -83,15 +83,18 @@ def serving_pid(db_path: Path) -> int | None:
     held = _flock_holders(st.st_dev, st.st_ino)
     if held is not None:
         return pid if pid in held else (min(held) if held else None)
-    return pid if pid is not None and _alive(pid) else None
+    return pid if pid is not None and process_exists(pid) else None
 
 
 def _pid_in(path: Path) -> int | None:
     try:
-        text = path.read_text().strip()
-        return int(text) if text else None
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return None
+    try:
+        return _read_pid(fd)
+    finally:
+        os.close(fd)
 
 
 def _flock_holders(dev: int, ino: int) -> set[int] | None:
@@ -117,7 +120,7 @@ def _flock_holders(dev: int, ino: int) -> set[int] | None:
     return holders
 
 
-def _alive(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

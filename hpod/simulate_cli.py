@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hpod.simulation import StudySimulation
 
-__all__ = ["add_simulate_parser", "run_simulate", "format_simulation", "simulation_dict"]
+__all__ = ["add_simulate_parser", "run_simulate", "format_simulation", "simulation_dict",
+           "positive_int"]
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (also for hpod.cli's --slots and --limit)."""
     try:
         value = int(text)
     except ValueError:
@@ -66,7 +68,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "the nearest params). The same seed gives the same output. See docs/schedulers.md.",
     )
     parser.add_argument("file", type=Path, metavar="STUDY_FILE", help="the study file")
-    parser.add_argument("--workers", type=_positive_int, metavar="N",
+    parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="virtual workers (default: the study's `parallel`)")
     parser.add_argument("--curves", default="synthetic", metavar="synthetic|STORE_DB",
                         help="`synthetic` (default), or an hpod database holding a run of "
@@ -74,7 +76,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=_seed, default=0, metavar="S",
                         help="seed of the synthetic curves, and of the suggester when the study "
                         "file sets none (default 0)")
-    parser.add_argument("--trials", type=_positive_int, metavar="N",
+    parser.add_argument("--trials", type=positive_int, metavar="N",
                         help="start at most N trials (default: the budget's trials; "
                         "1000 when the budget gives only hours, which run on the virtual clock)")
     parser.add_argument("--epoch-seconds", type=_positive_float, default=1.0, metavar="S",

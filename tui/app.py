@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from hpod.lock import serving_pid
-from hpod.store import CommandRecord, CommandState, StoreError, StoreReader, StudyState
+from hpod.store import CommandRecord, CommandState
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -49,7 +49,7 @@ class HpodApp(App[int]):
 
     latest_command: reactive[CommandRecord | None] = reactive(None)
     # Nothing runs without a daemon, whatever the store still says: after a crash or a reboot
-    # it reads "running". True when no daemon serves the database and a study is unfinished.
+    # it reads "running". True when no daemon serves the database.
     daemon_missing: reactive[bool] = reactive(False)
 
     def __init__(
@@ -81,16 +81,8 @@ class HpodApp(App[int]):
             self.set_interval(POLL_INTERVAL_S, self._maybe_exit)
 
     def _check_daemon(self) -> None:
-        if serving_pid(self.ctx.db_path) is not None:
-            self.daemon_missing = False
-            return
-        try:
-            with StoreReader(self.ctx.db_path) as reader:
-                unfinished = any(study.state in (StudyState.RUNNING, StudyState.PAUSED)
-                                 for study in reader.list_studies())
-        except StoreError:
-            return  # the feed reports a database it cannot read
-        self.daemon_missing = unfinished
+        # Only the kernel's lock table, not the store: every read of it goes through the feed.
+        self.daemon_missing = serving_pid(self.ctx.db_path) is None
 
     def _maybe_exit(self) -> None:
         if self._exit_when is not None and self._exit_when():

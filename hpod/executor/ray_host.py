@@ -30,6 +30,7 @@ from hpod.errors import LaunchError
 from hpod.executor.base import TrialExit
 from hpod.executor.leftovers import kill_leftovers
 from hpod.executor.local import LocalExecutor, LocalTrial
+from hpod.lock import process_exists
 from hpod.wire import Message
 
 #: Output bytes per stream in one answer; more follows in the next one at once.
@@ -199,15 +200,5 @@ def _sweep_spools() -> None:
     root = Path(tempfile.gettempdir())
     for spool in root.glob(f"{SPOOL_PREFIX}*-*"):
         pid = spool.name[len(SPOOL_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(spool, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: not ours to judge
-        return True
-    return True

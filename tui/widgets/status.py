@@ -9,8 +9,8 @@ from textual.widgets import Static
 from ..controls import describe
 
 
-NO_DAEMON = ("no daemon is serving this database: studies and trials are where the last one "
-             "left them (start one: hpod serve FOLDER)")
+NO_DAEMON = ("no daemon is serving this database: nothing runs, and studies and trials are where "
+             "the last one left them (start one: hpod serve FOLDER)")
 
 
 class CommandBar(Static):

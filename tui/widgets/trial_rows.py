@@ -28,7 +28,6 @@ STATE_TAG = {
     TrialState.STOPPED: "muted",
 }
 PARAM_PREFIX = "p:"
-FIXED_COLUMNS = ("number", "config", "state", "last", "best", "step", "time", "where")
 
 
 @dataclass(frozen=True, slots=True)
