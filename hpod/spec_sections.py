@@ -258,9 +258,22 @@ def parse_suggester(f: Fields, raw: Any, known_options: Any) -> SuggesterSpec:
     return SuggesterSpec(kind, options)
 
 
+# Which of the study file's [scheduler] options each kind takes (the rest do not apply to it).
+SCHEDULER_OPTIONS: dict[str, frozenset[str]] = {
+    "sh": frozenset({"direction", "min_resource", "max_resource", "reduction_factor",
+                     "cohort_size"}),
+    "hyperband": frozenset({"direction", "min_resource", "max_resource", "reduction_factor"}),
+    "asha": frozenset({"direction", "min_resource", "max_resource", "reduction_factor", "mode"}),
+    "async-hyperband": frozenset({"direction", "min_resource", "max_resource",
+                                  "reduction_factor", "mode", "brackets", "seed"}),
+    "median": frozenset({"direction", "grace", "min_trials", "max_resource"}),
+}
+
 # Options one kind of scheduler takes that are no field of the [scheduler] table; they go in its
-# `options` table (hpod.study_policy.SCHEDULER_OPTIONS).
+# `options` table.
 _KIND_OPTIONS = ("cohort_size", "min_trials", "seed")
+# Fields of the [scheduler] table that only some kinds use.
+_KIND_FIELDS = ("min_resource", "max_resource", "reduction_factor", "brackets", "grace", "mode")
 
 
 def parse_scheduler(f: Fields, raw: Any) -> SchedulerSpec:
@@ -276,6 +289,7 @@ def parse_scheduler(f: Fields, raw: Any) -> SchedulerSpec:
     table = _table(f, raw, "scheduler", ("kind", "resource", "min_resource", "max_resource",
                                          "reduction_factor", "brackets", "grace", "mode", "options"))
     kind = f.choice(table.get("kind", "fifo"), "scheduler.kind", SCHEDULER_KINDS)
+    _refuse_fields_the_kind_ignores(f, table, kind)
 
     def resource(key: str) -> float | None:
         if key not in table:
@@ -306,6 +320,19 @@ def parse_scheduler(f: Fields, raw: Any) -> SchedulerSpec:
         mode=f.choice(table.get("mode", "stop"), "scheduler.mode", ("stop", "pause")),
         options=dict(f.table(table.get("options", {}), "scheduler.options")),
     )
+
+
+def _refuse_fields_the_kind_ignores(f: Fields, table: Mapping[str, Any], kind: str) -> None:
+    # A field the kind would silently ignore (`brackets` with kind "asha") makes a user believe
+    # they tuned something they did not. "fifo" is exempt: it is how a study switches early
+    # stopping off, and keeping the other fields lets it switch back.
+    if kind == "fifo":
+        return
+    for key in _KIND_FIELDS:
+        if key in table and key not in SCHEDULER_OPTIONS[kind]:
+            users = [k for k, accepted in SCHEDULER_OPTIONS.items() if key in accepted]
+            f.fail(f"scheduler.{key}", f"kind {kind!r} does not use {key}",
+                   "remove it, or use a kind that does: " + ", ".join(f'"{k}"' for k in users))
 
 
 def parse_resources(f: Fields, raw: Any) -> Resources:

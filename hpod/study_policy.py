@@ -17,7 +17,7 @@ from hpod.schedule import Scheduler, make_scheduler
 from hpod.schedule.base import Ended, Event, Reported, Started
 from hpod.schedule.rungs import reached
 from hpod.spec import StudySpec
-from hpod.spec_sections import SchedulerSpec
+from hpod.spec_sections import SCHEDULER_OPTIONS, SchedulerSpec
 from hpod.store.records import MetricPoint, StudyRecord, TrialRecord, TrialState
 from hpod.suggest import make_suggester
 from hpod.suggest.base import CostAware, Suggester
@@ -247,18 +247,6 @@ def scheduler_of(options: SchedulerSpec, direction: str, seed: int | None) -> Sc
     accepted = SCHEDULER_OPTIONS[options.kind]
     return make_scheduler(options.kind, **{**{k: v for k, v in common.items() if k in accepted},
                                            **options.options})
-
-
-# Which of the study file's [scheduler] options each kind takes (the rest do not apply to it).
-SCHEDULER_OPTIONS: dict[str, frozenset[str]] = {
-    "sh": frozenset({"direction", "min_resource", "max_resource", "reduction_factor",
-                     "cohort_size"}),
-    "hyperband": frozenset({"direction", "min_resource", "max_resource", "reduction_factor"}),
-    "asha": frozenset({"direction", "min_resource", "max_resource", "reduction_factor", "mode"}),
-    "async-hyperband": frozenset({"direction", "min_resource", "max_resource",
-                                  "reduction_factor", "mode", "brackets", "seed"}),
-    "median": frozenset({"direction", "grace", "min_trials", "max_resource"}),
-}
 
 
 def history_events(

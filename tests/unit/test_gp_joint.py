@@ -96,7 +96,9 @@ def test_under_a_scheduler_the_gp_models_every_level_unless_told(tmp_path, sched
     options = {"kind": "gp"} if given is None else {"kind": "gp", "fidelity": given}
     table = {"kind": scheduler}
     if scheduler != "fifo":
-        table.update({"min_resource": 1, "max_resource": 27})
+        table["max_resource"] = 27
+    if scheduler == "asha":
+        table["min_resource"] = 1
     spec = parse_study({
         "name": "joint", "command": ["python", "-c", "pass"],
         "objective": {"metric": "loss", "direction": "minimize"}, "budget": {"trials": 5},

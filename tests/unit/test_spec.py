@@ -247,9 +247,9 @@ def test_every_field_away_from_its_default() -> None:
     assert spec.space.fixed == {"note": "fixed string"}
     assert spec.suggester.kind == "gp" and spec.suggester.options == {"acquisition": "ucb"}
     assert dataclasses.asdict(spec.scheduler) == {
-        "kind": "sh", "resource": "epoch", "min_resource": 1.0, "max_resource": 81.0,
-        "reduction_factor": 3.0, "brackets": 4, "grace": 2.0, "mode": "pause",
-        "options": {"cohort_size": 9}}
+        "kind": "async-hyperband", "resource": "epoch", "min_resource": 1.0,
+        "max_resource": 81.0, "reduction_factor": 3.0, "brackets": 4, "grace": None,
+        "mode": "pause", "options": {"seed": 9}}
     assert spec.resources.gpus_per_trial == 0.5
     assert dataclasses.asdict(spec.trial) == {"timeout": 3600.0, "retries": 2,
                                              "retry_delay": 1.5, "stall_timeout": 300.0,
@@ -527,6 +527,27 @@ def test_gp_options_of_the_wrong_kind_are_refused(tmp_path: Path, options: dict,
     with pytest.raises(StudySpecError) as info:
         parse(tmp_path, suggester={"kind": "gp", **options})
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(("scheduler", "field", "fix"), [
+    ({"kind": "asha", "max_resource": 9, "brackets": 2}, "scheduler.brackets",
+     '"async-hyperband"'),
+    ({"kind": "median", "min_resource": 2}, "scheduler.min_resource", '"asha"'),
+    ({"kind": "median", "reduction_factor": 2}, "scheduler.reduction_factor", '"sh"'),
+    ({"kind": "asha", "max_resource": 9, "grace": 3}, "scheduler.grace", '"median"'),
+    ({"kind": "hyperband", "max_resource": 9, "mode": "stop"}, "scheduler.mode", '"asha"'),
+])
+def test_a_field_the_scheduler_kind_would_ignore_is_an_error_naming_the_kinds_that_use_it(
+        tmp_path: Path, scheduler: dict, field: str, fix: str) -> None:
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, scheduler=scheduler)
+    assert info.value.field == field and fix in str(info.value)
+
+
+def test_fifo_keeps_the_other_kinds_fields_so_a_study_can_switch_early_stopping_off(
+        tmp_path: Path) -> None:
+    spec = parse(tmp_path, scheduler={"kind": "fifo", "max_resource": 9, "brackets": 2})
+    assert spec.scheduler.kind == "fifo"
 
 
 def test_a_kind_option_written_as_a_scheduler_field_says_to_put_it_in_options(
