@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--exit-when-idle",
         action="store_true",
-        help="exit once every study present at start is finished (for scripts and tests)",
+        help="exit once every study present at start is finished (for scripts and tests); "
+        "the exit code is 0 when every study in the folder completed, 1 when one failed, was "
+        "stopped or paused, or its file is invalid (each is named on stderr)",
     )
     serve.add_argument(
         "--spares",
@@ -298,12 +300,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Before asyncio opens its descriptors: trials' pipes are spawned from 3 and 4.
     fd_slots = ChildFdSlots.claim()
+    daemon = _daemon(config, fd_slots=fd_slots)
     try:
-        asyncio.run(_serve_daemon(_daemon(config, fd_slots=fd_slots)))
+        asyncio.run(_serve_daemon(daemon))
     finally:
         if fd_slots is not None:
             fd_slots.close()
-    return 0
+    if not daemon.ended_idle:
+        return 0
+    from hpod.run_once import report_unfinished
+
+    return 1 if report_unfinished(config.db_path, folder) else 0
 
 
 async def _serve_daemon(daemon: Any) -> None:

@@ -72,6 +72,9 @@ class Daemon:
         )
         self._stop_requested = asyncio.Event()
         self._force = False
+        # Set when --exit-when-idle ended the run (not a signal): `hpod serve` then says, in its
+        # exit code, whether every study completed.
+        self.ended_idle = False
         self.controllers: dict[str, StudyController] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._intake: StudyIntake | None = None  # set once the store is open (_serve)
@@ -282,6 +285,7 @@ class Daemon:
             await self._idle_changed_event.wait()
             self._idle_changed_event.clear()
         logger.info("nothing left to run (--exit-when-idle): shutting down")
+        self.ended_idle = True
         self._stop_requested.set()
 
     async def _shutdown(self, intake: StudyIntake, *tasks: asyncio.Task[None]) -> None:

@@ -102,6 +102,24 @@ def run_study_file(path: Path, *, db: Path | None, slots: int | None, gpus: str 
     return 0 if study.state is StudyState.COMPLETE else 1
 
 
+def report_unfinished(db_path: Path, folder: Path, stream: TextIO = sys.stderr) -> int:
+    """Name, one line each, the studies of `folder`'s files that did not complete (failed,
+    stopped, paused, or an invalid file); how many. What `hpod serve --exit-when-idle` ends
+    with, so that a script can tell a night that went wrong from one that did not."""
+    from hpod.reasons import reason_in_one_line
+    from hpod.store.reader import StoreReader
+
+    with StoreReader(db_path) as reader:
+        studies = reader.list_studies()
+    unfinished = [s for s in studies if s.state is not StudyState.COMPLETE
+                  and Path(s.path).parent == folder and Path(s.path).is_file()]
+    for study in unfinished:
+        why = f": {reason_in_one_line(study.error)}" if study.error else ""
+        print(f"hpod: study {study.name} ({Path(study.path).name}) is {study.state.value}{why}",
+              file=stream)
+    return len(unfinished)
+
+
 def run_with_tui(path: Path, plain_argv: list[str]) -> int:
     """`hpod run` on a terminal: the study runs in a plain `hpod run` child (its log beside
     the database), the live UI shows it, and both end when the study is done. Quitting the UI

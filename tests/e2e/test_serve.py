@@ -69,7 +69,9 @@ def test_broken_study_file_is_recorded_and_others_keep_running(tmp_path: Path,
     write_study(tmp_path, "good", quadratic_study(trials=4))
     (tmp_path / "bad.toml").write_text('command = ["python", "x.py"]\nparalel = 2\n')
     daemon = start_daemon(tmp_path, "--exit-when-idle")
-    assert daemon.wait() == 0, daemon.log()
+    # The exit code tells a script that one study file did not run; the log names it.
+    assert daemon.wait() == 1, daemon.log()
+    assert "study bad (bad.toml) is invalid" in daemon.log()
     good = study_status(tmp_path, "good")
     bad = study_status(tmp_path, "bad")
     assert good["state"] == "complete" and good["trials"]["complete"] == 4
@@ -247,7 +249,9 @@ x = {{ type = "float", low = 0.0, high = 1.0 }}
 """)
     write_study(tmp_path, "fine", quadratic_study(trials=3))
     daemon = start_daemon(tmp_path, "--exit-when-idle")
-    assert daemon.wait() == 0, daemon.log()
+    assert daemon.wait() == 1, daemon.log()
+    assert "study crashy (crashy.toml) is failed" in daemon.log()
+    assert "study fine" not in daemon.log().split("daemon stopped")[-1]
     crashy = study_status(tmp_path, "crashy")
     assert crashy["state"] == "failed"
     assert "3 trials in a row failed" in crashy["error"]
