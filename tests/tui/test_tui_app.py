@@ -201,6 +201,35 @@ async def test_every_screen_renders_at_80x24_in_both_themes(make_app, seeded: Se
         assert not isinstance(app.screen, ConfirmScreen)
 
 
+async def test_the_studies_table_hides_its_least_needed_columns_on_a_narrow_terminal(
+        make_app, seeded: Seeded) -> None:
+    def labels(table) -> list[str]:
+        return [c.label for c in table.columns]
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.table
+        await wait_for(pilot, lambda: table.row_count == 3, "the studies")
+        assert "gpus" not in labels(table) and "trial" not in labels(table)
+        assert labels(table)[:2] == ["study", "state"] and "left" in labels(table)
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        # A row shows the cells of the shown columns, in order, under their headers.
+        header, line = table.render_line(0).text, table.render_line(1).text
+        assert table.cursor_key == "demo"
+        cells = dict(zip(["study", "state", "run", "done", "stop", "fail", "queue", "best",
+                          "trial", "elapsed", "left", "gpus"],
+                         (str(c) for c in table.row("demo").cells), strict=True))
+        assert cells["trial"].startswith("#") and cells["trial"] not in line
+        x = 1  # the gutter
+        for column in table.columns:
+            assert header[x:x + column.width].strip() == column.label
+            assert line[x:x + column.width].strip() == cells[column.label], column.label
+            x += column.width + 1
+        await pilot.resize_terminal(140, 30)
+        await wait_for(pilot, lambda: "gpus" in labels(table), "every column at 140 wide")
+        assert len(labels(table)) == 12
+
+
 async def test_a_trial_shows_its_log_tails_as_they_grow(make_app, seeded: Seeded) -> None:
     trial = seeded.trials[11]
     log_dir = seeded.db_path.parent / "trials" / "demo" / f"{trial.number:05d}"

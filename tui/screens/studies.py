@@ -29,14 +29,14 @@ COLUMNS = (
     Column("state", "state", 8),
     Column("running", "run", 3, "right"),
     Column("complete", "done", 4, "right"),
-    Column("stopped", "stop", 4, "right"),
+    Column("stopped", "stop", 4, "right", drop=4),
     Column("failed", "fail", 4, "right"),
     Column("queued", "queue", 5, "right"),
     Column("best", "best", 9, "right"),
-    Column("trial", "trial", 5, "right"),
-    Column("elapsed", "elapsed", 7, "right"),
+    Column("trial", "trial", 5, "right", drop=2),
+    Column("elapsed", "elapsed", 7, "right", drop=3),
     Column("left", "left", 7, "right"),  # "~" and a duration of up to 6
-    Column("gpus", "gpus", 12),
+    Column("gpus", "gpus", 12, drop=1),  # the GPU panel below says it too
 )
 STATE_TAG = {
     StudyState.RUNNING: "running",

@@ -33,6 +33,10 @@ class Column:
     label: str
     width: int
     justify: Literal["left", "right"] = "left"
+    # On a screen narrower than the table, columns with a `drop` rank are hidden, rank 1 first,
+    # so an 80-column terminal shows whole columns, not a table cut at its right edge.
+    # 0: always shown.
+    drop: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,9 @@ class VirtualTable(ScrollView, can_focus=True):
     def __init__(self, *, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:  # fmt: skip
         super().__init__(name=name, id=id, classes=classes)
-        self._columns: list[Column] = []
+        self._all_columns: list[Column] = []
+        self._columns: list[Column] = []  # those shown at the current width
+        self._shown: list[int] | None = None  # their indices in the row's cells; None: all
         self._rows: dict[str, Row] = {}
         self._built: dict[str, Row] = {}  # rows made by build_row, until invalidated
         self._order: list[str] = []
@@ -149,9 +155,28 @@ class VirtualTable(ScrollView, can_focus=True):
             self.refresh_line(index + 1)
 
     def set_columns(self, columns: Iterable[Column]) -> None:
-        self._columns = list(columns)
-        self._resize()
+        self._all_columns = list(columns)
+        self._fit_columns()
         self.refresh()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._all_columns:
+            self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        width = self.scrollable_content_region.width
+        shown = list(range(len(self._all_columns)))
+        droppable = sorted((i for i, c in enumerate(self._all_columns) if c.drop > 0),
+                           key=lambda i: self._all_columns[i].drop)
+        while width > 0 and droppable and \
+                1 + sum(self._all_columns[i].width + 1 for i in shown) > width:
+            shown.remove(droppable.pop(0))
+        self._shown = None if len(shown) == len(self._all_columns) else shown
+        columns = [self._all_columns[i] for i in shown]
+        if columns != self._columns:
+            self._columns = columns
+            self._resize()
+            self.refresh()
 
     def put_row(self, key: str, row: Row) -> None:
         """Add or replace one row; redraw it if it is on screen (the order is the caller's)."""
@@ -317,7 +342,10 @@ class VirtualTable(ScrollView, can_focus=True):
             style += self.get_component_rich_style("vtable--marked")
         if index == self._cursor:
             style += self.get_component_rich_style("vtable--cursor")
-        return self._strip("●" if marked else " ", row.cells if row else (), style)
+        cells = row.cells if row else ()
+        if self._shown is not None:
+            cells = tuple(cells[i] for i in self._shown if i < len(cells))
+        return self._strip("●" if marked else " ", cells, style)
 
     def _strip(self, gutter: str, cells: Sequence[Cell], style: Style) -> Strip:
         text = Text(gutter, no_wrap=True, end="")
