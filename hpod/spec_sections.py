@@ -6,6 +6,7 @@ and returns the record; hpod.spec puts them together into a StudySpec.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import keyword
@@ -318,8 +319,31 @@ def parse_scheduler(f: Fields, raw: Any) -> SchedulerSpec:
         grace=f.number(table["grace"], "scheduler.grace", low=0.0, high=_MAX_RESOURCE)
         if "grace" in table else None,
         mode=f.choice(table.get("mode", "stop"), "scheduler.mode", ("stop", "pause")),
-        options=dict(f.table(table.get("options", {}), "scheduler.options")),
+        options=_scheduler_options(f, table.get("options", {}), kind),
     )
+
+
+def _scheduler_options(f: Fields, raw: Any, kind: str) -> dict[str, Any]:
+    # `options` goes to the scheduler as it is, so a key there would override what the study
+    # says elsewhere: `direction` (a minimising study's scheduler keeping its worst trials) or a
+    # [scheduler] field (`mode = "pause"` past the check that refuses it with repeats).
+    options = dict(f.table(raw, "scheduler.options"))
+    own = sorted(SCHEDULER_OPTIONS.get(kind, frozenset()) - {"direction", *_KIND_FIELDS})
+    for key, value in options.items():
+        field = f"scheduler.options.{key}"
+        if key == "direction":
+            f.fail(field, "the direction comes from the objective",
+                   'remove it; set [objective] direction = "minimize" or "maximize"')
+        if key in (*_KIND_FIELDS, "kind", "resource"):
+            f.fail(field, f"{key!r} is a field of [scheduler], not an option",
+                   f"write it in [scheduler] itself: {key} = {json.dumps(value)}")
+        if kind != "fifo" and key not in own:
+            close = difflib.get_close_matches(key, own, n=1)
+            f.fail(field, f"kind {kind!r} takes no option {key!r}"
+                   + (f". Did you mean `{close[0]}`?" if close else ""),
+                   f"its options are {', '.join(own)}" if own else
+                   "remove it: this kind has no options beyond the [scheduler] fields")
+    return options
 
 
 def _refuse_fields_the_kind_ignores(f: Fields, table: Mapping[str, Any], kind: str) -> None:

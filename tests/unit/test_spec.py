@@ -544,6 +544,20 @@ def test_a_field_the_scheduler_kind_would_ignore_is_an_error_naming_the_kinds_th
     assert info.value.field == field and fix in str(info.value)
 
 
+@pytest.mark.parametrize(("options", "field", "fix"), [
+    ({"direction": "maximize"}, "scheduler.options.direction", "[objective] direction"),
+    ({"mode": "pause"}, "scheduler.options.mode", 'mode = "pause"'),
+    ({"max_resource": 27}, "scheduler.options.max_resource", "max_resource = 27"),
+    ({"cohort_size": 9}, "scheduler.options.cohort_size", "this kind has no options"),
+])
+def test_options_cannot_override_the_objective_or_a_scheduler_field(
+        tmp_path: Path, options: dict, field: str, fix: str) -> None:
+    # A minimising study whose scheduler was told "maximize" kept its worst trials.
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, scheduler={"kind": "asha", "max_resource": 9, "options": options})
+    assert info.value.field == field and fix in str(info.value)
+
+
 def test_fifo_keeps_the_other_kinds_fields_so_a_study_can_switch_early_stopping_off(
         tmp_path: Path) -> None:
     spec = parse(tmp_path, scheduler={"kind": "fifo", "max_resource": 9, "brackets": 2})
