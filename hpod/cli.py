@@ -17,6 +17,7 @@ from hpod.config import (EXECUTORS, SPARES_MODES, DaemonConfig, default_db_path,
 from hpod.errors import DaemonError, HpodError, StudySpecError
 from hpod.simulate_cli import positive_int
 from hpod.store.errors import StoreError
+from hpod.store.records import TrialState
 
 logger = logging.getLogger("hpod")
 
@@ -130,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="table (default; a crash's reason in one line), csv, or json "
                         "(every field, reasons whole)")
     trials.add_argument("--state", action="append", metavar="STATE",
-                        help="only trials in STATE (repeatable): queued, running, complete, ...")
+                        choices=[state.value for state in TrialState],
+                        help="only trials in STATE (repeatable): "
+                        + ", ".join(state.value for state in TrialState))
 
     events = sub.add_parser("events", help="warnings and errors, newest last",
                             description="What a user needs to know afterwards: invalid study "
@@ -150,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_folder(enqueue, optional=False)
     enqueue.add_argument("study", help="the study's name")
-    enqueue.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    enqueue.add_argument("assignments", nargs="+", metavar="NAME=VALUE",
+                         help="a parameter of the study's space and its value; parameters left "
+                         "out are chosen by the suggester")
     enqueue.add_argument("--no-wait", action="store_true",
                          help="do not wait for the daemon to apply it")
 
@@ -355,15 +360,14 @@ def _run_argv(args: argparse.Namespace) -> list[str]:
 
 def _check(args: argparse.Namespace) -> int:
     from hpod.spec import load_study_file
-    from hpod.watcher import is_study_file_name
+    from hpod.watcher import scan
 
     failures = 0
     specs = []
-    # A folder stands for the study files the daemon would watch in it.
+    # A folder stands for what the daemon would read in it: every entry named like a study
+    # file, so a broken link or a folder named x.toml gets the error the daemon records.
     paths = [found for path in args.files
-             for found in (sorted(p for p in path.iterdir()
-                                  if p.is_file() and is_study_file_name(p.name))
-                           if path.is_dir() else [path])]
+             for found in (scan(path) if path.is_dir() else [path])]
     for path in paths:
         try:
             spec = load_study_file(path)
@@ -427,12 +431,8 @@ def _best(args: argparse.Namespace) -> int:
 
 def _trials(args: argparse.Namespace) -> int:
     from hpod import report
-    from hpod.store.records import TrialState
 
-    try:
-        states = [TrialState(s) for s in args.state] if args.state else None
-    except ValueError as error:
-        raise DaemonError(f"{error}; states are: {', '.join(s.value for s in TrialState)}") from None
+    states = [TrialState(s) for s in args.state] if args.state else None  # choices= checked
     with _reader(args) as reader:
         study = _find_study(reader, args.study)
         rows = report.trial_rows(reader.list_trials(study.id, states))

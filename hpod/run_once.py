@@ -97,8 +97,10 @@ def run_study_file(path: Path, *, db: Path | None, slots: int | None, gpus: str 
                  if "runs" in best else f"trial #{best['trial']}")
         print(f"study {spec.name} {study.state.value}: best {spec.objective.metric} = "
               f"{best['value']:.6g} ({which}) with {best['params']}", file=stream)
-    print(f"results: {db_path} (hpod status {path.parent}, hpod trials {path.parent} "
-          f"{spec.name})", file=stream)
+    # The commands to read them, as they must be typed: with --db when it is not the default.
+    where = str(path.parent) if db is None else f"{path.parent} --db {db_path}"
+    print(f"results: {db_path} (hpod status {where}, hpod trials {where} {spec.name})",
+          file=stream)
     return 0 if study.state is StudyState.COMPLETE else 1
 
 

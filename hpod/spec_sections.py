@@ -471,6 +471,9 @@ def parse_executor(f: Fields, raw: Any) -> ExecutorSpec:
         f.fail("executor.kind", "is \"ray\", but Ray is not installed for the daemon",
                "pip install 'hpod[ray]' (on the daemon's machine and every node), or remove "
                "[executor]")
+    if "cpus_per_trial" in table and kind == "local":
+        f.fail("executor.cpus_per_trial", "is only for Ray; a local trial takes one CPU slot",
+               "remove it, or set kind = \"ray\"")
     cpus = f.number(table.get("cpus_per_trial", 1.0), "executor.cpus_per_trial", positive=True,
                     high=1024.0)
     return ExecutorSpec(kind, address, cpus)

@@ -131,6 +131,10 @@ def test_sigterm_interrupts_trials_and_a_restart_finishes_them(tmp_path: Path, s
     rows = _values(tmp_path, "slow")
     assert sorted(row["state"] for row in rows) == ["interrupted", "interrupted"]
     assert all("shut down" in row["reason"] for row in rows)
+    events = hpod_cli("events", tmp_path).stdout  # the night's record says it, not only the log
+    for row in rows:
+        assert f"trial slow#{row['trial']} interrupted" in events
+    assert events.count("runs again when the daemon next starts") == 2
     for pid in pids:
         assert not alive(pid), f"trial process {pid} outlived the daemon"
 
@@ -270,6 +274,16 @@ def test_hpod_run_runs_one_study_in_the_foreground(tmp_path: Path) -> None:
     assert study_status(tmp_path, "fg")["trials"]["complete"] == 5
 
 
+def test_hpod_run_with_a_database_elsewhere_says_how_to_read_it(tmp_path: Path) -> None:
+    path = write_study(tmp_path, "fg", quadratic_study(trials=2))
+    db = tmp_path / "elsewhere" / "results.db"
+    result = hpod_cli("run", path, "--db", db)
+    hint = result.stderr.split("hpod status ", 1)[1].split(",")[0]
+    assert hint == f"{tmp_path} --db {db}"
+    status = hpod_cli("status", *hint.split(" "), "--json")  # the command as printed works
+    assert json.loads(status.stdout)["studies"][0]["name"] == "fg"
+
+
 def _trial_pids(folder: Path) -> list[int]:
     """The quadratic fixture writes its pid into its trial folder (empty while being written)."""
     return [int(text) for p in (folder / ".hpod" / "trials").rglob("pid")
@@ -394,9 +408,14 @@ def test_check_takes_a_folder_and_gives_json_for_several_files(tmp_path: Path) -
     write_study(tmp_path, "two", quadratic_study())
     (tmp_path / "bad.toml").write_text("command = [\n")
     (tmp_path / "notes.txt").write_text("not a study")
+    # What the daemon would record as invalid, not skip: a broken link, a folder.
+    (tmp_path / "gone.toml").symlink_to(tmp_path / "nowhere.toml")
+    (tmp_path / "dir.yaml").mkdir()
     folder = hpod_cli("check", tmp_path, check=False)
     assert folder.returncode == 1
     assert folder.stdout.count("ok: ") == 2 and "bad.toml" in folder.stdout
+    assert "gone.toml" in folder.stdout and "does not exist" in folder.stdout
+    assert "dir.yaml" in folder.stdout and "is a folder" in folder.stdout
     assert "notes.txt" not in folder.stdout
     listed = hpod_cli("check", tmp_path / "one.toml", tmp_path / "two.toml", "--json")
     assert [study["name"] for study in json.loads(listed.stdout)] == ["one", "two"]

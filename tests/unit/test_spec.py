@@ -558,6 +558,19 @@ def test_options_cannot_override_the_objective_or_a_scheduler_field(
     assert info.value.field == field and fix in str(info.value)
 
 
+def test_cpus_per_trial_with_a_local_executor_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, executor={"kind": "local", "cpus_per_trial": 2})
+    assert info.value.field == "executor.cpus_per_trial" and "only for Ray" in str(info.value)
+
+
+def test_the_normalised_study_keeps_every_resources_field(tmp_path: Path) -> None:
+    spec = parse(tmp_path, resources={"gpus_per_trial": 0.5, "min_free_memory": "4GiB",
+                                      "gpu_memory_limit": "6GiB"})
+    assert spec.to_dict()["resources"] == {"gpus_per_trial": 0.5, "min_free_memory_mb": 4096,
+                                           "gpu_memory_limit_mb": 6144}
+
+
 def test_fifo_keeps_the_other_kinds_fields_so_a_study_can_switch_early_stopping_off(
         tmp_path: Path) -> None:
     spec = parse(tmp_path, scheduler={"kind": "fifo", "max_resource": 9, "brackets": 2})
