@@ -561,8 +561,12 @@ class StudyController:
         elif outcome.state is TrialState.COMPLETE:
             self._consecutive_failures = 0
         message = _describe(self.name, final, outcome)
+        if outcome.state is TrialState.INTERRUPTED:
+            message += "; it runs again when the daemon next starts"
         logger.log(logging.WARNING if level is EventLevel.WARNING else logging.INFO, "%s", message)
-        if level is not EventLevel.INFO or outcome.state is TrialState.STOPPED:
+        # Trials that did not end by themselves are worth a line in the night's record.
+        if level is not EventLevel.INFO or outcome.state in (TrialState.STOPPED,
+                                                             TrialState.INTERRUPTED):
             await self._store.record_event(level, message, study_id=self.study.id,
                                            trial_id=trial.id)
         streak = None if self._first_rung_watch is None else self._first_rung_watch.on_end(final)
