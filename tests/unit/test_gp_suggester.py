@@ -197,3 +197,17 @@ def test_make_suggester_lists_and_checks_the_options():
     grid = Space.from_dict({"a": {"type": "int", "low": 0, "high": 3}})
     with pytest.raises(ValueError, match="does not take"):
         make_suggester("gp-grid", grid, n_candidates=5)
+
+
+def test_the_gp_fits_with_blas_capped_to_its_threads() -> None:
+    # The daemon's GP shares the machine with the trials: its fits must not take every core.
+    from threadpoolctl import threadpool_info
+
+    from hpod.suggest.gp.model import BlasThreads
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    assert blas_threads(), "numpy's BLAS is not visible to threadpoolctl"
+    with BlasThreads(1).limit():
+        assert blas_threads() == {1}

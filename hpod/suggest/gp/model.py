@@ -49,12 +49,8 @@ class BlasThreads:
             yield
             return
         if self._controller is None:
-            try:
-                from threadpoolctl import ThreadpoolController
-            except ImportError:  # optional: scikit-learn's dependency, not hpod's
-                self.n = None
-                yield
-                return
+            from threadpoolctl import ThreadpoolController
+
             self._controller = ThreadpoolController()
         with self._controller.limit(limits=self.n, user_api="blas"):  # type: ignore[attr-defined]
             yield
