@@ -55,7 +55,7 @@ class StudyProgress:
 
     name: str
     state: StudyState
-    budget_trials: int | None
+    budget_runs: int | None  # trials to run in all: budget.trials times [trial] repeats
     counts: dict[str, int] = field(default_factory=dict)
     best_value: float | None = None
     best_number: int | None = None
@@ -116,7 +116,7 @@ class StudyController:
         self._promoted_early: set[int] = set()
         self._not_promoted_early: set[int] = set()
         self._told_no_more = False
-        self.progress = StudyProgress(spec.name, study.state, spec.budget.trials)
+        self.progress = StudyProgress(spec.name, study.state, _budget_runs(spec))
 
     @property
     def name(self) -> str:
@@ -143,7 +143,7 @@ class StudyController:
         """A live edit of the study file: budget, parallel, env, timeouts apply to what comes."""
         self.spec = spec
         self._policy = self._policy.updated(spec)
-        self.progress.budget_trials = spec.budget.trials
+        self.progress.budget_runs = _budget_runs(spec)
         self._wake()
 
     def stop(self, reason: str, *, grace: float | None = None) -> None:
@@ -780,6 +780,11 @@ def _end_order(trial: TrialRecord) -> tuple[float, int]:
     if trial.state.is_finished() and trial.finished_at is not None:
         return trial.finished_at, trial.id
     return math.inf, trial.id
+
+
+def _budget_runs(spec: StudySpec) -> int | None:
+    trials = spec.budget.trials
+    return None if trials is None else trials * spec.trial.repeats
 
 
 def _describe(study: str, trial: TrialRecord, outcome: TrialOutcome) -> str:

@@ -47,7 +47,7 @@ class ProgressLine:
 def render(progress: StudyProgress) -> str:
     counts = progress.counts
     done = counts.get("complete", 0) + counts.get("stopped", 0) + counts.get("failed", 0)
-    budget = progress.budget_trials
+    budget = progress.budget_runs
     if budget:
         filled = min(BAR_WIDTH, round(BAR_WIDTH * done / budget))
         bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{budget}"

@@ -109,5 +109,6 @@ def test_hpod_run_ends_with_the_best_configuration_not_the_best_single_run(
     result = hpod_cli("run", path, "--slots", "2")
     best = json.loads(hpod_cli("best", tmp_path, "rep", "--json").stdout)
     last = [line for line in result.stderr.splitlines() if "best loss" in line][-1]
+    assert "] 9/9 ·" in result.stderr and "/3 ·" not in result.stderr  # the bar counts runs
     assert f"best loss = {best['value']:.6g} (configuration #{best['trial']}, mean of 3 runs)" \
         in last, last
