@@ -52,9 +52,27 @@ def combine(runs: Sequence[TrialRecord]) -> TrialRecord:
             steps = [run.last_step for run in runs if run.state is state
                      and run.last_step is not None]
             step = (max if state is TrialState.COMPLETE else min)(steps) if steps else None
-            return dataclasses.replace(first, state=state, value=statistics.fmean(values),
+            return dataclasses.replace(first, state=state, value=mean_of(values),
                                        last_step=step)
     return dataclasses.replace(first, state=TrialState.FAILED, value=None)
+
+
+def mean_of(values: Sequence[float]) -> float:
+    """The mean of the runs' values: NaN if one is NaN or they hold both infinities, the
+    infinity if one is infinite. Never an overflow: a trial may report values near the float
+    limit, and statistics.fmean raises OverflowError on two of them (which failed the study,
+    and `hpod status` after it)."""
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    infinite = {v for v in values if math.isinf(v)}
+    if infinite:
+        return infinite.pop() if len(infinite) == 1 else math.nan
+    return math.fsum(v / len(values) for v in values)  # |each term| <= max|v| / n
+
+
+def _stdev(values: Sequence[float]) -> float:
+    scale = max(abs(v) for v in values) or 1.0  # finite values, scaled so no square overflows
+    return statistics.stdev([v / scale for v in values]) * scale
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +106,8 @@ def config_results(trials: Iterable[TrialRecord]) -> list[ConfigResult]:
                 else TrialState.QUEUED
             values = tuple(r.value for r in runs
                            if r.state.is_finished() and r.value is not None and _finite(r.value))
-            mean = statistics.fmean(values) if values else None
-        std = statistics.stdev(values) if len(values) >= 2 else None
+            mean = mean_of(values) if values else None
+        std = _stdev(values) if len(values) >= 2 else None
         out.append(ConfigResult(number, runs[0].params, len(runs), values, mean, std, state))
     return out
 
@@ -132,7 +150,7 @@ class RepeatedScheduler:
         seen[trial_id] = value
         # NaN/inf in a run makes the mean NaN: the scheduler ranks it worst, as it would rank
         # the run on its own.
-        decision = self._scheduler.on_report(config, step, statistics.fmean(seen.values()))
+        decision = self._scheduler.on_report(config, step, mean_of(list(seen.values())))
         if decision is Decision.STOP:
             self._stopped.add(config)
         return decision

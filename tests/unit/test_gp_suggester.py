@@ -211,3 +211,16 @@ def test_the_gp_fits_with_blas_capped_to_its_threads() -> None:
     assert blas_threads(), "numpy's BLAS is not visible to threadpoolctl"
     with BlasThreads(1).limit():
         assert blas_threads() == {1}
+
+
+def test_values_near_the_float_limit_leave_the_gp_proposing_points() -> None:
+    # A diverged trial may report 1e308: the targets' quartiles and spread overflowed, and the
+    # study failed with "Probabilities contain NaN".
+    from hpod.suggest.gp.targets import gp_targets
+
+    targets = gp_targets(np.array([1.5e308, -1.7e308, 0.3, 0.2, 1.5e308, 0.1]))
+    assert np.all(np.isfinite(targets)) and abs(targets.std() - 1) < 1e-9
+    space = Space.from_dict({"x": {"type": "float", "low": 0.0, "high": 1.0}})
+    values = iter([1.5e308, -1.7e308, 1.5e308, 0.5, 1.5e308, -1.7e308, 0.2, 1.5e308, 0.7, 1.0])
+    points = _run("gp", space, 10, objective=lambda p: next(values))
+    assert len({p["x"] for p in points}) == 10

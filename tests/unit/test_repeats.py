@@ -130,3 +130,17 @@ async def test_the_store_creates_a_configurations_runs_together(tmp_path) -> Non
         assert all(r.state is TrialState.QUEUED and r.params == {"x": 0.5} for r in runs)
         with pytest.raises(ValueError, match="at least 1 run"):
             await store.create_runs(study.id, {"x": 0.5}, 0)
+
+
+def test_values_near_the_float_limit_average_without_overflow() -> None:
+    # statistics.fmean raised OverflowError on two of them: the study failed as "a bug in hpod"
+    # and `hpod status` crashed reading it.
+    big = 1.5e308
+    (result,) = config_results([run(0, value=big), run(1, repeat=1, of=0, value=big)])
+    assert result.mean == big and result.std == 0.0
+    assert combine([run(0, value=big), run(1, repeat=1, of=0, value=big)]).value == big
+    scheduler = RepeatedScheduler(make_scheduler("asha", max_resource=9), repeats=2)
+    for trial in (run(0, state=TrialState.RUNNING), run(1, repeat=1, of=0, state=TrialState.RUNNING)):
+        scheduler.on_start(trial)
+    assert scheduler.on_report(100, 1, big) is C
+    assert scheduler.on_report(101, 1, big) is C

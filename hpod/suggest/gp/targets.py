@@ -22,6 +22,9 @@ def gp_targets(v: np.ndarray, winsorize: bool = True, warp: str = "none") -> np.
         return np.zeros_like(v)
     lo, hi = v[finite].min(), v[finite].max()
     v = np.where(np.isnan(v), hi, np.clip(v, lo, hi))
+    scale = max(abs(lo), abs(hi))
+    if scale > 1e150:  # near the float limit, q3 - q1 and v.std() overflow; the targets are
+        v = v / scale  # the same on any scale (standardised), so compute them on a small one
     if winsorize and len(v) >= 4:
         q1, q3 = np.percentile(v, [25.0, 75.0])
         if q3 > q1:
