@@ -93,6 +93,10 @@ class TrialRun:
         self._wake = asyncio.Event()
         self._launched_at = time.monotonic()
         self._stop: _StopRequest | None = None
+        # The process ended before any stop reached it: a stop asked for while its last reports
+        # are still being drained and written (a shutdown) does not make a finished trial
+        # "interrupted", to be run again.
+        self._exited_by_itself = False
         # The scheduler's verdict (STOP or PAUSE), where, and by when the trial must have exited.
         self._verdict: Decision | None = None
         self._verdict_deadline: float | None = None
@@ -193,6 +197,7 @@ class TrialRun:
                 )
                 wake.cancel()
                 if exited in done:
+                    self._exited_by_itself = True
                     break
                 self._wake.clear()
                 if self._stop is None:
@@ -366,7 +371,8 @@ class TrialRun:
     def _classify(self, exit_: TrialExit) -> TrialOutcome:
         value = self._last_value
         code = exit_.returncode
-        if self._stop is not None:  # the user, the shutdown or a deadline ended it
+        if self._stop is not None and not self._exited_by_itself:  # the user, the shutdown
+            # or a deadline ended it
             # A timeout or a stall may not happen again (a hung file system, a busy GPU).
             transient = self._stop.state is TrialState.FAILED
             return TrialOutcome(self._stop.state, value, self._stop.reason, code, transient)

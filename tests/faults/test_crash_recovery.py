@@ -552,3 +552,42 @@ def test_a_trial_killed_after_its_last_checkpoint_is_complete_after_the_restart(
     assert (trial.value, trial.last_step) == (before.value, 10)
     runs = (tmp_path / ".hpod" / "trials" / "saving" / "00000" / "runs").read_text().split()
     assert runs == ["0", "1", "1", "11"]  # the second run resumed past the last step
+
+
+def test_a_trial_that_ended_by_itself_stays_complete_when_the_daemon_stops_while_it_drains(
+        tmp_path: Path, start_daemon) -> None:
+    # The trial exits 0; its last reports are still being read and written (here: a process it
+    # left holds the pipe open, so the daemon waits for the pipe to drain) when SIGTERM comes.
+    # It was recorded "interrupted" and ran again at the next start.
+    import os
+    import signal
+
+    write_study(tmp_path, "held", f"""
+command = ["python", "{TRIALS / 'leaves_pipe_open.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 1 }}
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    daemon = start_daemon(tmp_path)
+    folder = tmp_path / ".hpod" / "trials" / "held" / "00000"
+
+    def exited_with_the_holder_left() -> int | None:
+        try:
+            pid, holder = (int((folder / name).read_text()) for name in ("pid", "holder"))
+        except (OSError, ValueError):
+            return None
+        return holder if not alive(pid) else None
+
+    holder = wait_until(exited_with_the_holder_left, what="the trial's exit, its holder left")
+    try:
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.wait() == 0, daemon.log()
+    finally:
+        os.kill(holder, signal.SIGKILL)
+    (trial,) = trials_of(tmp_path, "held")
+    assert (trial.state, trial.value, trial.attempt) == (TrialState.COMPLETE, 0.25, 0), daemon.log()
+    # The next start finds the budget spent: nothing runs again.
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    assert [(t.state, t.attempt) for t in trials_of(tmp_path, "held")] == [(TrialState.COMPLETE, 0)]
+    assert study_status(tmp_path, "held")["state"] == "complete"
