@@ -3,6 +3,11 @@
 A trial may report thousands of steps a second; one transaction each would make SQLite's fsync
 the bottleneck. The flusher writes whatever has accumulated at most every `interval` seconds,
 and `flush()` lets a trial's end make its reports durable before its final state is written.
+
+A trial that reports faster than SQLite can write is slowed down, not buffered without end:
+past HIGH_WATER points the trial's reader writes them before it reads on (`full`), so the
+trial's pipe fills and its next report waits. Each transaction holds at most CHUNK points, so a
+command from the CLI waiting for the write lock never waits long.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from hpod.store.records import MetricPoint
 from hpod.store.store import Store
 
 logger = logging.getLogger(__name__)
+
+
+HIGH_WATER = 100_000  # points in memory (a few tens of MB) before the readers wait
+CHUNK = 20_000  # points per transaction: about 0.1 s of SQLite's time
 
 
 class MetricSink:
@@ -42,6 +51,11 @@ class MetricSink:
         if not self._has_data.is_set():
             self._has_data.set()
 
+    @property
+    def full(self) -> bool:
+        """Whether a reader should flush before it reads on (the back-pressure)."""
+        return len(self._points) >= HIGH_WATER
+
     async def run(self) -> None:
         """The flusher: owned by the daemon's TaskGroup, cancelled at shutdown."""
         try:
@@ -62,5 +76,11 @@ class MetricSink:
             points, self._points = self._points, []
             progress, self._progress = self._progress, {}
             self._has_data.clear()
-            await self._store.add_metrics(points, progress)
-            self.written += len(points)
+            # Each trial's progress goes with the last chunk: its last_step never runs ahead
+            # of the reports stored.
+            for start in range(0, max(len(points) - CHUNK, 0), CHUNK):
+                await self._store.add_metrics(points[start:start + CHUNK], {})
+                self.written += CHUNK
+            last = points[(max(len(points) - 1, 0) // CHUNK) * CHUNK:]
+            await self._store.add_metrics(last, progress)
+            self.written += len(last)

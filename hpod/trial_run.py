@@ -313,6 +313,8 @@ class TrialRun:
                     await self._store.set_checkpoint(self.trial.id, message.path)
                 elif isinstance(message, WireProblem):
                     await self._protocol_warning(message)
+            if self._sink.full:
+                await self._sink.flush()  # the back-pressure: the trial waits meanwhile
 
     def _on_report(self, report: Report) -> Decision:
         if self._verdict is Decision.PAUSE:

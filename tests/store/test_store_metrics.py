@@ -229,3 +229,32 @@ async def test_a_cancelled_batch_is_all_or_nothing_and_the_store_goes_on(
     await store.record_event(EventLevel.INFO, "still writable")
     await store.add_metrics(points[:1], {})
     assert len(await store.metrics(trial.id)) == stored + 1
+
+
+async def test_the_metric_sink_fills_up_then_writes_everything_in_bounded_transactions(
+        store, make_trial):
+    # A trial reporting faster than SQLite writes: its reader flushes once the sink is full
+    # (so the trial waits), and each transaction holds at most CHUNK points, so a CLI command
+    # waiting for the write lock never waits long.
+    from hpod.ingest import CHUNK, HIGH_WATER, MetricSink
+
+    trial = await make_trial(TrialState.RUNNING)
+    sink = MetricSink(store, interval=60.0)
+    sizes: list[int] = []
+    add_metrics = store.add_metrics
+
+    async def counted(points, progress):
+        sizes.append(len(points))
+        await add_metrics(points, progress)
+
+    store.add_metrics = counted
+    steps = HIGH_WATER // 2
+    for step in range(steps):
+        sink.add(trial.id, step, {"loss": 1.0 / (step + 1), "acc": 0.5}, "loss")
+    assert sink.full
+    await sink.flush()
+    assert not sink.full and sink.written == 2 * steps
+    assert max(sizes) <= CHUNK and sum(sizes) == 2 * steps
+    stored = await store.get_trial(trial.id)
+    assert (stored.last_step, stored.value) == (steps - 1, 1.0 / steps)
+    assert len(await store.metrics(trial.id)) == 2 * steps
