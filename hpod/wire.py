@@ -94,7 +94,10 @@ def parse_lines(items: Sequence[bytes | WireProblem]) -> list[Message]:
     bad line is reported exactly as `parse_line` would.
     """
     lines = [item for item in items if not isinstance(item, WireProblem)]
-    if len(lines) == len(items) and lines:
+    # Each line one object on its own: joined, two broken halves (`{"step": 1},{"step": 2`
+    # and `"loss": 8}`) would read as one valid object.
+    if len(lines) == len(items) and lines and all(
+            line[:1] == b"{" and line.rstrip()[-1:] == b"}" for line in lines):
         try:
             objects = json.loads(b"[" + b",".join(lines) + b"]")
         except (ValueError, RecursionError):
@@ -133,10 +136,10 @@ def parse_line(line: bytes) -> Message:
     if not isinstance(obj, dict):
         return _problem(f"a JSON {type(obj).__name__ if obj is not None else 'null'}, "
                         "not an object", line)
+    if "resumable" in obj:  # the same order as _from_object, the burst's path
+        return _parse_declaration(obj, line)
     if "checkpoint" in obj:
         return _parse_checkpoint(obj, line)
-    if "resumable" in obj:
-        return _parse_declaration(obj, line)
     return _parse_report(obj, line)
 
 
@@ -151,7 +154,22 @@ def _parse_checkpoint(obj: dict, line: bytes) -> Message:
     path = obj["checkpoint"]
     if not isinstance(path, str) or not path:
         return _problem('"checkpoint" must be a non-empty string (a path)', line)
+    if not _is_text(path):
+        return _problem('"checkpoint" is not valid Unicode (a lone surrogate from a file name '
+                        "that is not UTF-8): give a path of UTF-8 characters", line)
     return CheckpointNote(path)
+
+
+def _is_text(s: str) -> bool:
+    """Whether `s` can be stored as UTF-8. JSON's \ud800 escapes decode to lone surrogates,
+    which the store cannot encode: one such name once crashed the daemon at every start."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_report(obj: dict, line: bytes) -> Message:
@@ -166,6 +184,9 @@ def _parse_report(obj: dict, line: bytes) -> Message:
             continue
         if not name:
             return _problem("a metric with an empty name", line)
+        if not _is_text(name):
+            return _problem(f"metric name {name.encode('utf-8', 'backslashreplace')!r} is not "
+                            "valid Unicode (a lone surrogate)", line)
         if value is None:
             metrics[name] = math.nan
         elif type(value) is float:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hpod.decision import Decision
 from hpod.wire import (MAX_LINE, CheckpointNote, LineBuffer, Report, WireProblem,
                        encode_checkpoint, encode_decision, encode_report, parse_decision,
-                       parse_line)
+                       parse_line, parse_lines)
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -59,6 +59,10 @@ def test_nan_infinity_and_null() -> None:
     (b'{"step": 1, "big": 1' + b"0" * 400 + b"}\n", "too large"),
     (b'{"checkpoint": 3}\n', '"checkpoint" must be a non-empty string'),
     (b'{"checkpoint": ""}\n', '"checkpoint" must be a non-empty string'),
+    # JSON escapes of lone surrogates: the store cannot encode them (the daemon crashed at
+    # every start on one such metric name).
+    (b'{"step": 1, "\\ud800x": 2}\n', "not valid Unicode"),
+    (b'{"checkpoint": "/tmp/ckpt-\\udcff"}\n', "not valid Unicode"),
     (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     (b'{"step": 1, "x": "' + b"a" * MAX_LINE + b'"}\n', "longer than"),
 ])
@@ -67,6 +71,16 @@ def test_bad_lines_are_problems_not_crashes(line: bytes, reason: str) -> None:
     assert isinstance(msg, WireProblem), msg
     assert reason in msg.reason
     assert len(msg.line_preview) <= 121
+
+
+def test_a_burst_is_parsed_as_its_lines_one_by_one_would_be() -> None:
+    # Two broken halves joined into the burst's JSON array read as one valid report.
+    halves = [b'{"step": 1, "loss": 9},{"step": 2', b'"loss": 8}']
+    assert [type(m) for m in parse_lines(halves)] == [WireProblem, WireProblem]
+    both = b'{"checkpoint": "/abs/ckpt", "resumable": true}'
+    assert parse_lines([both]) == [parse_line(both)] == parse_lines([WireProblem("x", ""), both])[1:]
+    bad_name = b'{"step": 1, "\\udcff": 2.0}'
+    assert isinstance(parse_lines([b'{"step": 0, "loss": 1}', bad_name])[1], WireProblem)
 
 
 def test_preview_is_short_and_printable() -> None:
