@@ -57,7 +57,12 @@ class TrialClient:
         self._report_fd = _fd(self._env, "HPOD_REPORT_FD")
         self._control_fd = _fd(self._env, "HPOD_CONTROL_FD")
         self._timeout = _seconds(self._env.get("HPOD_DECISION_TIMEOUT"))
-        self._lock = threading.Lock()
+        # Re-entrant: a SIGTERM handler that saves a checkpoint (as the docs advise) runs on
+        # the main thread while report() holds the lock waiting for its answer; with a plain
+        # lock it waited for itself for ever.
+        self._lock = threading.RLock()
+        self._sending = False  # a line is being written (a handler may interrupt the write)
+        self._deferred: list[bytes] = []  # lines a handler sent meanwhile: written after it
         self._control = LineBuffer(_CONTROL_LINE_LIMIT)
         self._final: Decision | None = None  # a stop/pause received: sticky from then on
         self._poller: select.poll | None = None
@@ -156,19 +161,31 @@ class TrialClient:
                 self._send(line)
 
     def _send(self, data: bytes) -> bool:
+        if self._sending:  # re-entered from a signal handler between two writes of a line
+            self._deferred.append(data)
+            return True
+        self._sending = True
         try:
-            written = os.write(self._report_fd, data)  # type: ignore[arg-type]
-            if written < len(data):  # only for a line longer than the pipe's buffer
-                view = memoryview(data)[written:]
-                while view:
-                    view = view[os.write(self._report_fd, view):]  # type: ignore[arg-type]
+            self._write(data)
+            while self._deferred:
+                self._write(self._deferred.pop(0))
         except OSError as e:  # EPIPE: the daemon is gone; EBADF: the trial closed the fd
             self._report_fd = None
             self._control_fd = None
+            self._deferred.clear()
             print(f"hpod.trial: cannot report to the daemon any more ({e.strerror}); "
                   "the trial carries on without reporting", file=sys.stderr, flush=True)
             return False
+        finally:
+            self._sending = False
         return True
+
+    def _write(self, data: bytes) -> None:
+        written = os.write(self._report_fd, data)  # type: ignore[arg-type]
+        if written < len(data):  # only for a line longer than the pipe's buffer
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(self._report_fd, view):]  # type: ignore[arg-type]
 
     def _await_answer(self, step: int) -> Decision:
         if self._control_fd is None:

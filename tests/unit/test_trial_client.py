@@ -284,3 +284,37 @@ def test_the_client_does_not_leak_its_pipes_to_programs_it_starts(make_pipes) ->
 
 def test_a_trial_dir_path_is_a_path() -> None:
     assert isinstance(TrialClient({"HPOD_TRIAL_DIR": "/x"}).trial_dir(), Path)
+
+
+def test_a_sigterm_handler_can_save_a_checkpoint_while_a_report_waits_for_its_answer(
+        make_pipes) -> None:
+    # The documented pattern: on SIGTERM save a checkpoint and announce it. The handler runs on
+    # the main thread while report() waits for its answer, holding the client's lock; it
+    # deadlocked (the trial hung until SIGKILL and the checkpoint was never announced).
+    import signal
+
+    pipes = make_pipes(timeout=30)
+    announced: list[str] = []
+
+    def on_term(signum, frame) -> None:
+        pipes.client.checkpoint("/tmp/ckpt-7")
+        announced.append("yes")
+
+    def daemon_side() -> object:
+        report = pipes.read_message()
+        os.kill(os.getpid(), signal.SIGUSR1)  # arrives while the main thread waits
+        checkpoint = pipes.read_message()
+        pipes.answer("continue", 7)
+        return report, checkpoint
+
+    previous = signal.signal(signal.SIGUSR1, on_term)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            seen = pool.submit(daemon_side)
+            assert pipes.client.report(7, loss=0.5) == Decision.CONTINUE
+            report, checkpoint = seen.result(timeout=30)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert announced == ["yes"]
+    assert report == Report(7, {"loss": 0.5})
+    assert checkpoint == CheckpointNote("/tmp/ckpt-7")
