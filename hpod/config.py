@@ -11,8 +11,21 @@ SPARES_MODES = ("auto", "ignore-load", "off")
 EXECUTORS = ("local", "ray")
 
 
+DB_NAME = "hpod.db"
+
+
 def default_db_path(folder: Path) -> Path:
-    return folder / STATE_DIR_NAME / "hpod.db"
+    return folder / STATE_DIR_NAME / DB_NAME
+
+
+def trials_dir_of(db_path: Path) -> Path:
+    """The trials' folders of the database at `db_path`: `trials/` beside an `hpod.db`,
+    `NAME-trials/` beside any other. Two databases in one folder (`hpod run a.toml --db
+    runs/a.db` and `b.toml --db runs/b.db`, which their locks allow at once) must not share
+    them: a daemon's start ends the processes it finds left in its own, and two studies of one
+    name would mix their logs."""
+    name = "trials" if db_path.name == DB_NAME else f"{db_path.stem}-trials"
+    return db_path.parent / name
 
 
 def default_slots() -> int:
@@ -80,4 +93,4 @@ class DaemonConfig:
 
     @property
     def trials_dir(self) -> Path:
-        return self.state_dir / "trials"
+        return trials_dir_of(self.db_path)

@@ -174,10 +174,9 @@ class Daemon:
     async def _reconcile(self, store: Store) -> None:
         """Trials a killed daemon left RUNNING: their processes died with it (PDEATHSIG), and
         what they forked is found by its HPOD_TRIAL_DIR and ended here."""
-        killed = kill_leftovers(self.config.trials_dir, under=True)
-        if killed:
-            logger.warning("ended %d process(es) left over by trials of a killed daemon: %s",
-                           len(killed), ", ".join(map(str, killed)))
+        # Also ends what a trial started in a session of its own and left when it ended
+        # (kill_leftovers logs what it killed).
+        kill_leftovers(self.config.trials_dir, under=True)
         names = {study.id: study.name for study in await store.list_studies()}
         for trial in await store.interrupt_running():
             message = (

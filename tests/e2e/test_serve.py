@@ -425,3 +425,27 @@ def test_check_takes_a_folder_and_gives_json_for_several_files(tmp_path: Path) -
     empty.mkdir()
     nothing = hpod_cli("check", empty, check=False)
     assert nothing.returncode == 1 and "no study files" in nothing.stderr
+
+
+def test_two_databases_in_one_folder_keep_their_trials_apart(tmp_path: Path) -> None:
+    # A daemon's start ends processes left in its trials folder; with one folder for every
+    # database there, `hpod run b.toml --db runs/b.db` killed a.db's running trials.
+    import os
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    first = write_study(tmp_path, "first", quadratic_study(trials=1))
+    hpod_cli("run", first, "--plain", "--db", runs / "a.db")
+    assert (runs / "a-trials" / "first" / "00000" / "stdout.log").exists()
+    stand_in = subprocess.Popen(  # a process of a.db's trials, still running
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True,
+        env={**os.environ, "HPOD_TRIAL_DIR": str(runs / "a-trials" / "first" / "00000")})
+    try:
+        second = write_study(tmp_path, "second", quadratic_study(trials=1))
+        hpod_cli("run", second, "--plain", "--db", runs / "b.db")
+        assert (runs / "b-trials" / "second" / "00000").is_dir()
+        assert stand_in.poll() is None, "b.db's daemon killed a process of a.db's trials"
+    finally:
+        stand_in.send_signal(signal.SIGKILL)
+        stand_in.wait()
