@@ -9,7 +9,11 @@
               callbacks=[reporter])
 
 At the end of each epoch every number in Keras's logs goes to the daemon as one report, at step
-= epochs done (also reported as the metric `epoch`, the scheduler's usual resource). The answer:
+= epochs done (also reported as the metric `epoch`, the scheduler's usual resource). An epoch
+that fit does not validate (`validation_freq=2`, say) is reported without its `val_` metrics:
+the daemon stores it, keeps the trial's last objective value and answers "continue" unless a
+stop or pause is already due, since the scheduler can judge only a report with the objective.
+The answer:
 - "stop": `model.stop_training = True`; fit returns and the script goes on (a final evaluation,
   say) and exits by itself;
 - "pause": the model (weights and optimizer state) and the epoch are saved under the trial's
@@ -143,8 +147,11 @@ def _restore(model: Any, state: Mapping[str, Any] | None) -> int:
 class Reporter:
     """Keras callback: one report per epoch, "stop" ends fit, "pause" checkpoints and exits.
 
-    objective: the metric the study optimises; when given, an epoch whose logs lack it is an
-        error at once (a missing `val_` metric usually means fit got no validation_data).
+    objective: the metric the study optimises; when given, a name Keras does not log is an
+        error (ValueError out of fit). A `val_` objective may be absent from an epoch that fit
+        did not validate (validation_freq): that epoch is reported without it. It is an error
+        when missing from an epoch that was validated (a misspelt name), or when training ends
+        without it ever appearing (fit got no validation data).
     resource: the name under which the number of epochs done is reported too (None: not).
     client: what reports go through; hpod.trial (the environment's pipes) by default.
     exit_on_pause: raise SystemExit(0) once fit returns after a pause.
@@ -171,6 +178,9 @@ class Reporter:
         self.checkpoint_path: Path | None = None
         self.initial_epoch = 0
         self._epoch_saved: int | None = None
+        self._validated = False  # whether Keras ran validation during the current epoch
+        self._objective_seen = False
+        self._first_epoch: int | None = None  # of the current fit
         limit_gpu_memory()  # the trial process's own environment, whatever the client
         # A Reporter checkpoints on "pause" and restore() resumes: the daemon may pause it.
         self._client.declare_resumable()
@@ -181,6 +191,21 @@ class Reporter:
         self.initial_epoch = _restore(model, None if path is None else _read_state(Path(path)))
         return self.initial_epoch
 
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._objective_seen = False
+        self._first_epoch = None
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+        self._validated = False
+
+    def on_test_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        # fit runs its validation through evaluate with the same callbacks, so this is the one
+        # public sign that this epoch's logs will hold the `val_` metrics: Keras does not tell
+        # callbacks its validation_freq.
+        self._validated = True
+
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         done = epoch + 1  # Keras counts epochs from 0; the step is the number completed
         metrics: dict[str, float] = {}
@@ -188,10 +213,20 @@ class Reporter:
             number = _scalar(value)
             if number is not None and name not in _RESERVED and name:
                 metrics[name] = number
-        if self.objective is not None and self.objective not in metrics:
-            hint = " (pass validation_data to fit)" if self.objective.startswith("val_") else ""
-            raise ValueError(f"hpod.keras.Reporter: the objective {self.objective!r} is not in "
-                             f"Keras's logs {sorted(metrics)}{hint}")
+        if self.objective is not None:
+            if self.objective in metrics:
+                self._objective_seen = True
+            elif self._validated or not self.objective.startswith("val_"):
+                # These logs are all Keras will give for this epoch, so waiting cannot help:
+                # the name is wrong, and failing now saves the rest of the training.
+                fix = ("name one of those (Keras names a validation metric `val_` + the "
+                       "metric's name in compile)" if self._validated else
+                       "name one of those, or add the metric to compile(metrics=...)")
+                raise ValueError(f"hpod.keras.Reporter: the objective {self.objective!r} is not "
+                                 f"in Keras's logs {sorted(metrics)}: {fix}")
+            # else: an epoch fit did not validate (validation_freq). Its report goes without the
+            # objective: the daemon keeps the last value and cannot judge the trial on it, so
+            # the answer is "continue" unless a stop or pause is already due, obeyed below.
         if self.resource:
             metrics[self.resource] = float(done)
         self.decision = str(self._client.report(done, **metrics))
@@ -205,6 +240,17 @@ class Reporter:
             self.model.stop_training = True
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if (self.objective is not None and not self._objective_seen and self._first_epoch == 0
+                and not (self.paused or self.stopped)):
+            # Training ran from the start to its end and never validated: without validation
+            # data the objective would never come, and a trial without its objective has no
+            # value. A resumed fit is spared: its earlier run may have reported it, and the
+            # daemon fails a trial that never did. A stop or pause may come before the first
+            # validated epoch.
+            raise ValueError(f"hpod.keras.Reporter: the objective {self.objective!r} never "
+                             "appeared in Keras's logs: fit validated no epoch; pass "
+                             "validation_data (or validation_split) to fit, with a "
+                             "validation_freq that validates at least once within its epochs")
         if self.paused and self.exit_on_pause:
             logger.info("paused after epoch %s; checkpoint in %s: exiting",
                         self._epoch_saved, self.checkpoint_path)

@@ -29,10 +29,14 @@ def final_loss(p: dict) -> float:
 
 
 def loss_at(p: dict, epoch: int) -> float:
-    """Loss after `epoch` epochs (1-based), with noise that is the same on every run."""
+    """Loss after `epoch` epochs (1-based), with noise drawn from the trial's seed."""
     floor = final_loss(p)
     rate = 0.1 + 0.15 * (math.log10(p["lr"]) + 5)  # lr 1e-5 -> 0.1, lr 1e-1 -> 0.7 per epoch
-    noise = random.Random(f"{json.dumps(p, sort_keys=True)}:{epoch}").gauss(0.0, 0.01)
+    # Seeded per epoch, not per run: a resumed run draws the noise the first run would have.
+    # trial.seed() makes the repeats of a configuration differ ([trial] repeats), while a
+    # retried run repeats itself.
+    key = f"{trial.seed()}:{json.dumps(p, sort_keys=True)}:{epoch}"
+    noise = random.Random(key).gauss(0.0, 0.01)
     return floor + (2.3 - floor) * math.exp(-rate * epoch) + noise * math.exp(-0.2 * epoch)
 
 

@@ -24,8 +24,9 @@ units=$(param units 64)
 dropout=$(param dropout 0.2)
 act=$(param act relu)
 epochs=$(param epochs 10)
-# The same noise on every run of the same parameters.
-seed=$(printf '%s' "$params" | cksum | cut -d ' ' -f 1)
+# HPOD_SEED (0 by hand) makes the repeats of a configuration ([trial] repeats) draw different
+# noise, while a retried run draws the same.
+seed=$(printf '%s:%s' "${HPOD_SEED:-0}" "$params" | cksum | cut -d ' ' -f 1)
 
 if [ -n "${HPOD_REPORT_FD:-}" ]; then
     # hpod passes the pipes as descriptors 3 and 4, but reaching them by path works with

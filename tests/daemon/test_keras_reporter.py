@@ -64,10 +64,11 @@ history = model.fit(x, y, validation_data=(x, y), epochs=4, batch_size=16, verbo
 
 
 async def run_trial(tmp_path: Path, answers: dict[int, str], *, seed: int,
-                    resume_from: str | None = None) -> tuple[TrialExit, list[Report], list[str]]:
+                    resume_from: str | None = None, source: str = TRIAL,
+                    ) -> tuple[TrialExit, list[Report], list[str]]:
     """Run the trial to its end, answering each report; its exit, reports and checkpoints."""
     script = tmp_path / "train.py"
-    script.write_text(TRIAL)
+    script.write_text(source)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HPOD_", "CUDA_"))}
     env.update(HPOD_DECISION_TIMEOUT="120", HPOD_TRIAL_DIR=str(tmp_path / "trial"),
                SEED=str(seed), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
@@ -121,3 +122,65 @@ async def test_pause_checkpoints_and_exits_then_resume_restores_and_stop_ends_tr
     assert checkpoints == []
     # "stop" at epoch 3 of 4: fit returned early and the script went on to its end by itself.
     assert read(trial_dir / "finished.json") == {"epochs": [2], "stopped": True}
+
+
+# The tests append the fits to run, each with the Reporter's objective and fit's arguments; the
+# outcome of each (or the Reporter's error) goes to a file named after it.
+VALIDATION_TRIAL = """
+import json
+import numpy as np
+import keras
+import hpod.keras, hpod.trial
+
+out = hpod.trial.trial_dir()
+keras.utils.set_random_seed(0)
+x = np.random.RandomState(0).rand(64, 4).astype("float32")
+y = x.sum(axis=1, keepdims=True)
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                          keras.layers.Dense(1)])
+model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+
+
+def fit(name, objective, **kwargs):
+    reporter = hpod.keras.Reporter(objective=objective)
+    try:
+        history = model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[reporter],
+                            **kwargs)
+        outcome = {"epochs": history.epoch, "stopped": reporter.stopped}
+    except ValueError as e:
+        outcome = {"error": str(e)}
+    (out / f"{name}.json").write_text(json.dumps(outcome))
+"""
+
+
+async def test_epochs_without_validation_report_without_the_objective_and_obey_stop(
+        tmp_path: Path) -> None:
+    # validation_freq=2: only epochs 2 and 4 have val_loss. "stop" at epoch 3, one without
+    # it, is what a user's stop looks like (the scheduler judges only reports with it).
+    fits = 'fit("every-other-epoch", "val_loss", validation_split=0.25, validation_freq=2)\n'
+    exit_, reports, _ = await run_trial(tmp_path, {3: "stop"}, seed=0,
+                                        source=VALIDATION_TRIAL + fits)
+    assert exit_.ok, exit_.describe()
+    assert [r.step for r in reports] == [1, 2, 3]
+    assert [set(r.metrics) for r in reports] == [
+        {"loss", "epoch"}, {"loss", "val_loss", "epoch"}, {"loss", "epoch"}]
+    assert read(tmp_path / "trial" / "every-other-epoch.json") == {"epochs": [0, 1, 2],
+                                                                   "stopped": True}
+
+
+async def test_an_objective_keras_never_logs_fails_once_its_absence_is_certain(
+        tmp_path: Path) -> None:
+    # One process for both fits: TensorFlow takes seconds to import on a small box.
+    fits = ('fit("unvalidated", "val_loss")\n'
+            'fit("misspelt", "val_los", validation_split=0.25, validation_freq=2)\n')
+    exit_, reports, _ = await run_trial(tmp_path, {}, seed=0, source=VALIDATION_TRIAL + fits)
+    assert exit_.ok, exit_.describe()
+    # No validation data: all 4 epochs are reported, then the end of training is the error.
+    # The misspelt name passes epoch 1 (not validated) and fails at epoch 2 (validated),
+    # before its report.
+    assert [r.step for r in reports] == [1, 2, 3, 4, 1]
+    unvalidated = read(tmp_path / "trial" / "unvalidated.json")["error"]
+    assert "'val_loss' never appeared" in unvalidated
+    assert "pass validation_data (or validation_split) to fit" in unvalidated
+    misspelt = read(tmp_path / "trial" / "misspelt.json")["error"]
+    assert "'val_los' is not in Keras's logs ['loss', 'val_loss']" in misspelt
