@@ -243,6 +243,9 @@ class TrialRun:
         """SIGTERM, then SIGKILL after the requested grace, started again with a shorter one
         when a later request cuts it (a trial's grace may be an hour)."""
         assert self._stop is not None
+        # Said on the control pipe too, so that a trial that reads it (should_stop(), or the
+        # answer it waits for) can end on its own terms, as after a scheduler's stop.
+        running.decide(Decision.STOP, None)
         while True:
             grace = self._stop.grace
             self._wake.clear()
@@ -300,7 +303,7 @@ class TrialRun:
                 if isinstance(message, Report):
                     decision = self._on_report(message)
                     if answer_continue or decision is not Decision.CONTINUE:
-                        running.decide(decision, message.step)
+                        running.decide(self._as_told(decision), message.step)
                     if self._resource_missing_at is not None and "resource" not in self._warned:
                         self._warned.add("resource")
                         await self._warn_resource_missing()
@@ -315,6 +318,15 @@ class TrialRun:
                     await self._protocol_warning(message)
             if self._sink.full:
                 await self._sink.flush()  # the back-pressure: the trial waits meanwhile
+
+    def _as_told(self, decision: Decision) -> Decision:
+        """What the trial is told: "pause" only to a trial that declared it can checkpoint. `sh`
+        and `hyperband` park every trial at their rungs; one that cannot checkpoint is told to
+        stop (and is retrained from the start if promoted), not "pause", which it would not
+        understand and train on."""
+        if decision is Decision.PAUSE and not self._resumable:
+            return Decision.STOP
+        return decision
 
     def _on_report(self, report: Report) -> Decision:
         if self._verdict is Decision.PAUSE:

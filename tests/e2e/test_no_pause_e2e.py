@@ -57,3 +57,20 @@ def test_a_trial_that_cannot_checkpoint_is_stopped_not_paused(tmp_path: Path,
             steps = [point.step for _id, point in reader.metrics(trial.id)]
             # One run each, never relaunched: every step once, from 1 to where it ended.
             assert steps == list(range(1, row["last_step"] + 1)), (row, steps)
+
+
+def test_sh_tells_a_trial_that_cannot_checkpoint_to_stop_not_to_pause(tmp_path: Path,
+                                                                     start_daemon) -> None:
+    # sh parks every trial at its rungs; one that did not declare it can checkpoint was told
+    # "pause", which such a trial does not understand (it trained on until killed).
+    study = (STUDY.replace('kind = "asha"\nmode = "pause"', 'kind = "sh"')
+             .replace("budget = { trials = 12 }", "budget = { trials = 9 }")
+             .replace("[space]", "options = { cohort_size = 9 }\n[space]"))
+    write_study(tmp_path, "shnopause", study)
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    rows = json.loads(hpod_cli("trials", tmp_path, "shnopause", "--format", "json").stdout)
+    assert len(rows) == 9 and any(row["state"] == "complete" for row in rows)
+    for row in rows:
+        folder = tmp_path / ".hpod" / "trials" / "shnopause" / f"{row['trial']:05d}"
+        assert not (folder / "checkpoint.txt").exists(), row  # never told to pause

@@ -215,6 +215,34 @@ def test_live_edit_of_budget_applies_and_space_change_is_refused(tmp_path: Path,
     assert daemon.terminate() == 0
 
 
+@pytest.mark.parametrize("scheduler", ["fifo", "median"])
+def test_a_trial_stopped_by_the_user_is_told_so_on_its_control_pipe(
+        tmp_path: Path, start_daemon, scheduler: str) -> None:
+    # The docs promise an unsolicited "stop" when a user stops a trial; only signals were sent,
+    # so a trainer checking should_stop() (and ignoring SIGTERM) ran on until SIGKILL.
+    write_study(tmp_path, "polite", f"""
+command = ["python", "{FIXTURE_TRIALS / 'polite.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 1 }}
+scheduler = "{scheduler}"
+[trial]
+grace = 600
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: ((study_status(tmp_path, "polite") or {}).get("trials", {})
+                        .get("running") == 1 and _values(tmp_path, "polite")[0]["last_step"]
+                        is not None), what="a running trial that has reported")
+    hpod_cli("stop", tmp_path, "polite", "--trial", "0")
+    wait_until(lambda: _values(tmp_path, "polite")[0]["state"] == "stopped",
+               timeout=120, what="the trial to end on the decision, well within its grace")
+    folder = tmp_path / ".hpod" / "trials" / "polite" / "00000"
+    assert (folder / "ended-by-decision").exists()
+    assert _values(tmp_path, "polite")[0]["reason"] == "stopped by the user"
+    assert daemon.terminate() == 0
+
+
 def test_commands_stop_a_trial_and_pause_resume_a_study(tmp_path: Path, start_daemon) -> None:
     write_study(tmp_path, "ctl", quadratic_study(
         trials=3, parallel=1, extra_space="steps = 1000\nsleep = 0.05"))
