@@ -315,6 +315,9 @@ class TrialRun:
                     await self._sink.flush()
                     await self._store.set_checkpoint(self.trial.id, message.path)
                 elif isinstance(message, WireProblem):
+                    if answer_continue and message.step is not None:
+                        # A shell trial written as documented reads one answer per report.
+                        running.decide(self._verdict or Decision.CONTINUE, message.step)
                     await self._protocol_warning(message)
             if self._sink.full:
                 await self._sink.flush()  # the back-pressure: the trial waits meanwhile

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import re
 from json.encoder import encode_basestring_ascii as _json_string
 from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,9 @@ class WireProblem:
 
     reason: str
     line_preview: str
+    # The step the line seems to report, when it names one: a trial that waits for the answer
+    # to every report gets one ("continue") instead of waiting until its timeout.
+    step: int | None = None
 
 
 Message = Report | CheckpointNote | Declaration | WireProblem
@@ -83,7 +87,30 @@ def preview(line: bytes) -> str:
 
 
 def _problem(reason: str, line: bytes) -> WireProblem:
-    return WireProblem(reason, preview(line))
+    found = _STEP.search(line)
+    step = int(found.group(1)) if found and int(found.group(1)) <= MAX_STEP else None
+    return WireProblem(reason, preview(line), step)
+
+
+_STEP = re.compile(rb'"step"\s*:\s*(\d{1,19})\b')
+# What C's printf writes for a diverged value (awk, a shell trial): "nan", "-nan", "inf".
+_BARE_NON_FINITE = re.compile(rb'(?<=[:\[,])(\s*)(-?)(nan|inf(?:inity)?)(?=\s*[,}\]])',
+                              re.IGNORECASE)
+
+
+def _lenient(line: bytes) -> Any:
+    """The line with printf's nan/inf spelt as JSON's NaN/Infinity, parsed; None if that does
+    not make it JSON either. Only tried on a line that is not JSON (off the hot path)."""
+    def spelt(m: re.Match[bytes]) -> bytes:
+        word = b"NaN" if m.group(3).lower() == b"nan" else m.group(2) + b"Infinity"
+        return m.group(1) + word
+    fixed, count = _BARE_NON_FINITE.subn(spelt, line)
+    if not count:
+        return None
+    try:
+        return json.loads(fixed)
+    except (ValueError, RecursionError):
+        return None
 
 
 def parse_lines(items: Sequence[bytes | WireProblem]) -> list[Message]:
@@ -132,7 +159,10 @@ def parse_line(line: bytes) -> Message:
     except (ValueError, RecursionError) as e:
         if not line.strip():
             return _problem("empty line", line)
-        return _problem(f"not JSON ({e})" if isinstance(e, ValueError) else "not JSON", line)
+        obj = _lenient(line)
+        if obj is None:
+            return _problem(f"not JSON ({e})" if isinstance(e, ValueError) else "not JSON",
+                            line)
     if not isinstance(obj, dict):
         return _problem(f"a JSON {type(obj).__name__ if obj is not None else 'null'}, "
                         "not an object", line)

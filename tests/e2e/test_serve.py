@@ -243,6 +243,28 @@ x = {{ type = "float", low = 0.0, high = 1.0 }}
     assert daemon.terminate() == 0
 
 
+def test_a_shell_trial_waiting_for_answers_gets_one_for_a_line_that_is_not_json(
+        tmp_path: Path, start_daemon) -> None:
+    # A line the daemon cannot read got no answer: a shell trial reading one per report (the
+    # documented pattern) hung until its timeout. printf's "-nan" is read as NaN.
+    write_study(tmp_path, "sh", f"""
+command = ["sh", "{FIXTURE_TRIALS / 'shell_garbage.sh'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 1 }}
+scheduler = "median"
+[trial]
+timeout = 600
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    (row,) = _values(tmp_path, "sh")
+    assert (row["state"], row["value"], row["last_step"]) == ("complete", 0.25, 4), row
+    answers = (tmp_path / ".hpod" / "trials" / "sh" / "00000" / "answers").read_text()
+    assert [json.loads(line)["step"] for line in answers.splitlines()] == [1, 2, 3, 4]
+    assert "0.5x" in hpod_cli("events", tmp_path).stdout  # the typo is still a warning
+
+
 def test_commands_stop_a_trial_and_pause_resume_a_study(tmp_path: Path, start_daemon) -> None:
     write_study(tmp_path, "ctl", quadratic_study(
         trials=3, parallel=1, extra_space="steps = 1000\nsleep = 0.05"))

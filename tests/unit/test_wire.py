@@ -73,6 +73,17 @@ def test_bad_lines_are_problems_not_crashes(line: bytes, reason: str) -> None:
     assert len(msg.line_preview) <= 121
 
 
+def test_printf_spellings_of_non_finite_values_are_read_and_a_problem_keeps_its_step() -> None:
+    # awk's printf("%f") writes a diverged loss as "-nan" or "inf": a real measurement.
+    report = parse_line(b'{"step": 2, "loss": -nan, "acc": INF, "x": -inf}\n')
+    assert isinstance(report, Report) and report.step == 2 and math.isnan(report.metrics["loss"])
+    assert report.metrics["acc"] == math.inf and report.metrics["x"] == -math.inf
+    assert isinstance(parse_line(b'{"step": 2, "name": "nan"}'), WireProblem)  # a string stays one
+    problem = parse_line(b'{"step": 3, "loss": 0.5x}')
+    assert isinstance(problem, WireProblem) and problem.step == 3  # answered, not left waiting
+    assert parse_line(b"garbage").step is None
+
+
 def test_a_burst_is_parsed_as_its_lines_one_by_one_would_be() -> None:
     # Two broken halves joined into the burst's JSON array read as one valid report.
     halves = [b'{"step": 1, "loss": 9},{"step": 2', b'"loss": 8}']
