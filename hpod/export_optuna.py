@@ -8,12 +8,13 @@ optional dependency: it is imported only when an export runs. Importing this mod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,19 +68,23 @@ def export(db_path: str | Path, study_name: str, storage_url: str, *,
            optuna_study_name: str | None = None, replace: bool = False) -> ExportResult:
     """export_study, returning what was written. Raises ExportError (an HpodError)."""
     optuna = _import_optuna()
+    _check_url_shape(storage_url)
+    # Before anything opens the storage: opening it creates Optuna's tables in the file.
+    _refuse_foreign_sqlite(storage_url, Path(db_path), study_name)
     snap = _read(Path(db_path), study_name)
     target = optuna_study_name or study_name
     frozen, skipped = _frozen_trials(optuna, snap)
     storage = _open_storage(optuna, storage_url)
     try:
-        study = _create_study(optuna, storage, storage_url, target, snap.study, replace)
-        try:
-            _set_study_attrs(optuna, study, snap)
-            study.add_trials(frozen)
-        except BaseException:
-            # Leave no half-written study behind, even on Ctrl-C.
-            optuna.delete_study(study_name=target, storage=storage)
-            raise
+        with _storage_errors(optuna, storage_url):
+            study = _create_study(optuna, storage, storage_url, target, snap.study, replace)
+            try:
+                _set_study_attrs(optuna, study, snap)
+                study.add_trials(frozen)
+            except BaseException:
+                # Leave no half-written study behind, even on Ctrl-C.
+                _delete_quietly(optuna, storage, target)
+                raise
     finally:
         storage.engine.dispose()  # release the file now, not when the GC gets to it
     counts: dict[str, int] = {}
@@ -144,7 +149,7 @@ def _distribution(optuna: Any, p: Param) -> Any:
     if kind == "categorical":
         if _json_choices(p):
             # Optuna finds a choice with list.index, where True == 1: say the choices as JSON.
-            return d.CategoricalDistribution([json.dumps(c) for c in p.choices])
+            return d.CategoricalDistribution([_as_json(c) for c in p.choices])
         return d.CategoricalDistribution(list(p.choices))
     if kind == "float":
         return d.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
@@ -156,6 +161,12 @@ def _json_choices(p: Param) -> bool:
     choices: Sequence[Any] = getattr(p, "choices", ())
     numbers = [c for c in choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
     return any(isinstance(c, bool) and c in numbers for c in choices)
+
+
+def _as_json(choice: Any) -> str:
+    # Not ASCII-escaped: the dashboard shows the choice as written, "ü" and not "\u00fc". Both
+    # the distribution's choices and each trial's value are made here, so they match exactly.
+    return json.dumps(choice, ensure_ascii=False)
 
 
 def _frozen(optuna: Any, snap: _Snapshot, dists: Mapping[str, Any], trial: TrialRecord) -> Any:
@@ -183,7 +194,7 @@ def _frozen(optuna: Any, snap: _Snapshot, dists: Mapping[str, Any], trial: Trial
                            trial.number, p.name, trial.params[p.name])
             user_attrs[f"param.{p.name}"] = trial.params[p.name]
             continue
-        params[p.name] = json.dumps(v) if _json_choices(p) else v
+        params[p.name] = _as_json(v) if _json_choices(p) else v
         distributions[p.name] = dists[p.name]
     for name, fixed in snap.space.fixed.items():
         user_attrs[f"fixed.{name}"] = fixed
@@ -224,10 +235,101 @@ def _datetime(timestamp: float) -> datetime.datetime:
 # -- the Optuna side ---------------------------------------------------------------------------
 
 
-def _open_storage(optuna: Any, url: str) -> Any:
+def _check_url_shape(url: str) -> None:
     if "://" not in url:
         raise ExportError(f"{url!r} is not a storage URL. Fix: give a database URL such as "
                           f"sqlite:///{url if url.endswith('.db') else 'optuna.db'}")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file a SQLite storage URL names, as SQLite will open it; None for another database,
+    an in-memory one, or a URL SQLAlchemy cannot parse (opening it reports that)."""
+    from urllib.parse import urlsplit
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    database = parsed.database
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
+        database = urlsplit(database).path  # sqlite:///file:out.db?mode=rwc&uri=true
+        if not database or database == ":memory:":
+            return None
+    # SQLite opens a relative name from the current folder; resolve() follows symlinks too.
+    return Path(database).resolve()
+
+
+def _refuse_foreign_sqlite(url: str, db_path: Path, study: str) -> None:
+    """Refuse a SQLite storage that is the hpod database, or any other non-Optuna database:
+    Optuna would add its 12 tables to it, then fail on the first write when a table of the same
+    name (`studies`) is not its own."""
+    target = _sqlite_file(url)
+    if target is None:
+        return
+    fix = (f"Fix: write to a file of its own, e.g. --optuna sqlite:///{study}-optuna.db "
+           f"(a new file is created)")
+    hpod_db = db_path.resolve()
+    if target == hpod_db or (target.exists() and hpod_db.exists()
+                             and target.samefile(hpod_db)):  # a hard link, a case-folding disk
+        raise ExportError(f"{url} is the hpod database ({hpod_db}): the export never writes "
+                          f"to it. {fix}")
+    tables = _sqlite_tables(target)
+    if tables and "version_info" not in tables:  # every Optuna storage has it
+        kind = "an hpod database" if {"studies", "trials", "metrics"} <= tables else \
+            "another application's database"
+        raise ExportError(f"{url} is not an Optuna storage: {target} is {kind} (tables "
+                          f"{', '.join(sorted(tables)[:5])}{', ...' if len(tables) > 5 else ''})"
+                          f", and the export would add Optuna's tables to it. {fix}")
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    """The tables of the SQLite file at `path`, read-only; empty for a new or empty file, or a
+    file SQLite cannot read (opening it as a storage then says why)."""
+    import sqlite3
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            return {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return set()
+
+
+@contextlib.contextmanager
+def _storage_errors(optuna: Any, url: str) -> Iterator[None]:
+    """Optuna's and SQLAlchemy's storage failures as one ExportError line naming the URL."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as e:
+        # StorageInternalError says only "an exception is raised during the commit": the
+        # database's own words are on the SQLAlchemy error beneath it.
+        cause = e.__cause__ if isinstance(e.__cause__, SQLAlchemyError) else e
+        words = str(getattr(cause, "orig", None) or cause).strip().splitlines()
+        raise ExportError(f"cannot write to the Optuna storage {url}: "
+                          f"{words[0] if words else type(cause).__name__}. Fix: give a new "
+                          f"file or an existing Optuna storage that this user can write "
+                          f"to") from e
+
+
+def _delete_quietly(optuna: Any, storage: Any, name: str) -> None:
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except Exception:  # the storage that just failed may fail again: keep the first error
+        logger.warning("could not delete the half-written Optuna study %r", name,
+                       exc_info=True)
+
+
+def _open_storage(optuna: Any, url: str) -> Any:
+    _check_url_shape(url)
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # SQLAlchemy's errors, a missing driver: all mean "cannot open"

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,6 +39,9 @@ class RecordedCurves:
     points: np.ndarray  # (n, d) unit encodings of the recorded params
     curves: tuple[Curve, ...]
     categorical: np.ndarray  # (d,) bool
+    # Each curve is as long as its trial ran: a study needs no max_resource or `epochs` to
+    # replay them (see hpod.simulation.CurveSource).
+    own_length: ClassVar[bool] = True
 
     @classmethod
     def load(cls, db_path: str | Path, spec: StudySpec) -> RecordedCurves:

@@ -194,7 +194,30 @@ def trial_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     return rows
 
 
+# Every column `hpod trials` can show besides the parameters, whether or not this study shows
+# it: a parameter's header then never depends on which optional columns appear.
+_TRIAL_COLUMNS = frozenset({"trial", "config", "repeat", "state", "value", "last_step",
+                            "duration_s", "peak_gpu_mb", "reason"})
+_PARAM_PREFIX = "param."
+
+
+def param_header(name: str) -> str:
+    """The CSV/table header of parameter `name`: `param.<name>` when `name` is one of
+    `hpod trials`' own columns (trial, config, repeat, state, value, last_step, duration_s,
+    peak_gpu_mb, reason) or itself starts with `param.`; else `name` as it is.
+
+    The rule looks at the name alone, so a header is the same in every study and every run,
+    and every header is unique: unprefixed ones are neither columns nor start with `param.`,
+    and prefixed ones differ after the prefix. To read a header back, strip one `param.`
+    (params `value` and `param.value` are the columns `param.value` and `param.param.value`).
+    """
+    if name in _TRIAL_COLUMNS or name.startswith(_PARAM_PREFIX):
+        return _PARAM_PREFIX + name
+    return name
+
+
 def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
+    """The trials as `json`, `csv` or an aligned `table`; parameters' headers: param_header."""
     if fmt == "json":
         return json.dumps(rows, indent=2)
     param_names = sorted({name for row in rows for name in row["params"]})
@@ -206,8 +229,7 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
              "last_step", "duration_s", *(["peak_gpu_mb"] if gpu else []), "reason"]
     # A parameter named like a column (`value`, `state`) gets a prefix: a CSV reader keyed by
     # header would otherwise read the parameter where it wants the objective.
-    head = [*fixed[:-1], *(f"param.{name}" if name in fixed else name for name in param_names),
-            "reason"]
+    head = [*fixed[:-1], *(param_header(name) for name in param_names), "reason"]
     records = [
         [
             row["trial"],
@@ -228,7 +250,8 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
         writer.writerow(head)
         writer.writerows(records)
         return out.getvalue().rstrip("\n")
-    table = [tuple(head)] + [tuple(_cell(v) for v in rec) for rec in records]
+    table = [tuple(_printable(h) for h in head)] + [tuple(_cell(v) for v in rec)
+                                                     for rec in records]
     return _table(table)
 
 
@@ -256,8 +279,17 @@ def _cell(value: Any) -> str:
         return "-"  # an empty cell would shift the columns of anyone who splits a row
     if isinstance(value, float):
         return f"{value:.6g}"
-    text = str(value)
+    text = _printable(str(value))
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _printable(text: str) -> str:
+    """`text` with newlines, tabs and other unprintable characters written as Python escapes
+    (`\\n`, `\\t`, `\\x1b`): one would break the table's row, or its alignment. Only for the
+    table, which is read by eye; CSV quotes such a cell and JSON escapes it, exactly."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

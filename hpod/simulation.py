@@ -42,6 +42,10 @@ class SimulationError(StudySpecError):
 
 
 class CurveSource(Protocol):
+    """Where simulated trials' curves come from. A source whose curves carry their own length
+    (a recorded run) sets `own_length = True`: the simulation then never asks how long a trial
+    trains, which a study without [scheduler] max_resource or `epochs` cannot say."""
+
     def curve(self, params: Mapping[str, Any], max_resource: float | None = None) -> Curve: ...
 
 
@@ -114,9 +118,9 @@ def simulate_study(spec: StudySpec, *, workers: int | None = None,
         # Replayed curves give every run of a point the same values: repeats would add nothing.
         spec = dataclasses.replace(spec, trial=dataclasses.replace(spec.trial, repeats=1))
         notes.append("[trial] repeats are not simulated: each configuration runs once")
-    length = trial_length(spec)
     if curves is None:
         curves = synthetic_curves(spec, seed=seed)
+    length = _own_length if getattr(curves, "own_length", False) else trial_length(spec)
     hours = spec.budget.hours
     trials = spec.budget.trials if max_trials is None else max_trials
     capped = None
@@ -168,13 +172,17 @@ def synthetic_curves(spec: StudySpec, *, seed: int = 0, **options: Any) -> Synth
 def trial_length(spec: StudySpec) -> Callable[[Mapping[str, Any]], float | None]:
     """How far a trial of `spec` trains: [scheduler] max_resource, else its `epochs` value."""
     if spec.scheduler.max_resource is not None:
-        return lambda params: None  # the curve source's own max_resource
+        return _own_length
     name = _length_key(spec)
 
     def length(params: Mapping[str, Any]) -> float:
         return float(params[name])
 
     return length
+
+
+def _own_length(params: Mapping[str, Any]) -> None:
+    return None  # the curve source's own length
 
 
 def _length_key(spec: StudySpec) -> str:

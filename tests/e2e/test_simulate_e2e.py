@@ -71,3 +71,22 @@ def test_bad_simulate_arguments_are_usage_errors_with_a_fix(tmp_path: Path) -> N
     not_a_db = hpod_cli("simulate", study, "--curves", study, check=False)
     assert not_a_db.returncode == 2, not_a_db.stderr
     assert "--curves" in not_a_db.stderr and "Fix: give FOLDER/.hpod/hpod.db" in not_a_db.stderr
+
+
+def test_recorded_curves_need_no_trial_length(tmp_path: Path) -> None:
+    """A fifo study without `epochs` or max_resource: synthetic curves cannot know how long a
+    trial trains, but a recorded curve is as long as its trial ran."""
+    study = tmp_path / "replayed.toml"
+    study.write_text(_study('kind = "fifo"').replace("trials = 8", "trials = 4"))
+    hpod_cli("run", study, "--plain", "--slots", "2", timeout=300)
+    db = tmp_path / ".hpod" / "hpod.db"
+    doc = json.loads(hpod_cli("simulate", study, "--curves", db, "--trials", "6",
+                              "--json").stdout)
+    assert doc["trials"] == 6 and doc["states"] == {"complete": 6}
+    with StoreReader(db) as reader:
+        record = reader.find_study("replayed")
+        recorded = {t.value for t in reader.list_trials(record.id)}
+    assert doc["best"]["value"] in recorded
+    synthetic = hpod_cli("simulate", study, check=False)
+    assert synthetic.returncode == 2 and "Traceback" not in synthetic.stderr
+    assert "scheduler.max_resource" in synthetic.stderr and "Fix:" in synthetic.stderr

@@ -307,3 +307,96 @@ def test_importing_the_module_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+def tables(path: Path) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A watched folder of its own: these tests check that its database is left alone."""
+    (tmp_path / "toy.toml").write_text(STUDY_FILE)
+    asyncio.run(seed(tmp_path / ".hpod" / "hpod.db", tmp_path / "toy.toml"))
+    return tmp_path
+
+
+def test_the_hpod_database_itself_is_never_an_optuna_storage(
+        folder: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from hpod.cli import main
+
+    db = folder / ".hpod" / "hpod.db"
+    before = tables(db)
+    (folder / "link.db").symlink_to(db)
+    monkeypatch.chdir(folder)  # SQLite opens sqlite:///NAME from the current folder
+    for same in (f"sqlite:///{db}",                      # four slashes: an absolute path
+                 "sqlite:///.hpod/hpod.db",              # three: relative to the current folder
+                 f"sqlite:///{folder}/.hpod/../.hpod/hpod.db",
+                 "sqlite:///link.db",                    # a symlink to it
+                 "sqlite+pysqlite:///.hpod/hpod.db",
+                 "sqlite:///file:.hpod/hpod.db?uri=true"):
+        with pytest.raises(ExportError, match=r"is the hpod database .*never writes to it\. "
+                                              r"Fix: .*--optuna sqlite:///toy-optuna\.db"):
+            export_study(db, "toy", same)
+    assert main(["export", str(folder), "toy", "--optuna", "sqlite:///.hpod/hpod.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpod: sqlite:///.hpod/hpod.db is the hpod database")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert tables(db) == before and not any(t.startswith("trial_") for t in tables(db))
+
+
+def test_another_applications_database_is_refused_before_optuna_writes_to_it(
+        folder: Path) -> None:
+    db = folder / ".hpod" / "hpod.db"
+    copy = folder / "copy.db"
+    copy.write_bytes(db.read_bytes())  # another folder's hpod database, say
+    before = tables(copy)
+    with pytest.raises(ExportError, match=r"is not an Optuna storage: .*copy\.db is an hpod "
+                                          r"database .* Fix: write to a file of its own"):
+        export_study(db, "toy", f"sqlite:///{copy}")
+    assert tables(copy) == before
+
+
+def test_a_storage_that_fails_a_write_is_one_line_naming_the_url(folder: Path) -> None:
+    db = folder / ".hpod" / "hpod.db"
+    storage = folder / "optuna.db"
+    export_study(db, "toy", f"sqlite:///{storage}")  # an Optuna storage that exists
+    # Read-only: Optuna opens it, and its first write fails (root ignores file permissions).
+    read_only = f"sqlite:///file:{storage}?mode=ro&uri=true"
+    with pytest.raises(ExportError) as error:
+        export_study(db, "toy", read_only, optuna_study_name="again")
+    message = str(error.value)
+    assert message == (f"cannot write to the Optuna storage {read_only}: attempt to write a "
+                       f"readonly database. Fix: give a new file or an existing Optuna storage "
+                       f"that this user can write to")
+    assert optuna.study.get_all_study_names(f"sqlite:///{storage}") == ["toy"]
+
+
+async def test_json_choices_keep_their_letters_and_round_trip(tmp_path: Path) -> None:
+    """Choices that travel as JSON (both true and 1) are written as they read, not as
+    \\u escapes, and decode to the same values."""
+    path = tmp_path / "letters.toml"
+    choices = [True, 1, "ü", "日本", 'a "quote"']
+    path.write_text(STUDY_FILE.replace('["relu", "tanh"]', json.dumps(choices,
+                                                                      ensure_ascii=False)))
+    spec = load_study_file(path)
+    db = tmp_path / "hpod.db"
+    async with open_store(db) as store:
+        study = await store.create_study(
+            "letters", str(path), spec=spec.to_dict(), identity=spec.identity(),
+            direction="minimize", metric="loss")
+        for k, choice in enumerate(choices):
+            trial = await store.create_trial(study.id, {**params(k), "act": choice})
+            await store.transition(trial.id, TrialState.RUNNING)
+            await store.transition(trial.id, TrialState.COMPLETE, value=float(k))
+    target = url(tmp_path)
+    export_study(db, "letters", target)
+    trials = optuna.load_study(study_name="letters", storage=target).trials
+    assert [t.params["act"] for t in trials] == ["true", "1", '"ü"', '"日本"', '"a \\"quote\\""']
+    assert [json.loads(t.params["act"]) for t in trials] == choices
+    assert trials[0].distributions["act"].choices == (
+        "true", "1", '"ü"', '"日本"', '"a \\"quote\\""')

@@ -62,3 +62,38 @@ def test_status_counts_a_budget_of_configurations_in_runs() -> None:
     study = {"name": "noisy", "state": "complete", "trials": counts, "budget": {"trials": 4},
              "repeats": 3, "best": None, "error": None}
     assert "12/12" in format_status({"daemon": None, "studies": [study], "gpus": []})
+
+
+def test_parameters_named_like_columns_or_like_their_prefixed_headers_stay_apart() -> None:
+    """QA's study: without the rule, both `value` and `param.value` were headed `param.value`,
+    and csv.DictReader kept one of them under the other's name."""
+    from hpod.report import param_header
+
+    params = [{"value": 7, "param.value": 70, "state": "on", "param.state": "ON", "lr": 0.1},
+              {"value": 9, "param.value": 90, "state": "off", "param.state": "OFF", "lr": 0.2}]
+    rows = [_row(n, 0.25 * (n + 1), p) for n, p in enumerate(params)]
+    text = format_trials(rows, "csv")
+    head = text.splitlines()[0].split(",")
+    assert len(head) == len(set(head))
+    assert head == ["trial", "state", "value", "last_step", "duration_s", "lr", "param.param.state",
+                    "param.param.value", "param.state", "param.value", "reason"]
+    read = list(csv.DictReader(io.StringIO(text)))
+    for got, want in zip(read, params):
+        assert got["state"] == "complete"
+        for name, value in want.items():
+            assert got[param_header(name)] == str(value), name
+    assert [r["value"] for r in read] == ["0.25", "0.5"]
+    # The same headers head the table.
+    assert format_trials(rows, "table").splitlines()[0].split() == head
+    # A header depends on the parameter's name alone, not on which optional columns show.
+    assert param_header("config") == "param.config" and param_header("x") == "x"
+
+
+def test_a_newline_in_a_value_stays_inside_its_table_cell() -> None:
+    rows = [_row(0, 0.5, {"prompt": "line one\nline two\ttabbed", "act": "relu"})]
+    table = format_trials(rows, "table")
+    assert len(table.splitlines()) == 2
+    assert r"line one\nline two\ttabbed" in table.splitlines()[1]
+    # CSV quotes the cell and keeps the value exactly.
+    (read,) = csv.DictReader(io.StringIO(format_trials(rows, "csv")))
+    assert read["prompt"] == "line one\nline two\ttabbed"
