@@ -97,11 +97,16 @@ def run_study_file(path: Path, *, db: Path | None, slots: int | None, gpus: str 
                  if "runs" in best else f"trial #{best['trial']}")
         print(f"study {spec.name} {study.state.value}: best {spec.objective.metric} = "
               f"{best['value']:.6g} ({which}) with {best['params']}", file=stream)
+    else:
+        print(f"study {spec.name} {study.state.value}: no trial completed, so there is no "
+              f"best {spec.objective.metric} (`hpod trials` says why each ended)", file=stream)
     # The commands to read them, as they must be typed: with --db when it is not the default.
     where = str(path.parent) if db is None else f"{path.parent} --db {db_path}"
     print(f"results: {db_path} (hpod status {where}, hpod trials {where} {spec.name})",
           file=stream)
-    return 0 if study.state is StudyState.COMPLETE else 1
+    # A study that ran out of budget with nothing to show did not succeed (a CI smoke run).
+    has_result = best is not None and best["value"] is not None
+    return 0 if study.state is StudyState.COMPLETE and has_result else 1
 
 
 def report_unfinished(db_path: Path, folder: Path, stream: TextIO = sys.stderr) -> int:
@@ -112,11 +117,17 @@ def report_unfinished(db_path: Path, folder: Path, stream: TextIO = sys.stderr) 
     from hpod.store.reader import StoreReader
 
     with StoreReader(db_path) as reader:
-        studies = reader.list_studies()
-    unfinished = [s for s in studies if s.state is not StudyState.COMPLETE
-                  and Path(s.path).parent == folder and Path(s.path).is_file()]
+        ours = [s for s in reader.list_studies()
+                if Path(s.path).parent == folder and Path(s.path).is_file()]
+        # A study that spent its budget with no trial complete has nothing to show either.
+        empty = {s.id for s in ours if s.state is StudyState.COMPLETE
+                 and reader.count_trials(s.id).complete == 0}
+    unfinished = [s for s in ours if s.state is not StudyState.COMPLETE or s.id in empty]
     for study in unfinished:
-        why = f": {reason_in_one_line(study.error)}" if study.error else ""
+        if study.id in empty:
+            why = " with no trial complete (`hpod trials` says why each ended)"
+        else:
+            why = f": {reason_in_one_line(study.error)}" if study.error else ""
         print(f"hpod: study {study.name} ({Path(study.path).name}) is {study.state.value}{why}",
               file=stream)
     return len(unfinished)

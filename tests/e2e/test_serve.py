@@ -324,6 +324,26 @@ def test_hpod_run_runs_one_study_in_the_foreground(tmp_path: Path) -> None:
     assert study_status(tmp_path, "fg")["trials"]["complete"] == 5
 
 
+def test_a_study_that_ends_with_no_complete_trial_is_no_success(tmp_path: Path,
+                                                                start_daemon) -> None:
+    # Its trials never reported: the budget is spent and the study "complete", but a script
+    # (a CI smoke run) must not read exit code 0 as success.
+    body = """
+command = ["python", "-c", "pass"]
+objective = { metric = "loss", direction = "minimize" }
+budget = { trials = 2 }
+[space]
+x = { type = "float", low = 0.0, high = 1.0 }
+"""
+    path = write_study(tmp_path, "empty", body)
+    result = hpod_cli("run", path, "--plain", check=False)
+    assert result.returncode == 1, result.stderr
+    assert "no trial completed" in result.stderr
+    served = start_daemon(tmp_path, "--exit-when-idle")
+    assert served.wait() == 1
+    assert "study empty (empty.toml) is complete with no trial complete" in served.log()
+
+
 def test_hpod_run_with_a_database_elsewhere_says_how_to_read_it(tmp_path: Path) -> None:
     path = write_study(tmp_path, "fg", quadratic_study(trials=2))
     db = tmp_path / "elsewhere" / "results.db"
