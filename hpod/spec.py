@@ -208,6 +208,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
     _check_scheduler_values(f, scheduler, objective)
     trial = parse_trial(f, data.get("trial"), command)
     _check_repeats(f, trial.repeats, scheduler)
+    _check_pause_grace(f, trial.grace, scheduler)
     return StudySpec(
         name=name,
         path=path,
@@ -235,6 +236,16 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
 # Schedulers that park a trial at a rung (PAUSE); a configuration with several runs would have
 # to park and resume them together, which hpod does not do.
 _PAUSING_SCHEDULERS = frozenset({"sh", "hyperband"})
+
+
+def _check_pause_grace(f: Fields, grace: float, scheduler: SchedulerSpec) -> None:
+    # [trial] grace is also how long a trial told "pause" has to save its checkpoint and exit;
+    # with 0 every pause was a kill, and pause mode never paused anything.
+    if grace == 0 and (scheduler.kind in _PAUSING_SCHEDULERS or scheduler.mode == "pause"):
+        f.fail("trial.grace", "is 0, but the scheduler pauses trials, and a trial told to "
+               "pause needs time to save its checkpoint and exit",
+               "give it the seconds a checkpoint takes (the default is 10), or use "
+               'mode = "stop"')
 
 
 def _check_repeats(f: Fields, repeats: int, scheduler: SchedulerSpec) -> None:

@@ -558,6 +558,14 @@ def test_options_cannot_override_the_objective_or_a_scheduler_field(
     assert info.value.field == field and fix in str(info.value)
 
 
+def test_no_grace_with_a_pausing_scheduler_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, scheduler={"kind": "asha", "max_resource": 9, "mode": "pause"},
+              trial={"grace": 0})
+    assert info.value.field == "trial.grace" and "checkpoint" in str(info.value)
+    parse(tmp_path, scheduler={"kind": "asha", "max_resource": 9}, trial={"grace": 0})
+
+
 def test_cpus_per_trial_with_a_local_executor_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(StudySpecError) as info:
         parse(tmp_path, executor={"kind": "local", "cpus_per_trial": 2})
