@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 from hpod.config import DaemonConfig
 from hpod.controller import StudyController, StudyProgress
@@ -75,6 +77,7 @@ class Daemon:
         # Set when --exit-when-idle ended the run (not a signal): `hpod serve` then says, in its
         # exit code, whether every study completed.
         self.ended_idle = False
+        self._fatal: str | None = None  # why the daemon stopped by itself, said at the end
         self.controllers: dict[str, StudyController] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._intake: StudyIntake | None = None  # set once the store is open (_serve)
@@ -107,6 +110,8 @@ class Daemon:
         try:
             async with open_store(self.config.db_path) as store:
                 await self._serve(store)
+            if self._fatal is not None:
+                raise DaemonError(self._fatal)
         except Exception as error:
             # A full disk or a file gone read-only ends the daemon (trials were killed with it
             # and are requeued at the next start); say it in one line, not in a traceback.
@@ -311,7 +316,15 @@ class Daemon:
         """
         await intake.initial_scan_done.wait()
         seen = -1
+        database = _file_identity(self.config.db_path)
         while True:
+            if _file_identity(self.config.db_path) != database:
+                self._stop_for_good(
+                    f"the database {self.config.db_path} was deleted or replaced while the "
+                    "daemon ran, so what the trials report now would be lost with it; the "
+                    "daemon stopped. Fix: put it (or a backup) back and start the daemon "
+                    "again, or start it again to begin a new database")
+                return
             version = await store.data_version()
             if version != seen:
                 seen = version
@@ -320,6 +333,11 @@ class Daemon:
                     await store.finish_command(command.id, state, result)
                     logger.info("command %s %s: %s", command.action.value, command.study, result)
             await asyncio.sleep(self.config.command_interval)
+
+    def _stop_for_good(self, why: str) -> None:
+        logger.error("stopping: %s", why)
+        self._fatal = why
+        self._stop_requested.set()
 
     async def _apply(self, command: CommandRecord, store: Store) -> tuple[CommandState, str]:
         controller = self.controllers.get(command.study)
@@ -389,6 +407,15 @@ class Daemon:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file `path` names now (device, inode); None when it names none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _find_store_error(error: BaseException) -> StoreError | None:

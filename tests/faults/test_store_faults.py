@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DaemonProcess, hpod_cli, study_status, wait_until, write_study
+from helpers import (DaemonProcess, hpod_cli, quadratic_study, study_status, wait_until,
+                     write_study)
 from hpod.store import (
     Direction,
     MetricPoint,
@@ -353,3 +354,17 @@ async def test_a_full_database_refuses_a_batch_whole(tmp_path: Path) -> None:
         done = await store.transition(trial.id, TrialState.COMPLETE, value=1.0)
         assert done.state is TrialState.COMPLETE and len(await store.metrics(trial.id)) == 2
     assert integrity(db) == "ok"
+
+
+def test_a_database_deleted_under_the_daemon_stops_it_with_the_reason(tmp_path: Path,
+                                                                       start_daemon) -> None:
+    # The daemon wrote on into the deleted file for hours, and everything was lost when it
+    # stopped; `hpod status` meanwhile said no database was there.
+    write_study(tmp_path, "slow", quadratic_study(
+        trials=4, parallel=2, extra_space="steps = 1000\nsleep = 0.05"))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "slow") or {}).get("trials", {})
+               .get("running") == 2, what="two running trials")
+    (tmp_path / ".hpod" / "hpod.db").unlink()
+    assert daemon.wait(timeout=120) == 2, daemon.log()
+    assert "was deleted or replaced while the daemon ran" in daemon.log()
