@@ -446,8 +446,8 @@ def _events(args: argparse.Namespace) -> int:
     with _reader(args) as reader:
         names = {s.id: s.name for s in reader.list_studies()}
         study_id = _find_study(reader, args.study).id if args.study else None
-        events = reader.list_events(study_id=study_id, limit=1_000_000)
-    print(report.format_events(events[-args.limit:], names))
+        events = reader.list_events(study_id=study_id, limit=args.limit, newest=True)
+    print(report.format_events(events, names))
     return 0
 
 

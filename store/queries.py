@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .errors import Conflict, InvalidTransition, NotFound, StoreUnavailable
@@ -209,14 +210,21 @@ def best_trial(study_id: int, direction: Direction) -> Query[TrialRecord | None]
 
 
 def list_events(
-    *, since_id: int = 0, study_id: int | None = None, limit: int = 1000
+    *, since_id: int = 0, study_id: int | None = None, limit: int = 1000, newest: bool = False
 ) -> Query[list[EventRecord]]:
+    """Events after `since_id` (of one study when given), oldest first: the oldest `limit` of
+    them, or with `newest` the newest `limit` of them."""
     sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ?"
     params: list[Any] = [since_id]
     if study_id is not None:
         sql += " AND study_id = ?"
         params.append(study_id)
     params.append(limit)
+    if newest:
+        # The newest `limit` rows through the primary key backwards, then back in id order:
+        # `hpod events -n 20` on a long-running daemon must not read every event there is.
+        sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?) ORDER BY id"
+        return Query(sql, params, _all(_event_from_row))
     return Query(sql + " ORDER BY id LIMIT ?", params, _all(_event_from_row))
 
 
@@ -275,6 +283,22 @@ def data_version() -> Query[int]:
 
 def user_version() -> Query[int]:
     return Query("PRAGMA user_version", (), lambda rows: int(rows[0][0]))
+
+
+def version_and_tables() -> Query[tuple[int, list[str]]]:
+    """The schema version and the names of the file's own tables, read in one statement: a
+    daemon migrating the file meanwhile commits both at once, so a new hpod file is never
+    mistaken for another program's (version 0 with tables)."""
+    sql = (
+        "SELECT v.user_version, t.name FROM pragma_user_version AS v LEFT JOIN "
+        "(SELECT name FROM sqlite_master WHERE type = 'table' "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\') AS t ORDER BY t.name"
+    )
+    return Query(sql, (), _version_and_tables)
+
+
+def _version_and_tables(rows: list[Row]) -> tuple[int, list[str]]:
+    return int(rows[0][0]), [r[1] for r in rows if r[1] is not None]
 
 
 # --- writes -----------------------------------------------------------------------------------
@@ -476,9 +500,46 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 
+# The file itself is damaged: waiting or retrying cannot help, only a backup or a salvage.
+_DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
 def is_unavailable(error: sqlite3.Error) -> bool:
     code = getattr(error, "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) in _UNAVAILABLE_CODES
+
+
+def is_damaged(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _DAMAGED_CODES
+
+
+def damaged_message(path: object, error: sqlite3.Error) -> str:
+    """What to do about a damaged file. `.recover` copies every row it can still read, and the
+    schema version with them, into a new file that a daemon then serves as it is."""
+    salvaged = f"{path}.recovered"
+    return (
+        f"the hpod database at {path} is damaged ({error}). Fix: stop the daemon, then restore "
+        f"the file from a backup, or salvage what is left with "
+        f"`sqlite3 {path} .recover | sqlite3 {salvaged}` (an sqlite3 with .recover: 3.29 or "
+        f"newer, built with the dbpage table) and serve that: `{serve_command(salvaged)}`"
+    )
+
+
+def serve_command(path: object) -> str:
+    """The `hpod serve` command that opens the database at `path`."""
+    db = Path(str(path))
+    # The default layout is FOLDER/.hpod/hpod.db: serving FOLDER opens exactly that file.
+    if db.parent.name == ".hpod":
+        folder = db.parent.parent
+        return f"hpod serve {folder}" if db.name == "hpod.db" else f"hpod serve {folder} --db {db}"
+    return f"hpod serve FOLDER --db {db}"
+
+
+def unavailable_message(path: object, error: sqlite3.Error) -> str:
+    if is_damaged(error):
+        return damaged_message(path, error)
+    return f"the hpod database at {path} is unavailable: {error}"
 
 
 @contextlib.contextmanager
@@ -490,5 +551,5 @@ def translate_errors(path: object) -> Iterator[None]:
         raise Conflict(f"{e} (in the hpod database at {path})") from e
     except sqlite3.Error as e:
         if is_unavailable(e):
-            raise StoreUnavailable(f"the hpod database at {path} is unavailable: {e}") from e
+            raise StoreUnavailable(unavailable_message(path, e)) from e
         raise

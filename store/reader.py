@@ -2,7 +2,8 @@
 
 It opens the file with `mode=ro`; in WAL mode a reader never blocks the daemon's writes and
 sees each committed transaction whole. `PRAGMA data_version` tells it cheaply whether anything
-changed since it last looked.
+changed since it last looked. Where nothing can be created beside the file (a read-only
+mount, a copy on a read-only share), read_access() picks how to still see every commit.
 """
 
 from __future__ import annotations
@@ -46,23 +47,77 @@ def connect_sync(path: str | Path, *, mode: Literal["ro", "rw"]) -> sqlite3.Conn
     if not path.is_file():
         raise StoreUnavailable(_missing_message(path))
     uri = f"{path.resolve().as_uri()}?mode={mode}"
-    if mode == "ro" and _on_read_only_file_system(path):
-        # A WAL database needs its -shm file even to be read, and none can be created here;
-        # nothing can change the file on a read-only mount either, so SQLite may skip both.
-        uri += "&immutable=1"
+    access = "shared"
+    if mode == "ro":
+        access = read_access(
+            can_create_files=_can_create_files_beside(path),
+            read_only_fs=_on_read_only_file_system(path),
+            has_wal=_sibling(path, "-wal").exists(),
+            has_shm=_sibling(path, "-shm").exists(),
+        )
+        uri += _ACCESS_URI[access]
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as e:
         raise StoreUnavailable(f"cannot open the hpod database at {path}: {e}") from e
     try:
         with q.translate_errors(path):
+            if access == "private-wal":
+                # Before the first read: the WAL index is then built in this process's memory
+                # from the -wal file, and no -shm file is ever needed.
+                conn.execute("PRAGMA locking_mode = EXCLUSIVE")
             conn.execute(f"PRAGMA busy_timeout = {schema.BUSY_TIMEOUT_MS}")
-            version = q.user_version().convert(conn.execute("PRAGMA user_version").fetchall())
-        _check_version(version, path)
+            query = q.version_and_tables()
+            version, tables = query.convert(conn.execute(query.sql).fetchall())
+        _check_version(version, tables, path)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+ReadAccess = Literal["shared", "private-wal", "immutable"]
+
+_ACCESS_URI: dict[ReadAccess, str] = {
+    "shared": "",
+    # unix-none takes no file locks: allowed only where no writer can exist (see read_access).
+    "private-wal": "&vfs=unix-none",
+    "immutable": "&immutable=1",
+}
+
+
+def read_access(
+    *, can_create_files: bool, read_only_fs: bool, has_wal: bool, has_shm: bool
+) -> ReadAccess:
+    """How a read-only connection can see the newest committed data.
+
+    SQLite reads a WAL database through its -wal file and the -shm index beside it, creating
+    the -shm file when it is missing. Where nothing can be created (a read-only mount, a folder
+    the reader may not write):
+    - with a -wal file, its commits are part of the database (after a kill -9 they may be all
+      that is newer than the main file, which a checkpoint may also have left half-copied, so
+      the main file alone can read as "malformed"). A -shm file that some writer may still be
+      using is shared as usual; otherwise (a read-only mount, where nobody can write, or no
+      -shm at all, which a running WAL writer always has) the WAL is read privately: no locks,
+      the index in memory ("private-wal").
+    - without one, the main file holds every commit and can be read as it is ("immutable").
+    """
+    if can_create_files and not read_only_fs:
+        return "shared"
+    if not has_wal:
+        return "immutable"
+    if has_shm and not read_only_fs:
+        return "shared"
+    return "private-wal"
+
+
+def _sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _can_create_files_beside(path: Path) -> bool:
+    # access() also answers EROFS for a read-only mount, and is what SQLite itself asks.
+    return os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def _on_read_only_file_system(path: Path) -> bool:
@@ -72,8 +127,10 @@ def _on_read_only_file_system(path: Path) -> bool:
         return False
 
 
-def _check_version(version: int, path: Path) -> None:
+def _check_version(version: int, tables: list[str], path: Path) -> None:
     schema.check_not_too_new(version, path=path)
+    if version == 0 and tables:
+        raise StoreUnavailable(schema.foreign_database_message(path, tables))
     if version == 0:
         raise StoreUnavailable(
             f"{path} is not an initialised hpod database yet (a daemon may be creating it); "
@@ -82,7 +139,7 @@ def _check_version(version: int, path: Path) -> None:
     if version < schema.LATEST_VERSION:
         raise StoreUnavailable(
             f"the hpod database at {path} has the older schema version {version}; "
-            "start a daemon on it (`hpod serve FOLDER`) once to upgrade it"
+            f"start a daemon on it (`{q.serve_command(path)}`) once to upgrade it"
         )
 
 
@@ -143,8 +200,16 @@ class StoreReader:
             conn.execute("BEGIN")
         try:
             yield
-        finally:
-            conn.execute("COMMIT")
+        except BaseException:
+            # The block's own error says what went wrong; ending the read transaction of a
+            # damaged file fails too, and must not replace it.
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            raise
+        with q.translate_errors(self._path):
+            if conn.in_transaction:  # SQLite may already have ended it after an I/O error
+                conn.execute("COMMIT")
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -185,9 +250,17 @@ class StoreReader:
         return self._run(q.best_trial(study_id, direction))
 
     def list_events(
-        self, *, since_id: int = 0, study_id: int | None = None, limit: int = 1000
+        self,
+        *,
+        since_id: int = 0,
+        study_id: int | None = None,
+        limit: int = 1000,
+        newest: bool = False,
     ) -> list[EventRecord]:
-        return self._run(q.list_events(since_id=since_id, study_id=study_id, limit=limit))
+        """Oldest first; the oldest `limit` events after `since_id`, or the newest `limit`."""
+        return self._run(
+            q.list_events(since_id=since_id, study_id=study_id, limit=limit, newest=newest)
+        )
 
     def metrics(self, trial_id: int, *, since_id: int = 0) -> list[tuple[int, MetricPoint]]:
         return self._run(q.metrics(trial_id, since_id=since_id))

@@ -149,3 +149,12 @@ def check_not_too_new(current: int, *, path: object) -> None:
             f"the hpod database at {path} has schema version {current}, but this hpod only "
             f"knows versions up to {LATEST_VERSION}; upgrade hpod to use it"
         )
+
+
+def foreign_database_message(path: object, tables: list[str]) -> str:
+    """For a file with tables but no hpod schema version: another program's database."""
+    shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    return (
+        f"{path} is an SQLite database, but not hpod's (it has tables {shown} and no hpod "
+        "schema version); hpod left it unchanged. Fix: give --db a new file or an hpod database"
+    )

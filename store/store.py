@@ -75,14 +75,20 @@ class Store:
         except (OSError, sqlite3.Error) as e:
             raise StoreUnavailable(f"cannot open the hpod database at {path}: {e}") from e
         try:
-            # Refuse a newer file before _configure touches it (journal_mode is stored in it).
-            schema.check_not_too_new(await _fetch(conn, q.user_version()), path=path)
+            # Refuse a newer file, or another program's, before _configure touches it
+            # (journal_mode is stored in the file: switching it to WAL would change theirs).
+            version, tables = await _fetch(conn, q.version_and_tables())
+            schema.check_not_too_new(version, path=path)
+            if version == 0 and tables:
+                raise StoreUnavailable(schema.foreign_database_message(path, tables))
             await _configure(conn, path)
             await _migrate(conn, path)
         except BaseException as e:
             await conn.close()
             if isinstance(e, sqlite3.Error):
-                raise StoreUnavailable(f"cannot open the hpod database at {path}: {e}") from e
+                message = (q.damaged_message(path, e) if q.is_damaged(e)
+                           else f"cannot open the hpod database at {path}: {e}")
+                raise StoreUnavailable(message) from e
             raise
         return cls(conn, path, clock)
 
@@ -384,9 +390,17 @@ class Store:
             return event_id
 
     async def list_events(
-        self, *, since_id: int = 0, study_id: int | None = None, limit: int = 1000
+        self,
+        *,
+        since_id: int = 0,
+        study_id: int | None = None,
+        limit: int = 1000,
+        newest: bool = False,
     ) -> list[EventRecord]:
-        return await self._run(q.list_events(since_id=since_id, study_id=study_id, limit=limit))
+        """Oldest first; the oldest `limit` events after `since_id`, or the newest `limit`."""
+        return await self._run(
+            q.list_events(since_id=since_id, study_id=study_id, limit=limit, newest=newest)
+        )
 
     async def pending_commands(self) -> list[CommandRecord]:
         return await self._run(q.pending_commands())

@@ -204,6 +204,23 @@ async def test_events_are_listed_in_order_and_filtered(store, view, make_study, 
     ]
 
 
+async def test_the_newest_events_are_read_without_the_older_ones(store, view, make_study):
+    a, b = await make_study(), await make_study()
+    ids = [await store.record_event(EventLevel.INFO, f"event {n}", study_id=(a, b)[n % 2].id)
+           for n in range(7)]
+
+    newest = await view.list_events(limit=3, newest=True)
+    assert [e.id for e in newest] == ids[-3:]  # still oldest first, like every other read
+    assert [e.id for e in await view.list_events(study_id=a.id, limit=2, newest=True)] == [
+        ids[4], ids[6]
+    ]
+    assert [e.id for e in await view.list_events(since_id=ids[4], limit=5, newest=True)] == (
+        ids[5:]
+    )
+    assert [e.id for e in await view.list_events(limit=100, newest=True)] == ids
+    assert await view.list_events(limit=0, newest=True) == []
+
+
 async def test_an_event_for_a_missing_study_is_a_conflict(store):
     with pytest.raises(Conflict):
         await store.record_event(EventLevel.INFO, "x", study_id=77)

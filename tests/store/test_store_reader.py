@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 
 import pytest
+from helpers import hpod_cli
 from hpod.store import (
     LATEST_VERSION,
     MetricPoint,
@@ -141,3 +143,111 @@ async def test_a_closed_reader_says_so(store, db_path):
     reader.close()  # idempotent
     with pytest.raises(StoreUnavailable, match="closed"):
         reader.list_studies()
+
+
+# --- a damaged file ---------------------------------------------------------------------------
+
+
+def damaged_fix(db_path) -> str:
+    return (
+        f"Fix: stop the daemon, then restore the file from a backup, or salvage what is left with "
+        f"`sqlite3 {db_path} .recover | sqlite3 {db_path}.recovered` (an sqlite3 with .recover: "
+        f"3.29 or newer, built with the dbpage table) and serve that: "
+        f"`hpod serve {db_path.parent.parent} --db {db_path}.recovered`"
+    )
+
+
+async def truncate_under_the_writer(store, db_path, make_study) -> None:
+    """What `truncate -s 20480 hpod.db` under a running daemon does: the main file loses pages
+    its schema and the WAL's newest commits still point to."""
+    study = await make_study()
+    for n in range(300):
+        await store.create_trial(study.id, {"padding": "x" * 200, "n": n})
+    # NOTE: the private connection is the only way to force a checkpoint; it moves the rows
+    # into the main file, so that cutting it loses some of them.
+    await store._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for n in range(5):
+        await store.create_trial(study.id, {"n": 300 + n})
+    assert db_path.stat().st_size > 20480
+    os.truncate(db_path, 20480)
+
+
+async def test_a_truncated_file_is_reported_with_the_fix(store, db_path, make_study):
+    await truncate_under_the_writer(store, db_path, make_study)
+    with pytest.raises(StoreUnavailable) as raised:
+        with StoreReader(db_path) as reader, reader.snapshot():
+            for study in reader.list_studies():
+                reader.list_trials(study.id)
+    assert str(raised.value) == (
+        f"the hpod database at {db_path} is damaged (database disk image is malformed). "
+        + damaged_fix(db_path)
+    )
+
+
+async def test_a_truncated_file_makes_the_cli_say_one_line(store, db_path, make_study):
+    await truncate_under_the_writer(store, db_path, make_study)
+    folder = db_path.parent.parent
+    result = hpod_cli("status", folder, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"hpod: the hpod database at {db_path} is damaged (database disk image is malformed). "
+        + damaged_fix(db_path)
+    )
+
+
+def test_a_file_that_is_not_a_database_is_reported_with_the_fix(db_path):
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"these are my notes, not a database\n" * 200)
+    with pytest.raises(StoreUnavailable) as raised:
+        StoreReader(db_path)
+    assert str(raised.value) == (
+        f"the hpod database at {db_path} is damaged (file is not a database). "
+        + damaged_fix(db_path)
+    )
+
+
+# --- an older schema, another program's database ----------------------------------------------
+
+
+def set_user_version(db_path, version: int) -> None:
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.execute(f"PRAGMA user_version = {version}")
+    finally:
+        conn.close()
+
+
+async def test_an_older_schema_names_the_folder_to_serve(store, db_path):
+    set_user_version(db_path, LATEST_VERSION - 1)
+    with pytest.raises(StoreUnavailable) as raised:
+        StoreReader(db_path)
+    assert str(raised.value) == (
+        f"the hpod database at {db_path} has the older schema version {LATEST_VERSION - 1}; "
+        f"start a daemon on it (`hpod serve {db_path.parent.parent}`) once to upgrade it"
+    )
+
+
+async def test_an_older_schema_outside_the_default_layout_names_the_file(tmp_path):
+    db_path = tmp_path / "results.db"
+    async with open_store(db_path):
+        pass
+    set_user_version(db_path, LATEST_VERSION - 1)
+    with pytest.raises(StoreUnavailable, match="older schema") as raised:
+        StoreReader(db_path)
+    assert f"(`hpod serve FOLDER --db {db_path}`)" in str(raised.value)
+
+
+def test_another_programs_database_is_not_taken_for_a_new_one(tmp_path):
+    db_path = tmp_path / "optuna.db"
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY, study_name TEXT)")
+    conn.execute("CREATE TABLE trials (trial_id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreUnavailable) as raised:
+        StoreReader(db_path)
+    assert str(raised.value) == (
+        f"{db_path} is an SQLite database, but not hpod's (it has tables studies, trials and no "
+        "hpod schema version); hpod left it unchanged. Fix: give --db a new file or an hpod "
+        "database"
+    )

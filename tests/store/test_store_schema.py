@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import hpod_cli
 from hpod.store import (
     LATEST_VERSION,
     CommandAction,
@@ -191,6 +192,70 @@ async def test_a_file_that_is_not_a_database_is_unavailable(db_path):
     with pytest.raises(StoreUnavailable, match=re.escape(str(db_path))):
         async with open_store(db_path):
             pass
+
+
+def make_optuna_like_database(path: Path) -> None:
+    """Another program's SQLite file whose table names clash with hpod's (Optuna's do)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY, study_name TEXT)")
+    conn.execute("CREATE TABLE trials (trial_id INTEGER PRIMARY KEY, study_id INTEGER)")
+    conn.execute("CREATE TABLE version_info (version_info_id INTEGER PRIMARY KEY)")
+    conn.execute("INSERT INTO studies (study_name) VALUES ('theirs')")
+    conn.commit()
+    conn.close()
+
+
+FOREIGN = (
+    "{path} is an SQLite database, but not hpod's (it has tables studies, trials, version_info "
+    "and no hpod schema version); hpod left it unchanged. Fix: give --db a new file or an hpod "
+    "database"
+)
+
+
+async def test_another_programs_database_is_refused_before_anything_changes(tmp_path):
+    path = tmp_path / "optuna.db"
+    make_optuna_like_database(path)
+    before = path.read_bytes()
+    with pytest.raises(StoreUnavailable) as raised:
+        async with open_store(path):
+            pass
+    assert str(raised.value) == FOREIGN.format(path=path)
+    # Not switched to WAL (journal_mode is stored in the file), nothing created beside it.
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optuna.db"]
+
+
+def test_serve_on_another_programs_database_says_so_in_one_line(tmp_path):
+    path = tmp_path / "optuna.db"
+    make_optuna_like_database(path)
+    before = path.read_bytes()
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    result = hpod_cli("serve", folder, "--db", path, check=False, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "hpod: " + FOREIGN.format(path=path)
+    assert path.read_bytes() == before
+
+
+async def test_an_empty_file_becomes_an_hpod_database(db_path):
+    db_path.parent.mkdir(parents=True)
+    db_path.touch()  # e.g. made by `touch` or by a tool that creates files before writing
+    async with open_store(db_path) as store:
+        assert await store.list_studies() == []
+    assert user_version(db_path) == LATEST_VERSION
+
+
+async def test_a_damaged_file_is_refused_with_the_fix(db_path):
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    with pytest.raises(StoreUnavailable) as raised:
+        async with open_store(db_path):
+            pass
+    message = str(raised.value)
+    assert message.startswith(f"the hpod database at {db_path} is damaged ("), message
+    assert f"`sqlite3 {db_path} .recover | sqlite3 {db_path}.recovered`" in message
 
 
 async def test_a_folder_that_cannot_be_created_is_unavailable(tmp_path):
