@@ -205,7 +205,11 @@ def parse_env(f: Fields, raw: Any) -> dict[str, str]:
         if key.startswith("HPOD_"):
             f.fail(name, f"{key!r} is reserved: hpod sets the HPOD_* variables itself",
                    "use another name")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):
+            f.fail(name, f"is {str(value).lower()}, but an environment variable is text",
+                   f'quote it: {key} = "{int(value)}" (or "{str(value).lower()}", as the '
+                   "program reading it expects)")
+        if isinstance(value, (int, float)):
             value = str(f.number(value, name)) if isinstance(value, float) else str(value)
         out[key] = f.string(value, name, max_len=100_000, nonempty=False)
     return out
@@ -217,8 +221,10 @@ def parse_metric(f: Fields, raw: Any, field_name: str) -> str:
         f.fail(field_name, f"invalid metric name {text!r}",
                "use letters, digits, '_', '.', '/', '-' (starting with a letter or '_')")
     if text in _RESERVED_METRICS:
-        f.fail(field_name, f"{text!r} is reserved by the report protocol",
+        fix = ("remove `resource`: without it, the report's step is what counts"
+               if field_name == "scheduler.resource" and text == "step" else
                "report the metric under another name")
+        f.fail(field_name, f"{text!r} is reserved by the report protocol", fix)
     return text
 
 
@@ -386,7 +392,11 @@ def _memory(f: Fields, table: Mapping[str, Any], key: str) -> int | None:
     try:
         return parse_memory_mb(value)
     except ValueError as e:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):
+            f.fail(name, f"is {str(value).lower()}, but an environment variable is text",
+                   f'quote it: {key} = "{int(value)}" (or "{str(value).lower()}", as the '
+                   "program reading it expects)")
+        if isinstance(value, (int, float)):
             f.fail(f"resources.{key}", str(e), 'give a size such as "4GiB"')
         f.fail(f"resources.{key}", f"{describe(value)} is not a memory size",
                f"write {MEMORY_FORMS}")

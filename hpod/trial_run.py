@@ -149,10 +149,12 @@ class TrialRun:
                 "HPOD_SEED": str(run_seed(self.spec.seed, self.trial.config_number,
                                           self.trial.repeat)),
                 "HPOD_DECISION_TIMEOUT": f"{self._decision_timeout:g}",
-                # Trial logs should be readable while the trial runs, not when it exits.
-                "PYTHONUNBUFFERED": "1",
             }
         )
+        # Trial logs should be readable while the trial runs, not when it exits; unless the
+        # study's env says otherwise.
+        if "PYTHONUNBUFFERED" not in self.spec.env:
+            env["PYTHONUNBUFFERED"] = "1"
         env.pop("HPOD_RESUME_FROM", None)
         if self.trial.checkpoint:
             env["HPOD_RESUME_FROM"] = self.trial.checkpoint

@@ -344,6 +344,23 @@ x = { type = "float", low = 0.0, high = 1.0 }
     assert "study empty (empty.toml) is complete with no trial complete" in served.log()
 
 
+def test_the_study_env_may_set_pythonunbuffered(tmp_path: Path) -> None:
+    # hpod sets it so that trial logs are live; a study that sets it itself was overridden.
+    script = ("import os, hpod.trial as t; "
+              "(t.trial_dir() / 'env').write_text(os.environ['PYTHONUNBUFFERED']); "
+              "t.report(1, loss=1.0)")
+    path = write_study(tmp_path, "env", f"""
+command = ["python", "-c", {json.dumps(script)}]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 1 }}
+env = {{ PYTHONUNBUFFERED = "" }}
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    hpod_cli("run", path, "--plain")
+    assert (tmp_path / ".hpod" / "trials" / "env" / "00000" / "env").read_text() == ""
+
+
 def test_hpod_run_with_a_database_elsewhere_says_how_to_read_it(tmp_path: Path) -> None:
     path = write_study(tmp_path, "fg", quadratic_study(trials=2))
     db = tmp_path / "elsewhere" / "results.db"

@@ -50,7 +50,7 @@ BROKEN_CASES: dict[str, tuple[str | None, str]] = {
     "enqueue_single_table.yaml": ("enqueue", "must be a list of tables, got a single table"),
     "enqueue_string_number.toml": ("enqueue[0].lr", "must be a number, got string '0.01'"),
     "enqueue_unknown_param.toml": ("enqueue[1].lrr", "Did you mean 'lr'?"),
-    "env_bool.toml": ("env.DEBUG", "must be a string, got boolean true"),
+    "env_bool.toml": ("env.DEBUG", "is true, but an environment variable is text"),
     "env_reserved.toml": ("env.HPOD_PARAMS", "is reserved"),
     "fixed_date.toml": ("space.start", "cannot be passed to a trial as JSON"),
     "gpus_bad_fraction.toml": ("resources.gpus_per_trial", "must divide 1"),
@@ -556,6 +556,12 @@ def test_options_cannot_override_the_objective_or_a_scheduler_field(
     with pytest.raises(StudySpecError) as info:
         parse(tmp_path, scheduler={"kind": "asha", "max_resource": 9, "options": options})
     assert info.value.field == field and fix in str(info.value)
+
+
+def test_step_as_the_scheduler_resource_says_to_remove_it(tmp_path: Path) -> None:
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, scheduler={"kind": "asha", "max_resource": 9, "resource": "step"})
+    assert info.value.field == "scheduler.resource" and "remove `resource`" in str(info.value)
 
 
 def test_no_grace_with_a_pausing_scheduler_is_an_error(tmp_path: Path) -> None:
