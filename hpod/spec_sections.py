@@ -392,11 +392,7 @@ def _memory(f: Fields, table: Mapping[str, Any], key: str) -> int | None:
     try:
         return parse_memory_mb(value)
     except ValueError as e:
-        if isinstance(value, bool):
-            f.fail(name, f"is {str(value).lower()}, but an environment variable is text",
-                   f'quote it: {key} = "{int(value)}" (or "{str(value).lower()}", as the '
-                   "program reading it expects)")
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             f.fail(f"resources.{key}", str(e), 'give a size such as "4GiB"')
         f.fail(f"resources.{key}", f"{describe(value)} is not a memory size",
                f"write {MEMORY_FORMS}")
