@@ -97,6 +97,7 @@ class TrialRun:
         # are still being drained and written (a shutdown) does not make a finished trial
         # "interrupted", to be run again.
         self._exited_by_itself = False
+        self._checkpointed_on_pause = False  # a checkpoint announced after a "pause"
         # The scheduler's verdict (STOP or PAUSE), where, and by when the trial must have exited.
         self._verdict: Decision | None = None
         self._verdict_deadline: float | None = None
@@ -185,7 +186,17 @@ class TrialRun:
         )
         async with running:
             exit_ = await self._supervise(running)
-        return self._classify(exit_)
+        outcome = self._classify(exit_)
+        if (outcome.state is TrialState.PAUSED and self._resumable
+                and not self._checkpointed_on_pause and "no_checkpoint" not in self._warned):
+            self._warned.add("no_checkpoint")
+            await self._warn(
+                f"study {self.spec.name}: trial #{self.trial.number} was told to pause at step "
+                f"{self._stopped_at_step:g} and exited without announcing a checkpoint, so a "
+                "promotion trains it again from its last one (or from the start); so will any "
+                "trial that does. Fix: on \"pause\", save the model and call "
+                "hpod.trial.checkpoint(path) before exiting (docs/trial-protocol.md)")
+        return outcome
 
     async def _supervise(self, running: RunningTrial) -> TrialExit:
         async with asyncio.TaskGroup() as tg:
@@ -232,14 +243,11 @@ class TrialRun:
             trimmed = await asyncio.to_thread(trim_logs, self.trial_dir, limit)
             if trimmed and "log_cap" not in self._warned:
                 self._warned.add("log_cap")
-                text = (f"study {self.spec.name}: trial #{self.trial.number} wrote more than "
-                        f"{limit:g} MiB to its {' and '.join(trimmed)}, so its oldest output "
-                        "was cut (and will be for any trial that does). Fix: print less, or "
-                        "raise [trial] max_log_mb (0: no limit)")
-                logger.warning("%s", text)
-                await self._store.record_event(EventLevel.WARNING, text,
-                                               study_id=self.trial.study_id,
-                                               trial_id=self.trial.id)
+                await self._warn(
+                    f"study {self.spec.name}: trial #{self.trial.number} wrote more than "
+                    f"{limit:g} MiB to its {' and '.join(trimmed)}, so its oldest output was "
+                    "cut (and will be for any trial that does). Fix: print less, or raise "
+                    "[trial] max_log_mb (0: no limit)")
 
     async def _stop_within_grace(self, running: RunningTrial, tg: asyncio.TaskGroup) -> None:
         """SIGTERM, then SIGKILL after the requested grace, started again with a shorter one
@@ -312,10 +320,15 @@ class TrialRun:
                 elif isinstance(message, Declaration):
                     self._resumable = message.resumable
                 elif isinstance(message, CheckpointNote):
+                    if self._verdict is Decision.PAUSE:
+                        self._checkpointed_on_pause = True
                     # The reports before a checkpoint are stored before the checkpoint is: a
                     # trial resumed from it after a kill -9 never reports those steps again.
                     await self._sink.flush()
-                    await self._store.set_checkpoint(self.trial.id, message.path)
+                    # A relative path is the trial's (its working directory); the resumed run
+                    # may not start there (a warm start, a Ray node).
+                    await self._store.set_checkpoint(
+                        self.trial.id, os.path.join(self.spec.workdir, message.path))
                 elif isinstance(message, WireProblem):
                     if answer_continue and message.step is not None:
                         # A shell trial written as documented reads one answer per report.
@@ -361,11 +374,14 @@ class TrialRun:
 
     async def _warn_resource_missing(self) -> None:
         resource, metric = self.spec.scheduler.resource, self._objective
-        text = (f"study {self.spec.name}: trial #{self.trial.number} reported `{metric}` "
-                f"without `{resource}`, the [scheduler] resource, so its step "
-                f"({self._resource_missing_at}) was used instead; a misspelt resource judges "
-                f"trials at the wrong rungs, or never. Fix: report `{resource}` with `{metric}`, "
-                "or set `resource` to a key the trial reports (or remove it to count steps)")
+        await self._warn(
+            f"study {self.spec.name}: trial #{self.trial.number} reported `{metric}` "
+            f"without `{resource}`, the [scheduler] resource, so its step "
+            f"({self._resource_missing_at}) was used instead; a misspelt resource judges "
+            f"trials at the wrong rungs, or never. Fix: report `{resource}` with `{metric}`, "
+            "or set `resource` to a key the trial reports (or remove it to count steps)")
+
+    async def _warn(self, text: str) -> None:
         logger.warning("%s", text)
         await self._store.record_event(EventLevel.WARNING, text, study_id=self.trial.study_id,
                                        trial_id=self.trial.id)

@@ -74,3 +74,15 @@ def test_sh_tells_a_trial_that_cannot_checkpoint_to_stop_not_to_pause(tmp_path: 
     for row in rows:
         folder = tmp_path / ".hpod" / "trials" / "shnopause" / f"{row['trial']:05d}"
         assert not (folder / "checkpoint.txt").exists(), row  # never told to pause
+
+
+def test_a_trial_that_pauses_without_a_checkpoint_is_warned_about_once(tmp_path: Path,
+                                                                      start_daemon) -> None:
+    # It declared it can checkpoint, was told to pause, and exited without announcing one: a
+    # promotion then trains it again from the start, which cost compute silently.
+    study = STUDY.replace("resumable = false", "checkpoint_on_pause = false")
+    write_study(tmp_path, "lazy", study)
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    events = hpod_cli("events", tmp_path).stdout
+    assert events.count("exited without announcing a checkpoint") == 1, events
+    assert "hpod.trial.checkpoint(path)" in events

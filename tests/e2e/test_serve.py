@@ -344,6 +344,28 @@ x = { type = "float", low = 0.0, high = 1.0 }
     assert "study empty (empty.toml) is complete with no trial complete" in served.log()
 
 
+def test_a_relative_checkpoint_path_is_stored_against_the_trials_working_directory(
+        tmp_path: Path) -> None:
+    # Stored as written, it was handed back as HPOD_RESUME_FROM to a run that may start
+    # elsewhere (a warm start, a Ray node).
+    script = r"""import os
+fd = int(os.environ["HPOD_REPORT_FD"])
+os.write(fd, b'{"checkpoint": "ckpt/last.keras"}\n')
+os.write(fd, b'{"step": 1, "loss": 0.5}\n')
+"""
+    path = write_study(tmp_path, "rel", f"""
+command = ["python", "-c", {json.dumps(script)}]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 1 }}
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+""")
+    hpod_cli("run", path, "--plain")
+    with StoreReader(tmp_path / ".hpod" / "hpod.db") as reader:
+        (trial,) = reader.list_trials(reader.find_study("rel").id)
+    assert trial.checkpoint == str(tmp_path / "ckpt" / "last.keras")
+
+
 def test_the_study_env_may_set_pythonunbuffered(tmp_path: Path) -> None:
     # hpod sets it so that trial logs are live; a study that sets it itself was overridden.
     script = ("import os, hpod.trial as t; "
