@@ -195,6 +195,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
     workdir = parse_workdir(f, data.get("workdir"), folder)
     objective = parse_objective(f, data.get("objective"))
     space = _space(f, data.get("space"))
+    _check_params_fit_the_environment(f, space)
     suggester = parse_suggester(f, data.get("suggester"), _suggester_options)
     if suggester.kind in FINITE_SUGGESTERS:
         try:
@@ -236,6 +237,19 @@ def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
 # Schedulers that park a trial at a rung (PAUSE); a configuration with several runs would have
 # to park and resume them together, which hpod does not do.
 _PAUSING_SCHEDULERS = frozenset({"sh", "hyperband"})
+
+
+# Linux caps one environment string at 32 pages (128 KiB); HPOD_PARAMS carries the params.
+_MAX_PARAMS_BYTES = 100_000
+
+
+def _check_params_fit_the_environment(f: Fields, space: Space) -> None:
+    size = len(json.dumps(space.fixed))
+    if size > _MAX_PARAMS_BYTES:
+        f.fail("space", f"its fixed values take {size // 1024} KiB in HPOD_PARAMS, the "
+               "environment variable a trial reads them from, and Linux refuses one over 128 "
+               "KiB (every trial would fail to start)",
+               "put large data in a file and give its path as the fixed value")
 
 
 def _check_pause_grace(f: Fields, grace: float, scheduler: SchedulerSpec) -> None:

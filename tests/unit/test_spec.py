@@ -558,6 +558,14 @@ def test_options_cannot_override_the_objective_or_a_scheduler_field(
     assert info.value.field == field and fix in str(info.value)
 
 
+def test_fixed_values_too_large_for_the_environment_are_an_error(tmp_path: Path) -> None:
+    # Every trial failed to start with "Argument list too long" (E2BIG on HPOD_PARAMS).
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}, "blob": "a" * 200_000}
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, space=space)
+    assert info.value.field == "space" and "128 KiB" in str(info.value)
+
+
 def test_step_as_the_scheduler_resource_says_to_remove_it(tmp_path: Path) -> None:
     with pytest.raises(StudySpecError) as info:
         parse(tmp_path, scheduler={"kind": "asha", "max_resource": 9, "resource": "step"})
