@@ -231,10 +231,12 @@ class Daemon:
         """Where a study's trials run: this machine, or a Ray cluster (docs/cluster.md)."""
         if not runs_on_ray(spec, self.config):
             return self._launcher, self._pool
-        if self._ray is None:
-            self._ray = RayCluster(spec.executor.address or self.config.ray_address)
-        leases = self._ray.leases(spec.executor.address or self.config.ray_address,
-                                  cpus_per_trial=spec.executor.cpus_per_trial)
+        address = spec.executor.address or self.config.ray_address
+        # One cluster per daemon; but one it never reached (a wrong address, since fixed in
+        # the study file) gives way to the next study's, instead of refusing it till a restart.
+        if self._ray is None or (not self._ray.connected and self._ray.address != address):
+            self._ray = RayCluster(address)
+        leases = self._ray.leases(address, cpus_per_trial=spec.executor.cpus_per_trial)
         return self._ray.executor, leases  # type: ignore[return-value]
 
     async def _run_controller(self, controller: StudyController, store: Store) -> None:

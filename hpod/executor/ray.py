@@ -19,6 +19,8 @@ import asyncio
 import itertools
 import logging
 import os
+import socket
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -83,6 +85,10 @@ class RayCluster:
         self._hosts: set[Host] = set()  # every live actor, killed at close
         self._feasible: set[tuple[float, float]] = set()
 
+    @property
+    def connected(self) -> bool:
+        return self._host_class is not None
+
     def __repr__(self) -> str:
         idle = sum(len(v) for v in self._idle.values())
         return f"<RayCluster {self.address or 'local'} actors={len(self._hosts)} idle={idle}>"
@@ -100,7 +106,7 @@ class RayCluster:
             if self._host_class is not None:
                 return
             ray = require_ray()
-            await asyncio.to_thread(self._init, ray)
+            await _off_loop(self._init, ray)
             self._ray = ray
             self._host_class = ray.remote(TrialHost)
 
@@ -112,6 +118,12 @@ class RayCluster:
         # ray.init points PYTHONBREAKPOINT at its remote debugger for the driver; local trials
         # get this process's environment and must keep the user's breakpoint().
         breakpoint_hook = os.environ.get("PYTHONBREAKPOINT")
+        if self.address:
+            _check_reachable(self.address)  # ray.init retries an unreachable one for ever
+        # Ray's core worker ends this whole process when the cluster's control server has
+        # been gone for a minute (its default): the local studies and the daemon with it.
+        # Waiting instead leaves the Ray trials interrupted and requeued, and the rest running.
+        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(10 ** 9))
         # The actors' own output is Ray's; trials' output comes through the relay.
         try:
             if self.address:
@@ -168,7 +180,7 @@ class RayCluster:
         if shape in self._feasible:
             return
         cpus, gpus = shape
-        nodes = [n for n in await asyncio.to_thread(self._ray.nodes) if n.get("Alive")]
+        nodes = [n for n in await _off_loop(self._ray.nodes) if n.get("Alive")]
         if any(n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus
                for n in nodes):
             self._feasible.add(shape)
@@ -231,7 +243,7 @@ class RayCluster:
         for host in list(self._hosts):
             self._end(host)
         if self._initialized_here and self._ray is not None:
-            await asyncio.to_thread(self._ray.shutdown)
+            await _off_loop(self._ray.shutdown)
             self._initialized_here = False
         self._host_class = None
 
@@ -275,9 +287,7 @@ class RayLeases:
             raise PlacementError(
                 f"study {study!r}: cannot use the Ray cluster at "
                 f"{cluster.address or 'a local Ray instance'}: {_first_line(e)}",
-                field="executor.address",
-                fix="start the cluster (ray start --head) and give its address, e.g. "
-                "address = \"127.0.0.1:6379\"") from None
+                field="executor.address", fix=_connect_fix(e)) from None
         env = {TOKEN_VARIABLE: cluster.hold(host)}
         if 0 < gpus_per_trial < 1:
             env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # as for a shared local GPU
@@ -330,6 +340,55 @@ class RayExecutor:
             raise LaunchError(f"{started} (on Ray node {host.placement.node})")
         logger.debug("launched pid %d on %s: %s", started, host.label, argv)
         return RayTrial(host, started, trial_dir, self._cluster.give_back)
+
+
+def _connect_fix(error: BaseException) -> str:
+    if "authentication token" in str(error).lower():
+        return ("the cluster wants Ray's token authentication: start the daemon with the "
+                "same RAY_AUTH_MODE (and the token) as `ray start` (docs/cluster.md)")
+    return ("start the cluster (ray start --head) and give its address, e.g. "
+            "address = \"127.0.0.1:6379\"")
+
+
+async def _off_loop(fn: Any, *args: Any) -> Any:
+    """`fn(*args)` in a daemon thread. A Ray call can hang for good (a cluster gone away);
+    asyncio.to_thread's pool is joined when the daemon exits, so one such call kept a stopped
+    daemon alive, its lock already given up."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            loop.call_soon_threadsafe(_settle, future, None, e)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="hpod-ray-call", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Raise ConnectionError when nothing accepts a connection at `address` (host:port, or
+    ray://host:port); other forms ("auto") are left to ray.init."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except OSError as e:
+        raise ConnectionError(f"nothing answers at {address} ({e.strerror or e})") from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -152,3 +152,29 @@ def test_stop_and_timeout_reach_the_trial_on_its_node(tmp_path: Path, start_daem
 def _parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_an_unreachable_ray_address_fails_its_study_at_once_and_a_fixed_file_runs(
+        tmp_path: Path, start_daemon, ray_address: str) -> None:
+    # ray.init retried a dead address for ever: the study sat at "running 0/N" with no error,
+    # and a stopped daemon could not exit. Then even the corrected file was refused ("this
+    # daemon uses the one at <bad>") until a restart.
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    study = _talkative("far", trials=2, parallel=1, steps=2, sleep=0.0,
+                       extra=f'[executor]\nkind = "ray"\naddress = "{dead}"')
+    write_study(tmp_path, "far", study)
+    write_study(tmp_path, "near", _talkative("near", trials=2, parallel=1, steps=2, sleep=0.0))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "far") or {}).get("state") == "failed",
+               timeout=120, what="the study on the dead address to fail")
+    assert "nothing answers at " + dead in study_status(tmp_path, "far")["error"]
+    wait_until(lambda: study_status(tmp_path, "near")["state"] == "complete",
+               what="the local study to go on")
+    write_study(tmp_path, "far", study.replace(dead, ray_address))
+    wait_until(lambda: study_status(tmp_path, "far")["state"] == "complete", timeout=180,
+               what="the corrected study to run on the cluster")
+    assert daemon.terminate() == 0, daemon.log()
