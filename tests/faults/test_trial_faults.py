@@ -49,7 +49,13 @@ def test_every_fault_is_recorded_with_its_reason_and_the_studies_go_on(tmp_path:
     for mode, (options, _state, _fragments) in FAULTS.items():
         write_study(tmp_path, mode, fault_study(mode, trial=options))
     daemon = start_daemon(tmp_path, "--exit-when-idle", "--slots", "4")
-    assert daemon.wait(timeout=240) == 0, daemon.log()
+    # Exit code 1: the studies of the faults that fail every trial end with no result, and the
+    # daemon names each of them.
+    assert daemon.wait(timeout=240) == 1, daemon.log()
+    failing = {mode for mode, (_o, state, _f) in FAULTS.items() if state is not COMPLETE}
+    for mode in failing:
+        assert f"hpod: study {mode} ({mode}.toml) is complete with no trial complete" in \
+            daemon.log(), mode
 
     for mode, (_options, state, fragments) in FAULTS.items():
         trials = trials_of(tmp_path, mode)
