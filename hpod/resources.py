@@ -111,6 +111,7 @@ class ResourcePool:
         self._again = False
         self._timer: asyncio.TimerHandle | None = None
         self._probe_failing = False
+        self._missing: set[int] = set()  # GPUs the last reading did not list
         self._cpu_fallback_noted: set[str] = set()
 
     # -- what the daemon and the status display read -----------------------------------------
@@ -297,7 +298,11 @@ class ResourcePool:
         """`readings`: fresh per-GPU facts, or None when there is no probe or it failed."""
         free = {i: readings[i].memory_free_mb if readings and i in readings else None
                 for i in self._gpus}
-        held_back: set[int] = set()
+        # A GPU the driver no longer lists (fallen off the bus) must get no trial; its memory
+        # unread once meant "no objection".
+        missing = set() if readings is None else set(self._gpus) - set(readings)
+        self._note_missing(missing)
+        held_back: set[int] = set(missing)
         blocked_on_memory = False
         waiting = [w for w in self._waiters if w.request.gpus]
         while waiting:
@@ -330,10 +335,18 @@ class ResourcePool:
             else:
                 held_back.update(g.info.index for g in room)
                 waiter.why = "waiting for GPUs held by other trials"
-        if blocked_on_memory and self._probe is not None:
-            self._arm_timer()
+        if (blocked_on_memory or missing) and self._probe is not None:
+            self._arm_timer()  # look again: memory may free up, a lost GPU come back
         else:
             self._cancel_timer()
+
+    def _note_missing(self, missing: set[int]) -> None:
+        for index in sorted(missing - self._missing):
+            logger.warning("gpu:%d is missing from the GPU reading (fallen off the bus, or its "
+                           "driver lost it): no trial is placed on it until it is back", index)
+        for index in sorted(self._missing - missing):
+            logger.info("gpu:%d is back in the GPU reading", index)
+        self._missing = missing
 
     def _memory_reason(self, req: _Request, room: list[_Gpu], free: Mapping[int, int | None],
                        unread: bool) -> str:

@@ -208,6 +208,22 @@ async def test_a_gpu_short_of_free_memory_is_skipped() -> None:
     assert pool.reprobe_armed
 
 
+async def test_a_gpu_missing_from_the_reading_gets_no_trial_until_it_is_back(caplog) -> None:
+    # It fell off the bus: its memory unread passed the check, and trials were sent to it.
+    caplog.set_level("INFO", logger="hpod.resources")
+    pool, probe = make_pool(n_gpus=2, min_free=GIB, reprobe=0.05)
+    gpu1 = probe.gpus.pop(1)
+    lease = await get(pool, "s", 1)
+    assert lease.label == "gpu:0"
+    blocked = waiter(pool, "s", 1)
+    await settle(pool)
+    assert not blocked.done()
+    assert "gpu:1 is missing from the GPU reading" in caplog.text
+    probe.gpus.append(gpu1)  # back: the next look places the trial on it
+    assert (await asyncio.wait_for(blocked, WAIT)).label == "gpu:1"
+    assert "gpu:1 is back in the GPU reading" in caplog.text
+
+
 async def test_a_per_study_minimum_overrides_the_daemon_default() -> None:
     pool, probe = make_pool(min_free=0)
     for i in range(4):
