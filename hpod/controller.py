@@ -219,7 +219,10 @@ class StudyController:
                 except PlacementError as error:  # e.g. 2 GPUs per trial on a 1-GPU machine
                     await self._store.record_event(EventLevel.ERROR, str(error),
                                                    study_id=self.study.id)
-                    self._finish(StudyState.FAILED, TrialState.STOPPED, str(error), None)
+                    # No trial can start; those running (placed before a live edit asked for
+                    # more) are fine where they are, and finish.
+                    if self._end is None:
+                        self._end = _End(StudyState.FAILED, TrialState.STOPPED, str(error))
                     continue
                 if lease is None:
                     continue

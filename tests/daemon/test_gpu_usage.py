@@ -185,3 +185,40 @@ async def test_samples_older_than_the_retention_are_pruned(tmp_path: Path, nvml:
 
         await eventually(lambda: old not in times(), "the week-old sample to go")
         assert kept in times() and len(times()) >= 2  # younger ones stay; new rounds come in
+
+
+async def test_a_live_edit_asking_for_more_gpus_than_exist_lets_running_trials_finish(
+        tmp_path: Path, nvml: FakeNvml) -> None:
+    # gpus_per_trial applies to the trials that start after the change; one no GPU count can
+    # grant failed the study and stopped its healthy running trials with it.
+    body = f"""
+command = ["python", "{FIXTURE_TRIALS / 'quadratic.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = 4 }}
+parallel = 2
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+steps = {{ type = "int", low = 2, high = 100 }}
+sleep = 0.05
+[[enqueue]]
+x = 0.1
+steps = 2
+[[enqueue]]
+x = 0.2
+steps = 100
+[resources]
+gpus_per_trial = 1
+"""
+    write_study(tmp_path, "grow", body)
+    async with serving(tmp_path) as reader:
+        def running() -> int:
+            found = reader.find_study("grow")
+            return 0 if found is None else reader.count_trials(found.id).running
+        await eventually(lambda: running() == 2, "both trials running")
+        write_study(tmp_path, "grow", body.replace("gpus_per_trial = 1", "gpus_per_trial = 8"))
+        await eventually(lambda: reader.find_study("grow").state.value == "failed"
+                         and running() == 0, "the study to fail once its trials ended",
+                         timeout=120)
+        trials = reader.list_trials(reader.find_study("grow").id)
+        assert [(t.number, t.state.value) for t in trials] == [(0, "complete"), (1, "complete")]
+        assert "8 GPUs" in reader.find_study("grow").error
