@@ -350,7 +350,11 @@ class StudyController:
         ))
         changed = asyncio.ensure_future(self._changed.wait())
         try:
-            await asyncio.wait({acquire, changed}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({acquire, changed}, timeout=_SAY_WHY_WAITING_AFTER,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                await self._say_why_waiting()
+                await asyncio.wait({acquire, changed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             changed.cancel()
         if acquire.done():
@@ -362,6 +366,17 @@ class StudyController:
             pass
         self._changed.clear()
         return None
+
+    async def _say_why_waiting(self) -> None:
+        """A trial kept waiting for GPU memory (someone else's job on the cards) is said in the
+        events, where `hpod events` and the TUI show it: otherwise the study just sits."""
+        waiting = getattr(self._pool, "waiting", None)  # the local pool; Ray queues its own
+        why = next((why for study, why in waiting() if study == self.name), None) \
+            if waiting is not None else None
+        if why and "memory" in why:
+            text = f"study {self.name}: a trial waits to be placed, {why}"
+            logger.info("%s", text)
+            await self._store.record_event(EventLevel.INFO, text, study_id=self.study.id)
 
     async def _next_trial(self) -> TrialRecord | None:
         """What runs next: a requeued trial, a promoted paused one, else a new point."""
@@ -783,6 +798,10 @@ def _end_order(trial: TrialRecord) -> tuple[float, int]:
     if trial.state.is_finished() and trial.finished_at is not None:
         return trial.finished_at, trial.id
     return math.inf, trial.id
+
+
+# How long a trial may wait to be placed before the study's events say why.
+_SAY_WHY_WAITING_AFTER = 5.0
 
 
 def _budget_runs(spec: StudySpec) -> int | None:

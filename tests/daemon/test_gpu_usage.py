@@ -222,3 +222,17 @@ gpus_per_trial = 1
         trials = reader.list_trials(reader.find_study("grow").id)
         assert [(t.number, t.state.value) for t in trials] == [(0, "complete"), (1, "complete")]
         assert "8 GPUs" in reader.find_study("grow").error
+
+
+async def test_a_trial_waiting_for_gpu_memory_says_why_in_the_events(tmp_path: Path,
+                                                                   nvml: FakeNvml) -> None:
+    # docs/gpus.md promised the reason; the study sat at "running 0/N" with nothing said.
+    for gpu in nvml.gpus:
+        gpu["used"] = gpu["total"] - 1024  # someone else's training fills every card
+    write_study(tmp_path, "blocked", quadratic_study(trials=1, parallel=1).replace(
+        "[space]", '[resources]\ngpus_per_trial = 1\nmin_free_memory = "4GiB"\n[space]'))
+    async with serving(tmp_path) as reader:
+        def said() -> list[str]:
+            return [e.message for e in reader.list_events() if "waits to be placed" in e.message]
+        (message,) = await eventually(said, "the reason in the events", timeout=120)
+        assert "waiting for 4.0 GiB of free GPU memory" in message
