@@ -370,9 +370,11 @@ def parse_resources(f: Fields, raw: Any) -> Resources:
     gpus = f.number(table.get("gpus_per_trial", 0), "resources.gpus_per_trial", low=0.0, high=1024.0)
     if 0 < gpus < 1:
         share = round(1 / gpus)
-        if abs(share * gpus - 1) > 1e-6:
+        # 1/3 written with six digits (0.333333) is 1/3: within 1e-5, not only 1e-6.
+        if abs(share * gpus - 1) > 1e-5:
             f.fail("resources.gpus_per_trial", f"a fraction of a GPU must divide 1, got {gpus:g}",
-                   f"use 1/{share} = {1 / share:g} so {share} trials share one GPU")
+                   f"use 1/{share} = {1 / share:.6f} (or 1/{share + 1} = "
+                   f"{1 / (share + 1):.6f}) so that {share} trials share one GPU")
         gpus = 1 / share
     elif gpus >= 1 and not gpus.is_integer():
         f.fail("resources.gpus_per_trial", f"must be a whole number of GPUs above 1, got {gpus:g}",

@@ -558,6 +558,15 @@ def test_options_cannot_override_the_objective_or_a_scheduler_field(
     assert info.value.field == field and fix in str(info.value)
 
 
+def test_a_fraction_of_a_gpu_written_with_six_digits_is_the_fraction(tmp_path: Path) -> None:
+    # 0.333333 was refused with the fix "use 1/3 = 0.333333", the same value.
+    assert parse(tmp_path, resources={"gpus_per_trial": 0.333333}).resources.gpus_per_trial \
+        == pytest.approx(1 / 3, abs=1e-12)
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, resources={"gpus_per_trial": 0.3})
+    assert "use 1/3 = 0.333333 (or 1/4 = 0.250000)" in str(info.value)
+
+
 def test_fixed_values_too_large_for_the_environment_are_an_error(tmp_path: Path) -> None:
     # Every trial failed to start with "Argument list too long" (E2BIG on HPOD_PARAMS).
     space = {"x": {"type": "float", "low": 0.0, "high": 1.0}, "blob": "a" * 200_000}
