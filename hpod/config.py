@@ -29,8 +29,12 @@ def trials_dir_of(db_path: Path) -> Path:
 
 
 def default_slots() -> int:
-    """One CPU slot per core, at least one: the GPU issue replaces this with GPU leases."""
-    return max(1, os.cpu_count() or 1)
+    """One CPU slot per core this process may run on (taskset, a container's cpuset), at
+    least one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,14 +219,15 @@ class ResourcePool:
                              f"but only {len(big_enough)} of hpod's GPUs ({self._names()}) "
                              "have that much memory at all",
                              "lower [resources] min_free_memory (or hpod serve "
-                             "--min-free-memory)")
+                             "--min-free-memory)", field="resources.min_free_memory")
         return _Request(count, share, min_free, memory_limit)
 
     def _names(self) -> str:
         return ", ".join(f"gpu:{i}" for i in self._gpus) or "none"
 
-    def _impossible(self, study: str, what: str, fix: str) -> None:
-        raise PlacementError(f"study {study!r} {what}", field="resources.gpus_per_trial", fix=fix)
+    def _impossible(self, study: str, what: str, fix: str,
+                    field: str = "resources.gpus_per_trial") -> None:
+        raise PlacementError(f"study {study!r} {what}", field=field, fix=fix)
 
     def _give_back(self, lease: Lease) -> None:
         self._held[lease.study] -= 1

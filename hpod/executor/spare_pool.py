@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpod.config import default_slots
 from hpod.errors import LaunchError
 from hpod.executor.local import LocalExecutor, LocalTrial
 from hpod.executor.process import priority_restorable, set_autogroup_nice, set_thread_nice
@@ -87,7 +88,7 @@ class SparePool:
         self._spare_dir = spare_dir
         self._swept = False
         self._own_dir: Path | None = None
-        self._cores = cores if cores is not None else _usable_cores()
+        self._cores = cores if cores is not None else default_slots()  # usable cores
         self._running = running  # None: count only hpod's own processes (tests)
         self._nice = max(0, nice)
         # The niceness a cold trial gets (ours), and whether spares' threads may be lowered:
@@ -391,7 +392,4 @@ class SparePool:
 
 
 def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    return default_slots()  # one per core this process may run on

@@ -435,8 +435,9 @@ async def test_more_gpus_than_the_daemon_has_is_an_error_naming_study_and_fix() 
 
 async def test_more_free_memory_than_any_gpu_holds_is_an_error() -> None:
     pool, _ = make_pool(2)
-    with pytest.raises(PlacementError, match="needs 20.0 GiB free on 1 GPU"):
+    with pytest.raises(PlacementError, match="needs 20.0 GiB free on 1 GPU") as caught:
         await pool.acquire("big", 0.5, 20 * GIB)
+    assert caught.value.field == "resources.min_free_memory"  # the field to change
     assert pool.in_use == 0 and pool.waiting() == []
 
 
