@@ -71,6 +71,7 @@ class Daemon:
             slots=config.slots,
             probe=self._inventory.probe,
             default_min_free_mb=config.min_free_memory_mb,
+            hide_gpus=bool(self._inventory.found),
         )
         self._stop_requested = asyncio.Event()
         self._force = False

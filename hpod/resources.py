@@ -93,12 +93,16 @@ class _Gpu:
 class ResourcePool:
     def __init__(self, *, gpus: Sequence[GpuInfo] = (), slots: int = 1,
                  probe: GpuProbe | None = None, default_min_free_mb: int = DEFAULT_MIN_FREE_MB,
-                 reprobe_interval: float = DEFAULT_REPROBE_INTERVAL) -> None:
+                 reprobe_interval: float = DEFAULT_REPROBE_INTERVAL,
+                 hide_gpus: bool = False) -> None:
+        """`hide_gpus`: CPU trials see no GPU even when hpod uses none (`--gpus none` on a
+        machine that has some: TensorFlow would otherwise take them all)."""
         if slots < 1:
             raise ValueError(f"a resource pool needs at least one CPU slot, got {slots}")
         if not reprobe_interval > 0:
             raise ValueError(f"reprobe_interval must be > 0 seconds, got {reprobe_interval}")
         self._gpus = {g.index: _Gpu(g) for g in gpus}
+        self._hide_gpus = hide_gpus or bool(gpus)
         self._free_slots = list(range(slots - 1, -1, -1))  # pop() hands out cpu:0 first
         self.slots = slots
         self._probe = probe
@@ -362,7 +366,7 @@ class ResourcePool:
         self._held[waiter.study] += 1
         if env is None:
             # A CPU-only trial must not touch the GPUs hpod hands out to others.
-            env = {"CUDA_VISIBLE_DEVICES": ""} if self._gpus else {}
+            env = {"CUDA_VISIBLE_DEVICES": ""} if self._hide_gpus else {}
         return Lease(waiter.study, label, indices, share, env, slot, self)
 
     def _grant_gpus(self, waiter: _Waiter, chosen: list[_Gpu]) -> Lease:

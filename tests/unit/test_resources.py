@@ -423,6 +423,13 @@ async def test_closing_the_pool_stops_the_reprobe_timer() -> None:
 # -- requests that can never be granted fail at once ------------------------------------------
 
 
+async def test_with_gpus_found_but_none_used_a_cpu_trial_still_sees_none() -> None:
+    # `hpod serve --gpus none` on a GPU machine: its CPU trials saw every GPU.
+    pool = ResourcePool(gpus=[], slots=1, hide_gpus=True)
+    assert (await get(pool, "s")).env == {"CUDA_VISIBLE_DEVICES": ""}
+    assert (await get(ResourcePool(gpus=[], slots=1), "s")).env == {}  # no GPU at all
+
+
 async def test_more_gpus_than_the_daemon_has_is_an_error_naming_study_and_fix() -> None:
     pool, _ = make_pool(1)
     with pytest.raises(PlacementError) as caught:
