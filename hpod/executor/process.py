@@ -195,6 +195,9 @@ def set_autogroup_nice(pid: int, nice: int) -> bool:
     return True
 
 
+_CONTROL_BYTES = {c: "\ufffd" for c in range(32) if chr(c) not in "\n\r\t"} | {127: "\ufffd"}
+
+
 def stderr_tail(path: Path, start: int = 0, *, lines: int = STDERR_TAIL_LINES,
                 max_bytes: int = STDERR_TAIL_BYTES) -> str:
     """The last `lines` lines written to `path` after byte offset `start`, at most `max_bytes`."""
@@ -208,7 +211,9 @@ def stderr_tail(path: Path, start: int = 0, *, lines: int = STDERR_TAIL_LINES,
             data = f.read(end - begin)
     except OSError:
         return ""
-    text = data.decode("utf-8", errors="replace")
+    # NUL and other control bytes (a binary dump) would end the reason early in a C reader
+    # of the database, or garble a terminal: shown as U+FFFD, as undecodable bytes are.
+    text = data.decode("utf-8", errors="replace").translate(_CONTROL_BYTES)
     if begin > start:  # we started mid-file: drop the partial first line
         text = text.partition("\n")[2] or text
     return "\n".join(text.rstrip().splitlines()[-lines:])

@@ -410,3 +410,13 @@ async def test_the_quick_example_pauses_and_resumes_from_its_checkpoint(tmp_path
         steps = [m.step for m in await collect(trial) if isinstance(m, Report)]
         assert (await asyncio.wait_for(trial.wait(), WAIT)).ok
     assert steps == [3, 4, 5, 6]
+
+
+def test_a_stderr_tail_shows_control_bytes_as_replacement_characters(tmp_path) -> None:
+    # A NUL from a binary dump ended the reason early for C readers of the database.
+    from hpod.executor.process import stderr_tail
+
+    log = tmp_path / "stderr.log"
+    log.write_bytes(b"noise\r\ncore dumped \x00\x01\x1b[31m here\nRuntimeError: boom\n")
+    tail = stderr_tail(log)
+    assert tail == "noise\ncore dumped \ufffd\ufffd\ufffd[31m here\nRuntimeError: boom"
