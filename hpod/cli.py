@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit once every study present at start is finished (for scripts and tests); "
         "the exit code is 0 when every study in the folder completed, 1 when one failed, was "
-        "stopped or paused, or its file is invalid (each is named on stderr)",
+        "stopped or paused, ended with no trial complete, or its file is invalid (each is "
+        "named on stderr)",
     )
     serve.add_argument(
         "--spares",
