@@ -69,18 +69,23 @@ class MetricSink:
             await asyncio.shield(self.flush())
 
     async def flush(self) -> None:
+        """Write what is buffered now, CHUNK points per transaction. Points leave the buffer
+        only once their transaction has committed: a flush cancelled midway (a trial's reader
+        given up on) leaves the rest to the next one, lost to none."""
         async with self._lock:
-            if not self._points and not self._progress:
-                self._has_data.clear()
-                return
-            points, self._points = self._points, []
-            progress, self._progress = self._progress, {}
             self._has_data.clear()
-            # Each trial's progress goes with the last chunk: its last_step never runs ahead
-            # of the reports stored.
-            for start in range(0, max(len(points) - CHUNK, 0), CHUNK):
-                await self._store.add_metrics(points[start:start + CHUNK], {})
-                self.written += CHUNK
-            last = points[(max(len(points) - 1, 0) // CHUNK) * CHUNK:]
-            await self._store.add_metrics(last, progress)
-            self.written += len(last)
+            todo = len(self._points)  # not those added meanwhile: a flood must not keep it here
+            while todo or self._progress:
+                n = min(CHUNK, todo)
+                # Each trial's progress goes with the last chunk: its last_step never runs
+                # ahead of the reports stored.
+                progress = dict(self._progress) if n == todo else {}
+                await self._store.add_metrics(self._points[:n], progress)
+                del self._points[:n]  # add() only appends: these are the n just written
+                self.written += n
+                todo -= n
+                for trial_id, written in progress.items():
+                    if self._progress.get(trial_id) == written:  # not updated meanwhile
+                        del self._progress[trial_id]
+                if not todo:
+                    break

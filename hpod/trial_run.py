@@ -97,7 +97,9 @@ class TrialRun:
         # are still being drained and written (a shutdown) does not make a finished trial
         # "interrupted", to be run again.
         self._exited_by_itself = False
-        self._checkpointed_on_pause = False  # a checkpoint announced after a "pause"
+        # A trial that announces checkpoints is taken to save one when paused (it may do so
+        # before the report that gets the "pause"); one that never does is warned about.
+        self._announced_checkpoint = False
         # The scheduler's verdict (STOP or PAUSE), where, and by when the trial must have exited.
         self._verdict: Decision | None = None
         self._verdict_deadline: float | None = None
@@ -188,7 +190,7 @@ class TrialRun:
             exit_ = await self._supervise(running)
         outcome = self._classify(exit_)
         if (outcome.state is TrialState.PAUSED and self._resumable
-                and not self._checkpointed_on_pause and "no_checkpoint" not in self._warned):
+                and not self._announced_checkpoint and "no_checkpoint" not in self._warned):
             self._warned.add("no_checkpoint")
             await self._warn(
                 f"study {self.spec.name}: trial #{self.trial.number} was told to pause at step "
@@ -320,8 +322,7 @@ class TrialRun:
                 elif isinstance(message, Declaration):
                     self._resumable = message.resumable
                 elif isinstance(message, CheckpointNote):
-                    if self._verdict is Decision.PAUSE:
-                        self._checkpointed_on_pause = True
+                    self._announced_checkpoint = True
                     # The reports before a checkpoint are stored before the checkpoint is: a
                     # trial resumed from it after a kill -9 never reports those steps again.
                     await self._sink.flush()
@@ -332,7 +333,8 @@ class TrialRun:
                 elif isinstance(message, WireProblem):
                     if answer_continue and message.step is not None:
                         # A shell trial written as documented reads one answer per report.
-                        running.decide(self._verdict or Decision.CONTINUE, message.step)
+                        running.decide(self._as_told(self._verdict or Decision.CONTINUE),
+                                       message.step)
                     await self._protocol_warning(message)
             if self._sink.full:
                 await self._sink.flush()  # the back-pressure: the trial waits meanwhile

@@ -390,6 +390,3 @@ class SparePool:
         self._changed.set()
         self._changed = asyncio.Event()
 
-
-def _usable_cores() -> int:
-    return default_slots()  # one per core this process may run on

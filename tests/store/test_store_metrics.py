@@ -275,3 +275,35 @@ async def test_the_metric_sink_fills_up_then_writes_everything_in_bounded_transa
     stored = await store.get_trial(trial.id)
     assert (stored.last_step, stored.value) == (steps - 1, 1.0 / steps)
     assert len(await store.metrics(trial.id)) == 2 * steps
+
+
+async def test_a_flush_cancelled_midway_leaves_the_rest_to_the_next_one(store, make_trial):
+    # The back-pressure flush runs in a trial's reader, which is cancelled when the trial's pipe
+    # will not drain: the points not yet written, and every trial's progress, were dropped.
+    from hpod.ingest import CHUNK, MetricSink
+
+    trial = await make_trial(TrialState.RUNNING)
+    sink = MetricSink(store, interval=60.0)
+    for step in range(CHUNK * 2 + 5):
+        sink.add(trial.id, step, {"loss": float(step)}, "loss")
+    add_metrics, calls = store.add_metrics, []
+    stuck, reached = asyncio.Event(), asyncio.Event()
+
+    async def second_call_hangs(points, progress):
+        calls.append(len(points))
+        if len(calls) == 2:
+            reached.set()
+            await stuck.wait()  # a slow disk: the reader is given up on meanwhile
+        await add_metrics(points, progress)
+
+    store.add_metrics = second_call_hangs
+    flushing = asyncio.create_task(sink.flush())
+    await asyncio.wait_for(reached.wait(), 30)
+    flushing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flushing
+    store.add_metrics = add_metrics
+    await sink.flush()
+    steps = [point.step for _id, point in await store.metrics(trial.id)]
+    assert steps == list(range(CHUNK * 2 + 5))  # each once, none lost
+    assert (await store.get_trial(trial.id)).last_step == CHUNK * 2 + 4
