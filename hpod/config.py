@@ -20,11 +20,11 @@ def default_db_path(folder: Path) -> Path:
 
 def trials_dir_of(db_path: Path) -> Path:
     """The trials' folders of the database at `db_path`: `trials/` beside an `hpod.db`,
-    `NAME-trials/` beside any other. Two databases in one folder (`hpod run a.toml --db
-    runs/a.db` and `b.toml --db runs/b.db`, which their locks allow at once) must not share
-    them: a daemon's start ends the processes it finds left in its own, and two studies of one
-    name would mix their logs."""
-    name = "trials" if db_path.name == DB_NAME else f"{db_path.stem}-trials"
+    `FILENAME-trials/` beside any other (`a.db-trials/`). Two databases in one folder (`hpod
+    run a.toml --db runs/a.db` and `b.toml --db runs/b.db`, which their locks allow at once)
+    must not share them: a daemon's start ends the processes it finds left in its own, and two
+    studies of one name would mix their logs."""
+    name = "trials" if db_path.name == DB_NAME else f"{db_path.name}-trials"
     return db_path.parent / name
 
 

@@ -233,9 +233,10 @@ class Daemon:
         if not runs_on_ray(spec, self.config):
             return self._launcher, self._pool
         address = spec.executor.address or self.config.ray_address
-        # One cluster per daemon; but one it never reached (a wrong address, since fixed in
+        # One cluster per daemon; but one it failed to reach (a wrong address, since fixed in
         # the study file) gives way to the next study's, instead of refusing it till a restart.
-        if self._ray is None or (not self._ray.connected and self._ray.address != address):
+        # One still connecting does not: two addresses at start are refused as ever.
+        if self._ray is None or (self._ray.failed and self._ray.address != address):
             self._ray = RayCluster(address)
         leases = self._ray.leases(address, cpus_per_trial=spec.executor.cpus_per_trial)
         return self._ray.executor, leases  # type: ignore[return-value]

@@ -305,7 +305,8 @@ class ResourcePool:
                 for i in self._gpus}
         # A GPU the driver no longer lists (fallen off the bus) must get no trial; its memory
         # unread once meant "no objection".
-        missing = set() if readings is None else set(self._gpus) - set(readings)
+        # Without a reading (the probe failed) what was missing stays missing.
+        missing = self._missing if readings is None else set(self._gpus) - set(readings)
         self._note_missing(missing)
         held_back: set[int] = set(missing)
         blocked_on_memory = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -117,8 +118,9 @@ def report_unfinished(db_path: Path, folder: Path, stream: TextIO = sys.stderr) 
     from hpod.store.reader import StoreReader
 
     with StoreReader(db_path) as reader:
+        # lexists: a broken link or a folder named x.toml is an invalid study file, not none.
         ours = [s for s in reader.list_studies()
-                if Path(s.path).parent == folder and Path(s.path).is_file()]
+                if Path(s.path).parent == folder and os.path.lexists(s.path)]
         # A study that spent its budget with no trial complete has nothing to show either.
         empty = {s.id for s in ours if s.state is StudyState.COMPLETE
                  and reader.count_trials(s.id).complete == 0}

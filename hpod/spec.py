@@ -255,15 +255,22 @@ def _check_params_fit_the_environment(f: Fields, space: Space) -> None:
 def _check_pause_grace(f: Fields, grace: float, scheduler: SchedulerSpec) -> None:
     # [trial] grace is also how long a trial told "pause" has to save its checkpoint and exit;
     # with 0 every pause was a kill, and pause mode never paused anything.
-    if grace == 0 and (scheduler.kind in _PAUSING_SCHEDULERS or scheduler.mode == "pause"):
+    if grace == 0 and _pauses(scheduler):
         f.fail("trial.grace", "is 0, but the scheduler pauses trials, and a trial told to "
                "pause needs time to save its checkpoint and exit",
-               "give it the seconds a checkpoint takes (the default is 10), or use "
-               'mode = "stop"')
+               "give it the seconds a checkpoint takes (the default is 10)"
+               + ('' if scheduler.kind in _PAUSING_SCHEDULERS else ', or use mode = "stop"'))
+
+
+def _pauses(scheduler: SchedulerSpec) -> bool:
+    """Whether the scheduler may tell a trial to pause (`mode` only counts for the kinds that
+    use it: fifo may keep a mode = "pause" from before it switched early stopping off)."""
+    return scheduler.kind in _PAUSING_SCHEDULERS or (
+        scheduler.kind in ("asha", "async-hyperband") and scheduler.mode == "pause")
 
 
 def _check_repeats(f: Fields, repeats: int, scheduler: SchedulerSpec) -> None:
-    if repeats > 1 and (scheduler.kind in _PAUSING_SCHEDULERS or scheduler.mode == "pause"):
+    if repeats > 1 and _pauses(scheduler):
         what = (f"scheduler kind {scheduler.kind!r}" if scheduler.kind in _PAUSING_SCHEDULERS
                 else 'scheduler mode "pause"')
         f.fail("trial.repeats",

@@ -77,6 +77,7 @@ class RayCluster:
         self.executor = RayExecutor(self)
         self._ray: Any = None
         self._host_class: Any = None
+        self.failed = False  # a connect was tried and failed: another address may replace it
         self._initialized_here = False
         self._connecting: asyncio.Lock | None = None
         self._tokens = itertools.count(1)
@@ -84,10 +85,6 @@ class RayCluster:
         self._idle: dict[tuple[float, float], list[tuple[Host, asyncio.TimerHandle]]] = {}
         self._hosts: set[Host] = set()  # every live actor, killed at close
         self._feasible: set[tuple[float, float]] = set()
-
-    @property
-    def connected(self) -> bool:
-        return self._host_class is not None
 
     def __repr__(self) -> str:
         idle = sum(len(v) for v in self._idle.values())
@@ -106,7 +103,11 @@ class RayCluster:
             if self._host_class is not None:
                 return
             ray = require_ray()
-            await _off_loop(self._init, ray)
+            try:
+                await _off_loop(self._init, ray)
+            except Exception:
+                self.failed = True
+                raise
             self._ray = ray
             self._host_class = ray.remote(TrialHost)
 
@@ -123,7 +124,9 @@ class RayCluster:
         # Ray's core worker ends this whole process when the cluster's control server has
         # been gone for a minute (its default): the local studies and the daemon with it.
         # Waiting instead leaves the Ray trials interrupted and requeued, and the rest running.
-        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(10 ** 9))
+        # Read by ray.init only: set for it, not for the local trials that copy os.environ.
+        reconnect = os.environ.get(_RECONNECT)
+        os.environ.setdefault(_RECONNECT, str(10 ** 9))
         # The actors' own output is Ray's; trials' output comes through the relay.
         try:
             if self.address:
@@ -131,10 +134,11 @@ class RayCluster:
             else:
                 ray.init(include_dashboard=False, log_to_driver=False)
         finally:
-            if breakpoint_hook is None:
-                os.environ.pop("PYTHONBREAKPOINT", None)
-            else:
-                os.environ["PYTHONBREAKPOINT"] = breakpoint_hook
+            for name, value in (("PYTHONBREAKPOINT", breakpoint_hook), (_RECONNECT, reconnect)):
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         self._initialized_here = True
         logger.info("connected to Ray (%s): %s", self.address or "a local instance",
                     ray.cluster_resources())
@@ -243,7 +247,11 @@ class RayCluster:
         for host in list(self._hosts):
             self._end(host)
         if self._initialized_here and self._ray is not None:
-            await _off_loop(self._ray.shutdown)
+            try:  # a cluster gone away may keep it waiting: the daemon's exit must not
+                await asyncio.wait_for(_off_loop(self._ray.shutdown), _SHUTDOWN_TIMEOUT)
+            except TimeoutError:
+                logger.warning("Ray did not disconnect within %g s; leaving it",
+                               _SHUTDOWN_TIMEOUT)
             self._initialized_here = False
         self._host_class = None
 
@@ -340,6 +348,10 @@ class RayExecutor:
             raise LaunchError(f"{started} (on Ray node {host.placement.node})")
         logger.debug("launched pid %d on %s: %s", started, host.label, argv)
         return RayTrial(host, started, trial_dir, self._cluster.give_back)
+
+
+_RECONNECT = "RAY_gcs_rpc_server_reconnect_timeout_s"
+_SHUTDOWN_TIMEOUT = 10.0
 
 
 def _connect_fix(error: BaseException) -> str:

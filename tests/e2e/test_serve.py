@@ -84,6 +84,12 @@ def test_broken_study_file_is_recorded_and_others_keep_running(tmp_path: Path,
     assert check.stdout.strip() == f"error: {bad['error']}"
     events = hpod_cli("events", tmp_path).stdout
     assert "paralel" in events
+    # A broken link named like a study file is an invalid file too, for the exit code.
+    (tmp_path / "bad.toml").unlink()
+    (tmp_path / "bad.toml").symlink_to(tmp_path / "nowhere.toml")
+    again = start_daemon(tmp_path, "--exit-when-idle")
+    assert again.wait() == 1, again.log()
+    assert "study bad (bad.toml) is invalid" in again.log()
 
 
 def test_shell_script_trial(tmp_path: Path, start_daemon) -> None:
@@ -546,14 +552,14 @@ def test_two_databases_in_one_folder_keep_their_trials_apart(tmp_path: Path) -> 
     runs = tmp_path / "runs"
     first = write_study(tmp_path, "first", quadratic_study(trials=1))
     hpod_cli("run", first, "--plain", "--db", runs / "a.db")
-    assert (runs / "a-trials" / "first" / "00000" / "stdout.log").exists()
+    assert (runs / "a.db-trials" / "first" / "00000" / "stdout.log").exists()
     stand_in = subprocess.Popen(  # a process of a.db's trials, still running
         [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True,
-        env={**os.environ, "HPOD_TRIAL_DIR": str(runs / "a-trials" / "first" / "00000")})
+        env={**os.environ, "HPOD_TRIAL_DIR": str(runs / "a.db-trials" / "first" / "00000")})
     try:
         second = write_study(tmp_path, "second", quadratic_study(trials=1))
         hpod_cli("run", second, "--plain", "--db", runs / "b.db")
-        assert (runs / "b-trials" / "second" / "00000").is_dir()
+        assert (runs / "b.db-trials" / "second" / "00000").is_dir()
         assert stand_in.poll() is None, "b.db's daemon killed a process of a.db's trials"
     finally:
         stand_in.send_signal(signal.SIGKILL)

@@ -219,6 +219,10 @@ async def test_a_gpu_missing_from_the_reading_gets_no_trial_until_it_is_back(cap
     await settle(pool)
     assert not blocked.done()
     assert "gpu:1 is missing from the GPU reading" in caplog.text
+    probe.broken = True  # no reading at all: still missing, not "back"
+    pool._serve_gpus(None)
+    assert "is back in the GPU reading" not in caplog.text and not blocked.done()
+    probe.broken = False
     probe.gpus.append(gpu1)  # back: the next look places the trial on it
     assert (await asyncio.wait_for(blocked, WAIT)).label == "gpu:1"
     assert "gpu:1 is back in the GPU reading" in caplog.text

@@ -581,6 +581,14 @@ def test_step_as_the_scheduler_resource_says_to_remove_it(tmp_path: Path) -> Non
     assert info.value.field == "scheduler.resource" and "remove `resource`" in str(info.value)
 
 
+def test_fifo_keeping_a_pause_mode_neither_needs_grace_nor_refuses_repeats(
+        tmp_path: Path) -> None:
+    # fifo never pauses: a mode = "pause" kept from when the study used asha changes nothing.
+    spec = parse(tmp_path, scheduler={"kind": "fifo", "mode": "pause"},
+                 trial={"grace": 0, "repeats": 3})
+    assert spec.trial.repeats == 3
+
+
 def test_no_grace_with_a_pausing_scheduler_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(StudySpecError) as info:
         parse(tmp_path, scheduler={"kind": "asha", "max_resource": 9, "mode": "pause"},
