@@ -102,6 +102,7 @@ class StudyController:
         self._enqueued: deque[tuple[str, dict[str, Any]]] = deque()
         self._user_points_made: set[str] = set()  # origins of trials made from `hpod enqueue`
         self._warned: set[str] = set()  # warnings its trials gave once for the study (TrialRun)
+        self._said_why_waiting = False  # an event says why no trial can be placed yet
         self._changed = asyncio.Event()
         self._suggest_lock = asyncio.Lock()
         self._n_created = 0
@@ -352,12 +353,13 @@ class StudyController:
         try:
             done, _ = await asyncio.wait({acquire, changed}, timeout=_SAY_WHY_WAITING_AFTER,
                                          return_when=asyncio.FIRST_COMPLETED)
-            if not done:
+            if not done and not self._said_why_waiting:
                 await self._say_why_waiting()
                 await asyncio.wait({acquire, changed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             changed.cancel()
         if acquire.done():
+            self._said_why_waiting = False  # placed: a later wait is worth saying again
             return acquire.result()
         acquire.cancel()
         try:
@@ -369,12 +371,13 @@ class StudyController:
 
     async def _say_why_waiting(self) -> None:
         """A trial kept waiting for GPU memory (someone else's job on the cards) is said in the
-        events, where `hpod events` and the TUI show it: otherwise the study just sits."""
-        waiting = getattr(self._pool, "waiting", None)  # the local pool; Ray queues its own
-        why = next((why for study, why in waiting() if study == self.name), None) \
-            if waiting is not None else None
-        if why and "memory" in why:
-            text = f"study {self.name}: a trial waits to be placed, {why}"
+        events, where `hpod events` and the TUI show it, once until a trial is placed again:
+        otherwise the study just sits."""
+        asking = getattr(self._pool, "waiting_for_memory", None)  # Ray queues on its own
+        why = asking(self.name) if asking is not None else None
+        if why:
+            self._said_why_waiting = True
+            text = f"study {self.name}: no trial can be placed yet, {why}"
             logger.info("%s", text)
             await self._store.record_event(EventLevel.INFO, text, study_id=self.study.id)
 

@@ -79,6 +79,7 @@ class Daemon:
         # exit code, whether every study completed.
         self.ended_idle = False
         self._fatal: str | None = None  # why the daemon stopped by itself, said at the end
+        self._database: tuple[int, int] | None = None  # (device, inode) of the store's file
         self.controllers: dict[str, StudyController] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._intake: StudyIntake | None = None  # set once the store is open (_serve)
@@ -125,6 +126,8 @@ class Daemon:
             lock.release()
 
     async def _serve(self, store: Store) -> None:
+        # Which file the store opened: one deleted or replaced later is noticed (commands loop).
+        self._database = _file_identity(self.config.db_path)
         await self._reconcile(store)
         self._log_placement()
         sink = MetricSink(store, interval=self.config.flush_interval)
@@ -320,9 +323,8 @@ class Daemon:
         """
         await intake.initial_scan_done.wait()
         seen = -1
-        database = _file_identity(self.config.db_path)
         while True:
-            if _file_identity(self.config.db_path) != database:
+            if _file_identity(self.config.db_path) != self._database:
                 self._stop_for_good(
                     f"the database {self.config.db_path} was deleted or replaced while the "
                     "daemon ran, so what the trials report now would be lost with it; the "

@@ -67,12 +67,18 @@ def mean_of(values: Sequence[float]) -> float:
     infinite = {v for v in values if math.isinf(v)}
     if infinite:
         return infinite.pop() if len(infinite) == 1 else math.nan
-    return math.fsum(v / len(values) for v in values)  # |each term| <= max|v| / n
+    try:
+        return statistics.fmean(values)
+    except OverflowError:
+        return math.fsum(v / len(values) for v in values)  # |each term| <= max|v| / n
 
 
 def _stdev(values: Sequence[float]) -> float:
-    scale = max(abs(v) for v in values) or 1.0  # finite values, scaled so no square overflows
-    return statistics.stdev([v / scale for v in values]) * scale
+    try:
+        return statistics.stdev(values)
+    except OverflowError:
+        scale = max(abs(v) for v in values)  # finite values, scaled so no square overflows
+        return statistics.stdev([v / scale for v in values]) * scale
 
 
 @dataclass(frozen=True, slots=True)

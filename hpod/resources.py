@@ -81,6 +81,7 @@ class _Waiter:
     request: _Request
     future: asyncio.Future[Lease]
     why: str = ""  # what it waits for, in words
+    on_memory: bool = False  # for free GPU memory (someone else's job), not for hpod's own
 
 
 @dataclass(slots=True)
@@ -144,6 +145,10 @@ class ResourcePool:
     def waiting(self) -> list[tuple[str, str]]:
         """(study, why) for each request not yet granted, first in line first."""
         return [(w.study, w.why) for w in sorted(self._waiters, key=self._fair_key)]
+
+    def waiting_for_memory(self, study: str) -> str | None:
+        """Why `study`'s request waits, when it waits for free GPU memory; else None."""
+        return next((w.why for w in self._waiters if w.study == study and w.on_memory), None)
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -336,7 +341,7 @@ class ResourcePool:
                 self._waiters.remove(waiter)
                 waiter.future.set_result(self._grant_gpus(waiter, chosen))
             elif len(room) >= req.gpus:
-                blocked_on_memory = True
+                blocked_on_memory = waiter.on_memory = True
                 waiter.why = self._memory_reason(req, room, free, unread)
             else:
                 held_back.update(g.info.index for g in room)

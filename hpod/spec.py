@@ -247,8 +247,9 @@ def _check_params_fit_the_environment(f: Fields, space: Space) -> None:
     size = len(json.dumps(space.fixed))
     if size > _MAX_PARAMS_BYTES:
         f.fail("space", f"its fixed values take {size // 1024} KiB in HPOD_PARAMS, the "
-               "environment variable a trial reads them from, and Linux refuses one over 128 "
-               "KiB (every trial would fail to start)",
+               "environment variable a trial reads them from; Linux refuses one over 128 KiB "
+               "(every trial would fail to start), and the searched values need room too, so "
+               "hpod allows 100 000 bytes",
                "put large data in a file and give its path as the fixed value")
 
 

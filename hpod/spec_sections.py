@@ -372,9 +372,11 @@ def parse_resources(f: Fields, raw: Any) -> Resources:
         share = round(1 / gpus)
         # 1/3 written with six digits (0.333333) is 1/3: within 1e-5, not only 1e-6.
         if abs(share * gpus - 1) > 1e-5:
+            near = sorted({math.floor(1 / gpus), math.ceil(1 / gpus)} - {0})
+            options = " or ".join("1 (a whole GPU)" if n == 1 else f"1/{n} = {1 / n:.6f}"
+                                  for n in near)
             f.fail("resources.gpus_per_trial", f"a fraction of a GPU must divide 1, got {gpus:g}",
-                   f"use 1/{share} = {1 / share:.6f} (or 1/{share + 1} = "
-                   f"{1 / (share + 1):.6f}) so that {share} trials share one GPU")
+                   f"use {options}: 1/N lets N trials share one GPU")
         gpus = 1 / share
     elif gpus >= 1 and not gpus.is_integer():
         f.fail("resources.gpus_per_trial", f"must be a whole number of GPUs above 1, got {gpus:g}",

@@ -233,6 +233,6 @@ async def test_a_trial_waiting_for_gpu_memory_says_why_in_the_events(tmp_path: P
         "[space]", '[resources]\ngpus_per_trial = 1\nmin_free_memory = "4GiB"\n[space]'))
     async with serving(tmp_path) as reader:
         def said() -> list[str]:
-            return [e.message for e in reader.list_events() if "waits to be placed" in e.message]
+            return [e.message for e in reader.list_events() if "can be placed yet" in e.message]
         (message,) = await eventually(said, "the reason in the events", timeout=120)
         assert "waiting for 4.0 GiB of free GPU memory" in message

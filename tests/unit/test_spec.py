@@ -564,7 +564,10 @@ def test_a_fraction_of_a_gpu_written_with_six_digits_is_the_fraction(tmp_path: P
         == pytest.approx(1 / 3, abs=1e-12)
     with pytest.raises(StudySpecError) as info:
         parse(tmp_path, resources={"gpus_per_trial": 0.3})
-    assert "use 1/3 = 0.333333 (or 1/4 = 0.250000)" in str(info.value)
+    assert "use 1/3 = 0.333333 or 1/4 = 0.250000" in str(info.value)
+    with pytest.raises(StudySpecError) as info:
+        parse(tmp_path, resources={"gpus_per_trial": 0.6})
+    assert "use 1 (a whole GPU) or 1/2 = 0.500000" in str(info.value)
 
 
 def test_fixed_values_too_large_for_the_environment_are_an_error(tmp_path: Path) -> None:
