@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("study", help="the study's name")
     enqueue.add_argument("assignments", nargs="+", metavar="NAME=VALUE",
                          help="a parameter of the study's space and its value; parameters left "
-                         "out are chosen by the suggester")
+                         "out are chosen by the suggester. NAME:=JSON gives the value's type "
+                         "exactly (c:=1 is the number 1 where a choice \"1\" exists too)")
     enqueue.add_argument("--no-wait", action="store_true",
                          help="do not wait for the daemon to apply it")
 

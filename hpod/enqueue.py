@@ -94,8 +94,10 @@ def parse_assignments(space: Space, words: Sequence[str]) -> dict[str, Any]:
     """`["lr=0.01", "act=relu"]` -> `{"lr": 0.01, "act": "relu"}`, typed by `space`.
 
     Floats and ints are read as numbers; a categorical value matches a choice by its text
-    (`true`, `null`, `4` and `4.0` match the boolean, null and number choices). Raises SpaceError
-    whose field is the parameter's name and whose fix lists what is allowed."""
+    (`true`, `null`, `4` and `4.0` match the boolean, null and number choices; a string choice
+    spelt the same wins). `name:=JSON` gives the value's type exactly (`c:=1` is the number 1
+    even beside a choice "1"; `c:='"1"'` the string). Raises SpaceError whose field is the
+    parameter's name and whose fix lists what is allowed."""
     if not words:
         raise SpaceError("no parameter given", field=None,
                          fix=f"give name=value pairs, e.g. {_example(space.params[0])}")
@@ -110,10 +112,12 @@ def parse_assignments(space: Space, words: Sequence[str]) -> dict[str, Any]:
         def fail(message: str, fix: str, name: str = name) -> Any:
             raise SpaceError(message, field=name, fix=fix)
 
+        exact = name.endswith(":")
+        name = name.removesuffix(":").strip()
         param = _searched(space, name, fail)
         if name in out:
             fail("is given twice", "give each parameter once")
-        out[name] = _typed(param, text)
+        out[name] = _exact(param, text) if exact else _typed(param, text)
     return _ordered(space, out)
 
 
@@ -138,6 +142,25 @@ def _typed(param: Param, text: str) -> Any:
         return param.normalise(value)
     except SpaceError as e:
         raise SpaceError(e.message, field=param.name, fix=hint) from None
+
+
+def _exact(param: Param, text: str) -> Any:
+    """`name:=JSON`: the value as JSON types it; a choice must match in type as in value."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise SpaceError(f"{text!r} is not JSON (name:=VALUE takes a JSON value)",
+                         field=param.name, fix='quote a string: name:=\'"text"\'') from None
+    if isinstance(param, CategoricalParam):
+        for choice in param.choices:
+            if type(choice) is type(value) and choice == value:
+                return choice
+        raise SpaceError(f"{text} is not a choice (types count with :=)", field=param.name,
+                         fix="use one of: " + ", ".join(json.dumps(c) for c in param.choices))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpaceError(f"{text} is not a number", field=param.name,
+                         fix=f"use {domain_hint(param)}")
+    return _typed(param, text)
 
 
 def _is_int_text(text: str) -> bool:
@@ -169,6 +192,10 @@ def _match_choice(param: CategoricalParam, text: str) -> Any:
     shown = [_choice_text(c) for c in param.choices]
     guess = did_you_mean(text, shown)
     hint = f" Did you mean {guess!r}?" if guess else ""
+    if len(set(shown)) < len(shown):  # "1" and 1 look alike here: name:= tells them apart
+        raise SpaceError(f"{text!r} is not a choice.{hint}", field=param.name,
+                         fix="use one of (as JSON, with name:=VALUE): "
+                         + ", ".join(json.dumps(c) for c in param.choices))
     raise SpaceError(f"{text!r} is not a choice.{hint}", field=param.name,
                      fix=f"use one of: {', '.join(shown)}")
 

@@ -208,3 +208,22 @@ def test_trials_made_before_origins_named_their_command_stand_for_the_oldest_poi
     applied = [(2, {"x": 0.2}), (4, {"x": 0.4}), (9, {"x": 0.9})]
     assert waiting_user_points(applied, ["user", None, "user"]) == [("user:9", {"x": 0.9})]
     assert waiting_user_points(applied, ["user", "user:9"]) == [("user:4", {"x": 0.4})]
+
+
+def test_name_colon_equals_gives_the_json_type_exactly() -> None:
+    # Choices that look alike on a command line ("1" and 1, "true" and true, "null" and null):
+    # the number, the boolean and null could not be enqueued at all.
+    space = Space.from_dict({"c": {"type": "categorical",
+                                   "choices": ["1", 1, True, "true", None, "null"]}})
+    assert parse_assignments(space, ["c=1"]) == {"c": "1"}  # as documented: the string wins
+    assert parse_assignments(space, ["c:=1"]) == {"c": 1}
+    assert parse_assignments(space, ["c:=true"]) == {"c": True}
+    assert parse_assignments(space, ["c:=null"]) == {"c": None}
+    assert parse_assignments(space, ['c:="null"']) == {"c": "null"}
+    with pytest.raises(SpaceError) as info:
+        parse_assignments(space, ["c=2"])
+    assert 'use one of (as JSON, with name:=VALUE): "1", 1, true, "true", null, "null"' \
+        in str(info.value)
+    assert parse_assignments(SPACE, ["layers:=3", "lr:=0.01"]) == {"lr": 0.01, "layers": 3}
+    with pytest.raises(SpaceError, match="not a number"):
+        parse_assignments(SPACE, ['layers:="3"'])
