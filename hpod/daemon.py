@@ -207,6 +207,15 @@ class Daemon:
         study: StudyRecord,
     ) -> None:
         executor, pool = self._placement(spec)
+        if spec.executor.cpus_per_trial != 1.0 and not runs_on_ray(spec, self.config):
+            # Given without a kind, for the daemon's choice of executor: this daemon's is local.
+            text = (f"study {spec.name}: executor.cpus_per_trial = "
+                    f"{spec.executor.cpus_per_trial:g} applies only on Ray, and this daemon runs "
+                    "it locally, one CPU slot per trial. Fix: remove it, or run the daemon with "
+                    "--executor ray (or set kind = \"ray\")")
+            logger.warning("%s", text)
+            tg.create_task(store.record_event(EventLevel.WARNING, text, study_id=study.id),
+                           name=f"note:{spec.name}")
         try:
             controller = StudyController(
                 spec=spec,

@@ -564,3 +564,11 @@ def test_two_databases_in_one_folder_keep_their_trials_apart(tmp_path: Path) -> 
     finally:
         stand_in.send_signal(signal.SIGKILL)
         stand_in.wait()
+
+
+def test_cpus_per_trial_on_a_local_daemon_is_warned_about(tmp_path: Path, start_daemon) -> None:
+    # Given without a kind (for the daemon's executor), it was silently ignored locally.
+    write_study(tmp_path, "cpus", quadratic_study(trials=1).replace(
+        "[space]", "[executor]\ncpus_per_trial = 2\n[space]"))
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    assert "cpus_per_trial = 2 applies only on Ray" in hpod_cli("events", tmp_path).stdout
