@@ -230,6 +230,35 @@ async def test_the_studies_table_hides_its_least_needed_columns_on_a_narrow_term
         assert len(labels(table)) == 12
 
 
+async def test_a_studies_header_click_sorts_reverses_then_restores_the_order(
+        make_app, seeded: Seeded) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.screen.table
+        await wait_for(pilot, lambda: table.row_count == 3, "the studies")
+        assert list(table.order) == ["demo", "broken", "finished"]  # the feed's order
+
+        async def click(label: str) -> None:
+            x = 1
+            for column in table.columns:
+                if column.label == label:
+                    break
+                x += column.width + 1
+            await pilot.click("#studies", offset=(x + 1, 0))
+            await pilot.pause()
+
+        await click("study")
+        assert list(table.order) == ["broken", "demo", "finished"]
+        await click("study")
+        assert list(table.order) == ["finished", "demo", "broken"]
+        await click("study")
+        assert list(table.order) == ["demo", "broken", "finished"]
+        await click("best")  # studies with no best yet (the invalid one) come last
+        with_best = [name for name in table.order if app.screen._summaries[name].best]
+        assert with_best and list(table.order)[:len(with_best)] == with_best
+        assert "broken" not in with_best
+
+
 async def test_a_trial_shows_its_log_tails_as_they_grow(make_app, seeded: Seeded) -> None:
     trial = seeded.trials[11]
     log_dir = seeded.db_path.parent / "trials" / "demo" / f"{trial.number:05d}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from hpod.store import CommandAction, StudyState
 from rich.text import Text
@@ -66,6 +66,23 @@ def study_cells(summary: StudySummary, now: float) -> tuple[str, ...]:
     )
 
 
+def study_sort_value(summary: StudySummary, column: str, now: float) -> Any:
+    """What a studies-table column sorts by (None: nothing to sort, shown last)."""
+    study, counts, best = summary.study, summary.counts, summary.best
+    if column in ("running", "complete", "stopped", "failed"):
+        return getattr(counts, column)
+    return {
+        "name": study.name.lower(),
+        "state": study.state.value,
+        "queued": counts.queued + counts.paused + counts.interrupted,
+        "best": best.value if best else None,
+        "trial": best.number if best else None,
+        "elapsed": elapsed(study, now) if study.spec is not None else None,
+        "left": estimate_left(summary, now),
+        "gpus": ",".join(summary.placements) or None,
+    }.get(column)
+
+
 def study_details(summary: StudySummary | None, invalid: list[str]) -> Text:
     if summary is None:
         return Text("no studies yet: drop a study file into the watched folder", style="italic")
@@ -110,6 +127,8 @@ class StudiesScreen(Screen[None]):
         super().__init__()
         self.ctx = ctx
         self._summaries: dict[str, StudySummary] = {}
+        self._order: list[str] = []  # the feed's order: newest activity first
+        self._sort: tuple[str, bool] | None = None  # (column, reverse) from a header click
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -145,8 +164,37 @@ class StudiesScreen(Screen[None]):
         self._summaries = {s.study.name: s for s in message.summaries}
         for summary in message.summaries:
             table.put_row(summary.study.name, self._row(summary, now))
-        table.set_order([s.study.name for s in message.summaries])
+        self._order = [s.study.name for s in message.summaries]
+        self._reorder()
         self._show_details()
+
+    @on(VirtualTable.HeaderClicked, "#studies")
+    def _header_clicked(self, event: VirtualTable.HeaderClicked) -> None:
+        """A header sorts by its column; the same one again reverses; a third time restores the
+        feed's order."""
+        column = event.column
+        if self._sort is None or self._sort[0] != column:
+            self._sort = (column, False)
+        elif not self._sort[1]:
+            self._sort = (column, True)
+        else:
+            self._sort = None
+        self.table.set_sort_marker(*(self._sort or (None, False)))
+        self._reorder()
+
+    def _reorder(self) -> None:
+        if self._sort is None:
+            self.table.set_order(list(self._order))
+            return
+        column, reverse = self._sort
+        now = self.ctx.clock()
+        # Missing values (no best yet, no estimate) go last either way.
+        keyed = [(study_sort_value(self._summaries[name], column, now), name)
+                 for name in self._order]
+        present = sorted((k for k in keyed if k[0] is not None), key=lambda k: k[0],
+                         reverse=reverse)
+        self.table.set_order([name for _, name in present]
+                             + [name for value, name in keyed if value is None])
 
     def _row(self, summary: StudySummary, now: float) -> Row:
         return Row(study_cells(summary, now), STATE_TAG.get(summary.study.state))
