@@ -22,6 +22,11 @@ from hpod.store.store import Store
 logger = logging.getLogger(__name__)
 
 
+def _said_once(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("the last flush failed too: %s", task.exception())
+
+
 HIGH_WATER = 100_000  # points in memory (a few tens of MB) before the readers wait
 CHUNK = 20_000  # points per transaction: about 0.1 s of SQLite's time
 
@@ -66,7 +71,11 @@ class MetricSink:
                 await asyncio.sleep(self._interval)
                 await self.flush()
         finally:
-            await asyncio.shield(self.flush())
+            # Best effort, past a cancel: after a failed write (a full disk) its points are
+            # still here and fail again; the daemon says why the store failed, once.
+            last = asyncio.ensure_future(self.flush())
+            last.add_done_callback(_said_once)
+            await asyncio.shield(last)
 
     async def flush(self) -> None:
         """Write what is buffered now, CHUNK points per transaction. Points leave the buffer
