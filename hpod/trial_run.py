@@ -8,6 +8,7 @@ stop decision, and turns the way the process ended into a state and a reason in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -172,14 +173,31 @@ class TrialRun:
         warm: dict[str, Any] = (
             {"preload": preload, "slot": spare_slot(self.spec.name)} if preload else {}
         )
+        launching = asyncio.ensure_future(self._executor.launch(
+            self.spec.command,
+            env=self.environment(),
+            cwd=self.spec.workdir,
+            trial_dir=self.trial_dir,
+            **warm,
+        ))
+        # A launch may wait (for a warm spare still importing): a stop asked for meanwhile (a
+        # shutdown, the user) must not wait with it.
+        while not launching.done() and self._stop is None:
+            waking = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({launching, waking}, return_when=asyncio.FIRST_COMPLETED)
+            waking.cancel()
+            self._wake.clear()
+        if not launching.done():
+            launching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LaunchError):
+                running = await launching
+                async with running:  # launched as it was cancelled: it goes at once
+                    await running.stop(0)
+            assert self._stop is not None
+            return TrialOutcome(self._stop.state, self._last_value,
+                                f"{self._stop.reason} (before it started)")
         try:
-            running = await self._executor.launch(
-                self.spec.command,
-                env=self.environment(),
-                cwd=self.spec.workdir,
-                trial_dir=self.trial_dir,
-                **warm,
-            )
+            running = launching.result()
         except LaunchError as exc:
             return TrialOutcome(TrialState.FAILED, None, f"could not start: {exc}")
         logger.info(

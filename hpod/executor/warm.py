@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 HANDOFF_TIMEOUT = 30.0  # the spare answers in milliseconds; this only bounds a stuck one
 
 
+# How long a launch waits for its slot's spare to finish importing before it starts cold.
+SPARE_WAIT = 60.0
+
+
 class WarmExecutor:
     """An Executor: warm starts for `preload` launches, LocalExecutor's cold starts otherwise.
 
@@ -179,8 +183,15 @@ class WarmExecutor:
             spare.urgent = True  # no longer a background job: the trial waits for it
             if spare.process is not None:
                 await pool.set_priority(spare.process.pid, low=False)
-        if not await asyncio.shield(spare.ready) or spare.role != "spare" \
-                or pool.spare(spare.slot) is not spare:
+        try:
+            # A spare stuck in its imports (a module that hangs) must not hold the trial: past
+            # SPARE_WAIT it starts cold, where its own timeout and stops apply.
+            ready = await asyncio.wait_for(asyncio.shield(spare.ready), SPARE_WAIT)
+        except TimeoutError:
+            logger.warning("the spare on slot %r is still importing after %g s: the trial "
+                           "starts cold", spare.slot, SPARE_WAIT)
+            return None
+        if not ready or spare.role != "spare" or pool.spare(spare.slot) is not spare:
             return None
         process = spare.process
         assert process is not None

@@ -23,7 +23,8 @@ import pytest
 
 from hpod.store import StoreReader
 
-from helpers import DaemonProcess, alive, open_reader, wait_until, write_study
+from helpers import (DaemonProcess, alive, hpod_cli, open_reader, study_status, wait_until,
+                     write_study)
 
 pytestmark = [
     pytest.mark.slow,
@@ -380,3 +381,31 @@ def test_a_kill_9_of_the_daemon_leaves_no_spare_or_warm_trial(tmp_path: Path,
     daemon.process.wait(timeout=30)
     wait_until(lambda: not any(alive(pid) for pid in survivors),
                what="the warm trial and the spare to die with the daemon")
+
+
+def test_a_stop_does_not_wait_for_a_spare_stuck_in_its_imports(tmp_path: Path,
+                                                               start_daemon) -> None:
+    # A preload module that hangs: the next trial's launch waited for the spare, and SIGTERM
+    # (twice) could not stop the daemon until kill -9.
+    (tmp_path / "hangs.py").write_text("import time\ntime.sleep(3600)\n")
+    (tmp_path / "train.py").write_text(
+        "import hpod.trial as trial\np = trial.params()\ntrial.report(1, loss=p['x'])\n")
+    write_study(tmp_path, "stuck", """
+command = ["python", "train.py"]
+objective = { metric = "loss", direction = "minimize" }
+budget = { trials = 4 }
+[trial]
+preload = ["hangs"]
+[space]
+x = { type = "float", low = 0.0, high = 1.0 }
+""")
+    daemon = start_daemon(tmp_path, "--spares", "ignore-load", "--slots", "1")
+    wait_until(lambda: "waits for its spare" in daemon.log() or
+               ((study_status(tmp_path, "stuck") or {}).get("trials", {}).get("complete") == 1
+                and study_status(tmp_path, "stuck")["trials"]["running"] == 1),
+               what="a launch waiting for the stuck spare")
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=60) == 0, daemon.log()
+    rows = json.loads(hpod_cli("trials", tmp_path, "stuck", "--format", "json").stdout)
+    assert [row["state"] for row in rows] == ["complete", "interrupted"], rows
+    assert "before it started" in rows[1]["reason"]
