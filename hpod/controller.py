@@ -103,6 +103,7 @@ class StudyController:
         self._user_points_made: set[str] = set()  # origins of trials made from `hpod enqueue`
         self._warned: set[str] = set()  # warnings its trials gave once for the study (TrialRun)
         self._said_why_waiting = False  # an event says why no trial can be placed yet
+        self._hook: asyncio.Future[Any] | None = None  # on_finish / on_failure, while it runs
         self._changed = asyncio.Event()
         self._suggest_lock = asyncio.Lock()
         self._n_created = 0
@@ -152,8 +153,12 @@ class StudyController:
         self._finish(StudyState.STOPPED, TrialState.STOPPED, reason, grace)
 
     def shutdown(self, *, grace: float | None = None) -> None:
-        """The daemon is stopping: trials are interrupted and requeued at the next start."""
+        """The daemon is stopping: trials are interrupted and requeued at the next start. A
+        hook running has HOOK_GRACE seconds more (none on a second Ctrl-C), not its timeout."""
         self._finish(None, TrialState.INTERRUPTED, "the daemon shut down", grace)
+        if self._hook is not None and not self._hook.done():
+            asyncio.get_running_loop().call_later(
+                0 if grace == 0 else HOOK_GRACE, self._hook.cancel)
 
     def _finish(self, study_state: StudyState | None, trial_state: TrialState, reason: str,
                 grace: float | None) -> None:
@@ -249,8 +254,16 @@ class StudyController:
                 )
             if changed and end.study_state in (StudyState.COMPLETE, StudyState.FAILED):
                 # on_finish / on_failure: how a user hears that the night's study ended.
-                await run_study_hook(self.spec, self.study, self._store,
-                                     db_path=self._config.db_path)
+                self._hook = asyncio.ensure_future(run_study_hook(
+                    self.spec, self.study, self._store, db_path=self._config.db_path))
+                try:
+                    await self._hook
+                except asyncio.CancelledError:
+                    if not self._hook.cancelled():
+                        raise  # this task itself is cancelled, not only the hook
+                    logger.warning("study %s: its %s hook was cut short by the daemon's stop",
+                                   self.name, "on_finish" if end.study_state is
+                                   StudyState.COMPLETE else "on_failure")
 
     def _completion_summary(self) -> str:
         counts = ", ".join(
@@ -803,6 +816,8 @@ def _end_order(trial: TrialRecord) -> tuple[float, int]:
     return math.inf, trial.id
 
 
+# How long a hook still running when the daemon stops may go on (its own timeout is 60 s).
+HOOK_GRACE = 10.0
 # How long a trial may wait to be placed before the study's events say why.
 _SAY_WHY_WAITING_AFTER = 5.0
 

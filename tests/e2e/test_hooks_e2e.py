@@ -54,3 +54,27 @@ def test_a_complete_study_is_not_announced_again_by_each_restart(tmp_path: Path,
     summaries = [json.loads(line) for line in calls.read_text().splitlines()]
     assert [s["state"] for s in summaries] == ["complete", "complete"]
     assert summaries[-1]["counts"]["complete"] == 5
+
+
+def test_a_stop_cuts_a_hanging_hook_short_instead_of_waiting_out_its_timeout(
+        tmp_path: Path, start_daemon) -> None:
+    # SIGTERM (even twice) waited for the hook's 60 s timeout; a service manager kills first.
+    import signal
+
+    from helpers import alive, wait_until
+
+    hook = tmp_path / "hangs.py"
+    hook.write_text("import os, sys, time, pathlib\n"
+                    "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
+                    "time.sleep(300)\n")
+    started = tmp_path / "hook.pid"
+    extra = f'on_finish = ["{sys.executable}", "{hook}", "{started}"]'
+    write_study(tmp_path, "hooked", quadratic_study(trials=1, extra=extra))
+    daemon = start_daemon(tmp_path)
+    pid = wait_until(lambda: started.exists() and started.read_text() and
+                     int(started.read_text()), what="the hook to run")
+    daemon.process.send_signal(signal.SIGTERM)
+    daemon.process.send_signal(signal.SIGTERM)  # the second: stop at once
+    assert daemon.wait(timeout=30) == 0, daemon.log()
+    assert "on_finish hook was cut short" in daemon.log()
+    wait_until(lambda: not alive(pid), what="the hook's process to be killed with it")
