@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,10 @@ def runnable_elsewhere() -> int:
             return max(0, int(f.read().split()[3].split("/")[0]) - 1)
     except (OSError, ValueError, IndexError):
         return 0
+
+
+# After a spare failed to preload, how long its trials start cold before another try.
+BROKEN_RETRY = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,9 @@ class SparePool:
         self._start_timeout = start_timeout
         self._wanted: dict[str, tuple[SpareConfig, Path]] = {}
         self._spares: dict[str, Spare] = {}
-        self._broken: dict[SpareConfig, str] = {}
+        # Configs whose spare failed to preload: (why, when). Retried after BROKEN_RETRY, as a
+        # fixed module would otherwise stay cold until the daemon restarts.
+        self._broken: dict[SpareConfig, tuple[str, float]] = {}
         self._deaths: dict[str, int] = {}
         self.live = 0  # trials started by the executor that have not exited
         self._starting = 0  # spares still importing
@@ -120,17 +127,24 @@ class SparePool:
 
     def want(self, key: str, config: SpareConfig, cwd: Path) -> None:
         """Keep a spare of `config` for `key` (started when a core is free)."""
-        if self.closed or config in self._broken:
+        if self.closed or self._is_broken(config):
             return
         self._wanted[key] = (config, cwd)
         self.fill()
+
+    def _is_broken(self, config: SpareConfig) -> bool:
+        failed = self._broken.get(config)
+        if failed is not None and time.monotonic() - failed[1] >= BROKEN_RETRY:
+            del self._broken[config]  # worth another try: the module may have been fixed
+            failed = None
+        return failed is not None
 
     def fill(self) -> None:
         """Start wanted spares while the machine has a free core."""
         for key, (config, cwd) in list(self._wanted.items()):
             if self.closed or not self._free_core():
                 return
-            if key not in self._spares and config not in self._broken:
+            if key not in self._spares and not self._is_broken(config):
                 self._start(key, config, cwd)
 
     async def wait_ready(self, key: str) -> int:
@@ -146,8 +160,9 @@ class SparePool:
             wanted = self._wanted.get(key)
             if self.closed or wanted is None:
                 raise LookupError(f"no spare is wanted for slot {key!r}")
-            if wanted[0] in self._broken:
-                raise LookupError(f"spares for slot {key!r} failed: {self._broken[wanted[0]]}")
+            if self._is_broken(wanted[0]):
+                raise LookupError(f"spares for slot {key!r} failed: "
+                                  f"{self._broken[wanted[0]][0]}")
             await changed.wait()
 
     async def retire(self, keys: Iterable[str] | None = None) -> None:
@@ -313,7 +328,7 @@ class SparePool:
             process = await self._cold.launch(argv, env=env, cwd=spare.cwd,
                                               trial_dir=spare.folder)
         except LaunchError as e:
-            self._broken[config] = str(e)
+            self._broken[config] = (str(e), time.monotonic())
             logger.warning("cannot start a spare for slot %r (%s); its trials start cold",
                            spare.slot, e)
             return False
@@ -343,7 +358,7 @@ class SparePool:
             # An import error fails the same way every time: stop trying, say why once.
             why = (f"it was still importing after {self._start_timeout:g} s" if hung
                    else exit_.describe())
-            self._broken[config] = why
+            self._broken[config] = (why, time.monotonic())
             logger.warning("the spare for slot %r could not preload %s, so its trials start "
                            "cold: %s", spare.slot, ", ".join(config.preload), why)
         return False

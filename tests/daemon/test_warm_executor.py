@@ -764,3 +764,23 @@ def test_preload_needs_python_running_a_script(command) -> None:
     with pytest.raises(StudySpecError, match="only works for a Python script") as info:
         parse({"preload": ["tensorflow"]}, command)
     assert info.value.field == "trial.preload" and "remove preload" in (info.value.fix or "")
+
+
+async def test_a_module_fixed_after_it_failed_to_preload_gets_spares_again(
+        tmp_path, warm, monkeypatch) -> None:
+    # Its config stayed "broken" until the daemon restarted: every trial after the fix cold.
+    from hpod.executor import spare_pool
+
+    module = tmp_path / "flaky_import.py"
+    module.write_text("raise ImportError('not yet')\n")
+    script = tmp_path / "x.py"
+    script.write_text("import sys\n")
+    argv = [sys.executable, str(script)]
+    env = trial_env(tmp_path / "t")
+    warm.prepare(argv, env=env, cwd=tmp_path, preload=["flaky_import"], slot=SLOT)
+    with pytest.raises(LookupError, match="not yet"):
+        await asyncio.wait_for(warm.wait_ready(SLOT), WAIT)
+    module.write_text("FIXED = True\n")
+    monkeypatch.setattr(spare_pool, "BROKEN_RETRY", 0.0)  # the retry's wait, shortened
+    warm.prepare(argv, env=env, cwd=tmp_path, preload=["flaky_import"], slot=SLOT)
+    assert await asyncio.wait_for(warm.wait_ready(SLOT), WAIT) > 0
