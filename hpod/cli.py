@@ -279,6 +279,10 @@ def _configure_logging(level: str) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    # Libraries' own chatter ("3 changes detected" per save, every SQL call at debug) is not
+    # the daemon's log, whatever its level; their warnings still are.
+    for chatty in ("watchfiles", "aiosqlite"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _db_for(args: argparse.Namespace) -> Path:

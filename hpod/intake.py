@@ -194,6 +194,13 @@ class StudyIntake:
         if refusal is not None:
             await self._refuse(controller.study, refusal)
             return
+        if spec.to_dict() == controller.spec.to_dict() and controller.study.error is None:
+            # Saved unchanged (an editor's autosave, a copy-and-move): nothing to apply or
+            # say; an event per save filled `hpod events` with thousands an hour.
+            if str(path) != controller.study.path:
+                await self._store.update_study(controller.study.id, path=str(path))
+            logger.debug("study %s: its file was saved unchanged", spec.name)
+            return
         controller.update_spec(spec)
         await self._store.update_study(controller.study.id, spec=spec.to_dict(), path=str(path),
                                        error=None)

@@ -107,3 +107,23 @@ def test_a_file_refused_for_a_taken_name_takes_it_when_the_other_file_goes(
     status = study_status(tmp_path, "exp")
     assert status is not None and status["path"] == str(second) and status["error"] is None
     assert daemon.terminate() == 0
+
+
+def test_saving_a_study_file_unchanged_says_nothing(tmp_path: Path, start_daemon) -> None:
+    # An editor's autosave (copy, then move over the file) recorded "new definition applied"
+    # at every save: thousands of events an hour.
+    body = quadratic_study(trials=6, parallel=1, extra_space="steps = 40\nsleep = 0.05")
+    path = write_study(tmp_path, "saved", body)
+    daemon = start_daemon(tmp_path, "--log-level", "debug")
+    wait_until(lambda: _counts(tmp_path, "saved").get("running") == 1, what="a running trial")
+    for saves in range(1, 4):
+        copy = tmp_path / "saved.toml.tmp"
+        copy.write_text(body)
+        os.replace(copy, path)
+        wait_until(lambda: daemon.log().count("saved unchanged") >= saves,
+                   what="the daemon to read the save")
+    path.write_text(body.replace("trials = 6", "trials = 8"))  # a real edit, after them
+    wait_until(lambda: "new definition applied (budget 8" in _events(tmp_path),
+               what="the real edit's event")
+    assert _events(tmp_path).count("new definition applied") == 1
+    assert daemon.terminate() == 0
