@@ -188,14 +188,16 @@ class TrialRun:
             waking.cancel()
             self._wake.clear()
         if not launching.done():
-            launching.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LaunchError):
-                running = await launching
-                async with running:  # launched as it was cancelled: it goes at once
+            # Not cancelled: a launch cut short in its spawn would leave a process running
+            # that nothing supervises (and a held trial kept the daemon from exiting). It ends
+            # soon (a spare stuck in its imports is given up on after warm.SPARE_WAIT), and
+            # what it started goes at once.
+            with contextlib.suppress(LaunchError):
+                async with await launching as running:
                     await running.stop(0)
             assert self._stop is not None
             return TrialOutcome(self._stop.state, self._last_value,
-                                f"{self._stop.reason} (before it started)")
+                                f"{self._stop.reason} (as it was starting)")
         try:
             running = launching.result()
         except LaunchError as exc:

@@ -51,7 +51,7 @@ HANDOFF_TIMEOUT = 30.0  # the spare answers in milliseconds; this only bounds a 
 
 
 # How long a launch waits for its slot's spare to finish importing before it starts cold.
-SPARE_WAIT = 60.0
+SPARE_WAIT = 30.0
 
 
 class WarmExecutor:
