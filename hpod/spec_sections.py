@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hpod.gpus import MEMORY_FORMS, parse_memory_mb
+from hpod.schedule import SCHEDULER_OPTIONS
 from hpod.spec_fields import Fields, describe, join
 from hpod.store.records import Direction
 
@@ -265,17 +266,6 @@ def parse_suggester(f: Fields, raw: Any, known_options: Any) -> SuggesterSpec:
     return SuggesterSpec(kind, options)
 
 
-# Which of the study file's [scheduler] options each kind takes (the rest do not apply to it).
-SCHEDULER_OPTIONS: dict[str, frozenset[str]] = {
-    "sh": frozenset({"direction", "min_resource", "max_resource", "reduction_factor",
-                     "cohort_size"}),
-    "hyperband": frozenset({"direction", "min_resource", "max_resource", "reduction_factor"}),
-    "asha": frozenset({"direction", "min_resource", "max_resource", "reduction_factor", "mode"}),
-    "async-hyperband": frozenset({"direction", "min_resource", "max_resource",
-                                  "reduction_factor", "mode", "brackets", "seed"}),
-    "median": frozenset({"direction", "grace", "min_trials", "max_resource"}),
-}
-
 # Options one kind of scheduler takes that are no field of the [scheduler] table; they go in its
 # `options` table.
 _KIND_OPTIONS = ("cohort_size", "min_trials", "seed")
@@ -360,7 +350,8 @@ def _refuse_fields_the_kind_ignores(f: Fields, table: Mapping[str, Any], kind: s
         return
     for key in _KIND_FIELDS:
         if key in table and key not in SCHEDULER_OPTIONS[kind]:
-            users = [k for k, accepted in SCHEDULER_OPTIONS.items() if key in accepted]
+            users = [k for k, accepted in SCHEDULER_OPTIONS.items()
+                     if key in accepted and k != "fifo"]
             f.fail(f"scheduler.{key}", f"kind {kind!r} does not use {key}",
                    "remove it, or use a kind that does: " + ", ".join(f'"{k}"' for k in users))
 

@@ -13,11 +13,11 @@ from hpod.cost_feed import CostFeed
 from hpod.decision import Decision
 from hpod.repeats import RepeatedScheduler, RepeatGroups
 from hpod.rung_feed import RungFeed
-from hpod.schedule import Scheduler, make_scheduler
+from hpod.schedule import SCHEDULER_OPTIONS, Scheduler, make_scheduler
 from hpod.schedule.base import Ended, Event, Reported, Started
 from hpod.schedule.rungs import reached
 from hpod.spec import StudySpec
-from hpod.spec_sections import SCHEDULER_OPTIONS, SchedulerSpec
+from hpod.spec_sections import SchedulerSpec
 from hpod.store.records import MetricPoint, StudyRecord, TrialRecord, TrialState
 from hpod.suggest import make_suggester
 from hpod.suggest.base import CostAware, Suggester

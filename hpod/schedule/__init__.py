@@ -14,7 +14,18 @@ from typing import Any
 
 from hpod.schedule.base import Scheduler, reject_unknown
 
-__all__ = ["Scheduler", "make_scheduler"]
+__all__ = ["SCHEDULER_OPTIONS", "Scheduler", "make_scheduler"]
+
+_LADDER = frozenset({"direction", "min_resource", "max_resource", "reduction_factor"})
+# The options each kind takes: what make_scheduler accepts, and what a study file may give it.
+SCHEDULER_OPTIONS: dict[str, frozenset[str]] = {
+    "fifo": frozenset({"direction", "min_resource", "max_resource"}),
+    "sh": _LADDER | {"cohort_size"},
+    "hyperband": _LADDER,
+    "asha": _LADDER | {"mode"},
+    "async-hyperband": _LADDER | {"mode", "brackets", "seed"},
+    "median": frozenset({"direction", "grace", "min_trials", "max_resource"}),
+}
 
 
 def make_scheduler(name: str, **options: Any) -> Scheduler:
@@ -28,14 +39,13 @@ def make_scheduler(name: str, **options: Any) -> Scheduler:
     from hpod.schedule.median import MedianStoppingScheduler
     from hpod.schedule.sh import SuccessiveHalvingScheduler
 
-    ladder = {"direction", "min_resource", "max_resource", "reduction_factor"}
-    kinds: dict[str, tuple[type, set[str]]] = {
-        "fifo": (FIFOScheduler, {"direction", "min_resource", "max_resource"}),
-        "sh": (SuccessiveHalvingScheduler, ladder | {"cohort_size"}),
-        "hyperband": (HyperbandScheduler, ladder),
-        "asha": (ASHAScheduler, ladder | {"mode"}),
-        "async-hyperband": (AsyncHyperbandScheduler, ladder | {"mode", "brackets", "seed"}),
-        "median": (MedianStoppingScheduler, {"direction", "grace", "min_trials", "max_resource"}),
+    kinds: dict[str, type] = {
+        "fifo": FIFOScheduler,
+        "sh": SuccessiveHalvingScheduler,
+        "hyperband": HyperbandScheduler,
+        "asha": ASHAScheduler,
+        "async-hyperband": AsyncHyperbandScheduler,
+        "median": MedianStoppingScheduler,
     }
     if name not in kinds:
         close = difflib.get_close_matches(str(name), kinds, n=1)
@@ -43,7 +53,7 @@ def make_scheduler(name: str, **options: Any) -> Scheduler:
         raise ValueError(
             f"unknown scheduler kind {name!r}.{hint} Known kinds: {', '.join(kinds)}."
         )
-    cls, allowed = kinds[name]
-    reject_unknown(name, options, allowed)
+    cls = kinds[name]
+    reject_unknown(name, options, SCHEDULER_OPTIONS[name])
     given = {key: value for key, value in options.items() if value is not None}
     return cls(**given)  # type: ignore[no-any-return]
