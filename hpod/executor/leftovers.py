@@ -6,6 +6,8 @@ trial's process group. Such orphans (a data loader, a helper server) may hold a 
 the rest of the night. Every process of a trial inherits HPOD_TRIAL_DIR, the trial's own folder
 under the daemon's state folder; one daemon holds that folder (its lock), so a live process
 carrying it when the trial is not running is a leftover, whatever its pid or group became.
+A trial's processes are looked for again when it ends (LocalTrial.sweeps): what left its
+process group (a session of its own) is killed then, not only at the folder's next use.
 A process that cleared its environment cannot be found this way.
 """
 
@@ -51,8 +53,10 @@ def _matches(value: bytes, wanted: bytes, under: bool) -> bool:
     return under and value.startswith(wanted.rstrip(b"/") + b"/")
 
 
-def kill_leftovers(trial_dir: Path, *, under: bool = False) -> list[int]:
-    """SIGKILL what find_leftovers() finds; returns the pids it signalled."""
+def kill_leftovers(trial_dir: Path, *, under: bool = False,
+                   why: str = "left by an earlier run") -> list[int]:
+    """SIGKILL what find_leftovers() finds; returns the pids it signalled. `why` says in the
+    log whose they were."""
     killed = []
     for pid in find_leftovers(trial_dir, under=under):
         try:
@@ -61,6 +65,6 @@ def kill_leftovers(trial_dir: Path, *, under: bool = False) -> list[int]:
             continue
         killed.append(pid)
     if killed:
-        logger.warning("killed %d process(es) left by an earlier run under %s: %s",
-                       len(killed), trial_dir, " ".join(map(str, killed)))
+        logger.warning("killed %d process(es) %s under %s: %s",
+                       len(killed), why, trial_dir, " ".join(map(str, killed)))
     return killed

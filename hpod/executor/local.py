@@ -136,8 +136,11 @@ class LocalExecutor:
             signal_group(proc.pid, signal.SIGKILL)
             raise
         logger.debug("launched pid %d: %s", proc.pid, argv)
-        return LocalTrial(proc, reader, transport, control_w, trial_dir / "stderr.log",
-                          stderr_start)
+        trial = LocalTrial(proc, reader, transport, control_w, trial_dir / "stderr.log",
+                           stderr_start)
+        if env.get("HPOD_TRIAL_DIR") == os.path.abspath(trial_dir):
+            trial.sweeps(trial_dir)
+        return trial
 
     async def _spawn_fast(self, argv: list[str], env: Mapping[str, str], cwd: Path,
                           out: IO[bytes], err: IO[bytes], report_w: int,
@@ -195,6 +198,7 @@ class LocalTrial:
         self._sent: int | None = None  # the last signal hpod sent, for the exit's reason
         self._grace: float | None = None
         self._exit: TrialExit | None = None
+        self._sweep_dir: Path | None = None
         self.dropped_decisions = 0
         # Owned by this object: finishes by itself when the process exits.
         self._reaper = asyncio.get_running_loop().create_task(
@@ -263,6 +267,15 @@ class LocalTrial:
                     await writable
                 finally:
                     loop.remove_writer(fd)
+
+    def sweeps(self, trial_dir: Path) -> None:
+        """When closed, kill every process still carrying `trial_dir` as its HPOD_TRIAL_DIR.
+
+        The process group reaches what the trial forked, but not what left it: a helper
+        started in a session of its own (setsid, a daemonising server) would otherwise hold
+        its memory, or a GPU's, until the trial's folder is used again or the daemon restarts.
+        """
+        self._sweep_dir = Path(trial_dir)
 
     def adopt_stderr(self, path: Path, start: int) -> None:
         """From now on the exit's stderr tail is read from `path`, after byte `start`."""
@@ -349,6 +362,9 @@ class LocalTrial:
         try:
             self._kill_group()
             await asyncio.shield(self._reaper)
+            sweep, self._sweep_dir = self._sweep_dir, None
+            if sweep is not None:
+                await asyncio.to_thread(kill_leftovers, sweep, why="left by its trial")
         finally:
             self._transport.close()
             if self._control_fd is not None:

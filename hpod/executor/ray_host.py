@@ -115,6 +115,7 @@ class TrialHost:
             shutil.rmtree(self._spool, ignore_errors=True)
             self._spool = None
             return str(e)
+        self._trial.sweeps(Path(trial_dir))  # its processes carry the trial's folder
         self._outputs = [open(self._spool / "stdout.log", "rb"),
                          open(self._spool / "stderr.log", "rb")]
         loop = asyncio.get_running_loop()

@@ -220,6 +220,7 @@ class WarmExecutor:
         pool.became_trial(spare)
         self._track(process, spare.slot)
         process.adopt_stderr(stderr_path, start)
+        process.sweeps(trial_dir)
         logger.debug("spare %d took the trial %s", process.pid, argv[1:])
         return process
 

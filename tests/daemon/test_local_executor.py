@@ -208,6 +208,18 @@ async def test_a_stray_child_is_killed_when_the_trial_exits(launch) -> None:
     await wait_until(lambda: not alive(child), f"stray child {child} to be gone")
 
 
+async def test_what_left_the_group_is_killed_when_the_trial_is_closed(launch) -> None:
+    # A helper in a session of its own is out of reach of the group kill; it carries the
+    # trial's HPOD_TRIAL_DIR, and closing the trial ends it (not only the folder's next use).
+    trial = await launch("fork_child.py", "--exit", "--setsid", timeout="0")
+    async with trial:
+        messages = await collect(trial)
+        child = int(messages[0].metrics["child_pid"])  # type: ignore[union-attr]
+        assert (await asyncio.wait_for(trial.wait(), WAIT)).ok
+        assert os.getsid(child) == child and alive(child)  # the group kill at the exit did not reach it
+    await wait_until(lambda: not alive(child), f"helper {child} in its own session to be gone")
+
+
 async def test_async_with_kills_the_group_on_the_way_out(launch) -> None:
     trial = await launch("fork_child.py", timeout="0")
     async with trial:
