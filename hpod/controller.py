@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from pathlib import Path
 
+from hpod.checkpoint_keep import CheckpointKeeper, Removal, remove_checkpoint
 from hpod.config import DaemonConfig
 from hpod.decision import Decision
 from hpod.enqueue import complete_point, is_user_origin, user_origin, waiting_user_points
@@ -118,6 +119,7 @@ class StudyController:
         self._promoted_early: set[int] = set()
         self._not_promoted_early: set[int] = set()
         self._told_no_more = False
+        self._keeper = CheckpointKeeper(spec.objective.direction)
         self.progress = StudyProgress(spec.name, study.state, _budget_runs(spec))
 
     @property
@@ -350,6 +352,8 @@ class StudyController:
         self._finished[TrialState.PAUSED] -= 1
         self._finished[TrialState.STOPPED] += 1
         await self._observe(trial)
+        self._keeper.ended(trial)
+        await self._drop_checkpoints()
         self._publish()
 
     async def _acquire_lease(self) -> Lease | None:
@@ -588,12 +592,16 @@ class StudyController:
             self._not_promoted_early.discard(final.id)
             await self._stop_paused(final.id, self._not_promoted_reason())
         level = EventLevel.INFO
+        retried = False
         if outcome.state is TrialState.FAILED:
             level = EventLevel.WARNING
             self._consecutive_failures += 1
-            await self._maybe_retry(final, outcome)
+            retried = await self._maybe_retry(final, outcome)
         elif outcome.state is TrialState.COMPLETE:
             self._consecutive_failures = 0
+        if final.state.is_finished() and not retried:
+            self._keeper.ended(final)
+            await self._drop_checkpoints()
         message = _describe(self.name, final, outcome)
         if outcome.state is TrialState.INTERRUPTED:
             message += "; it runs again when the daemon next starts"
@@ -633,9 +641,10 @@ class StudyController:
                                        trial_id=trial.id)
         self._publish()
 
-    async def _maybe_retry(self, trial: TrialRecord, outcome: TrialOutcome) -> None:
+    async def _maybe_retry(self, trial: TrialRecord, outcome: TrialOutcome) -> bool:
+        """Requeue a failed trial that has retries left; whether it was."""
         if not outcome.transient or trial.attempt >= self.spec.trial.retries or self._end:
-            return
+            return False
         requeued = await self._store.transition(trial.id, TrialState.QUEUED)
         self._finished[TrialState.FAILED] -= 1
         # Backoff: a GPU that ran out of memory, a file server that hiccupped — waiting a bit
@@ -650,6 +659,38 @@ class StudyController:
             study_id=self.study.id,
             trial_id=trial.id,
         )
+        return True
+
+    async def _drop_checkpoints(self) -> None:
+        """Delete the checkpoints [trial] keep_checkpoints lets go (hpod.checkpoint_keep)."""
+        keep = self.spec.trial.keep_checkpoints
+        for trial in self._keeper.to_delete(keep):
+            assert trial.checkpoint is not None
+            try:
+                removal = await asyncio.to_thread(remove_checkpoint, trial.checkpoint,
+                                                  self._trial_dir(trial))
+            except OSError as e:
+                await self._warn(f"cannot delete the checkpoint {trial.checkpoint} of trial "
+                                 f"{self.name}#{trial.number} ([trial] keep_checkpoints): {e}",
+                                 trial)
+                continue
+            if removal is Removal.OUTSIDE:
+                if "checkpoint_outside" not in self._warned:
+                    self._warned.add("checkpoint_outside")
+                    await self._warn(
+                        f"trial {self.name}#{trial.number}'s checkpoint {trial.checkpoint} is "
+                        "not inside its trial folder, so [trial] keep_checkpoints keeps it (and "
+                        "any other such); save checkpoints under hpod.trial.trial_dir() for "
+                        "hpod to delete them", trial)
+                continue
+            await self._store.set_checkpoint(trial.id, None)
+            logger.info("deleted the checkpoint of trial %s#%d (%s; keep_checkpoints = %d)",
+                        self.name, trial.number, trial.state, keep)
+
+    async def _warn(self, message: str, trial: TrialRecord) -> None:
+        logger.warning("%s", message)
+        await self._store.record_event(EventLevel.WARNING, message, study_id=self.study.id,
+                                       trial_id=trial.id)
 
     async def _observe(self, trial: TrialRecord) -> None:
         async with self._suggest_lock:
@@ -685,12 +726,15 @@ class StudyController:
                 self._paused_trials[trial.id] = trial
             else:
                 await self._observe(trial)
+                if trial.state.is_finished():
+                    self._keeper.ended(trial)
             self._finished[trial.state] += 1
             if trial.state is TrialState.FAILED:
                 self._consecutive_failures += 1
             elif trial.state is TrialState.COMPLETE:
                 self._consecutive_failures = 0
         await self._load_suggester_state()
+        await self._drop_checkpoints()  # those a killed daemon had no time for
         # A study the user resumed starts with a clean slate of failures.
         if self.study.state is not StudyState.FAILED:
             self._consecutive_failures = min(self._consecutive_failures,

@@ -94,6 +94,9 @@ class TrialOptions:
     # The most a trial's stdout.log or stderr.log may hold (MiB) before its oldest output is
     # cut (hpod.log_cap); 0: no limit.
     max_log_mb: float = 64.0
+    # How many of the best complete trials keep their checkpoint once the trial has ended for
+    # good (hpod.checkpoint_keep); None: every checkpoint is kept.
+    keep_checkpoints: int | None = None
 
 
 @dataclass(frozen=True)
@@ -396,7 +399,8 @@ def _memory(f: Fields, table: Mapping[str, Any], key: str) -> int | None:
 def parse_trial(f: Fields, raw: Any, command: Sequence[str] | None = None) -> TrialOptions:
     """`command` (resolved, as parse_command returns it) lets `preload` be checked against it."""
     table = _table(f, raw, "trial", ("timeout", "retries", "retry_delay", "stall_timeout",
-                                     "grace", "preload", "repeats", "max_log_mb"))
+                                     "grace", "preload", "repeats", "max_log_mb",
+                                     "keep_checkpoints"))
 
     def seconds(key: str) -> float | None:
         if key not in table:
@@ -414,6 +418,8 @@ def parse_trial(f: Fields, raw: Any, command: Sequence[str] | None = None) -> Tr
         repeats=f.integer(table.get("repeats", 1), "trial.repeats", low=1, high=100),
         max_log_mb=f.number(table.get("max_log_mb", 64.0), "trial.max_log_mb", low=0.0,
                             high=1_000_000.0),
+        keep_checkpoints=None if "keep_checkpoints" not in table else f.integer(
+            table["keep_checkpoints"], "trial.keep_checkpoints", low=0, high=1_000_000),
     )
 
 

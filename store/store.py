@@ -290,9 +290,11 @@ class Store:
         assert rowcount == 1, "the state guard cannot miss while the lock is held"
         return await _fetch(conn, q.get_trial(trial_id))
 
-    async def set_checkpoint(self, trial_id: int, path: str) -> None:
+    async def set_checkpoint(self, trial_id: int, path: str | None) -> None:
+        """The trial's latest checkpoint; None once it has been deleted."""
         async with self._transaction() as conn:
-            _, rowcount = await _execute(conn, q.SET_CHECKPOINT, (str(path), trial_id))
+            _, rowcount = await _execute(conn, q.SET_CHECKPOINT,
+                                         (None if path is None else str(path), trial_id))
             if rowcount == 0:
                 raise NotFound(f"no trial with id {trial_id}")
 

@@ -254,7 +254,7 @@ def test_every_field_away_from_its_default() -> None:
     assert dataclasses.asdict(spec.trial) == {"timeout": 3600.0, "retries": 2,
                                              "retry_delay": 1.5, "stall_timeout": 300.0,
                                              "grace": 30.0, "preload": (), "repeats": 1,
-                                             "max_log_mb": 8.0}
+                                             "max_log_mb": 8.0, "keep_checkpoints": 3}
 
 
 # -- parse_study on data ---------------------------------------------------------------------
