@@ -224,3 +224,14 @@ def test_values_near_the_float_limit_leave_the_gp_proposing_points() -> None:
     values = iter([1.5e308, -1.7e308, 1.5e308, 0.5, 1.5e308, -1.7e308, 0.2, 1.5e308, 0.7, 1.0])
     points = _run("gp", space, 10, objective=lambda p: next(values))
     assert len({p["x"] for p in points}) == 10
+
+
+def test_the_kernel_is_refitted_past_the_data_cap() -> None:
+    # Past max_points the model is fitted on max_points rows; counted by those, the cadence
+    # never saw a new point and the kernel froze for the rest of the night.
+    space = Space.from_dict({"a": {"type": "float", "low": -5.0, "high": 5.0}})
+    gp = make_suggester("gp", space, seed=0, max_points=20, refit_every=5)
+    for _ in range(60):
+        params = gp.suggest()
+        gp.observe(params, (params["a"] - 1.0) ** 2)
+    assert gp.state()["model"]["fitted_at"] >= 55

@@ -77,7 +77,7 @@ class GPModel:
         self.winsorize = winsorize
         self.warp = warp
         self.params: KernelParams | None = None
-        self._fitted_at = 0  # n at the last fit
+        self._fitted_at = 0  # observations at the last fit (before the max_points cap)
 
     def _should_refit(self, n: int) -> bool:
         if self.params is None or self.params.lam.shape != self.is_cat.shape:
@@ -113,10 +113,12 @@ class GPModel:
         """(posterior, incumbent target, incumbent point (d,)) for the data (X, v); the incumbent
         is the best of the rows `among` (n,) bool marks, when given (the joint model's r_acq)."""
         t = gp_targets(v, self.winsorize, self.warp)
+        # The cadence counts every observation: past the cap the fitted rows stay max_points,
+        # and counted by them, the kernel would never be refitted again.
+        n = len(t)
         idx = cap_indices(t, self.max_points, rng)
         X, t = X[idx], t[idx]
         eligible = None if among is None else among[idx]
-        n = len(t)
         if self._should_refit(n):
             self.params = fit_kernel_params(X, t, self.is_cat, self.n_choices,
                                             noise_floor=self.noise_floor, init=self.params,
