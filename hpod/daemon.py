@@ -45,6 +45,7 @@ from hpod.store.records import (
 )
 from hpod.store.errors import StoreError
 from hpod.store.store import Store
+from hpod.wal_watch import WalWatch
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +146,11 @@ class Daemon:
                 commands = tg.create_task(self._command_loop(store, intake), name="commands")
                 intake_task = tg.create_task(intake.run(), name="intake")
                 idle = tg.create_task(self._exit_when_idle(intake), name="idle-watch")
+                wal = tg.create_task(WalWatch(store).run(), name="wal-watch")
                 await self._stop_requested.wait()
                 await self._shutdown(intake, intake_task, commands, idle)
                 flusher.cancel()
+                wal.cancel()
                 if gpu_usage is not None:
                     gpu_usage.cancel()
         finally:

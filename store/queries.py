@@ -281,6 +281,17 @@ def data_version() -> Query[int]:
     return Query("PRAGMA data_version", (), lambda rows: int(rows[0][0]))
 
 
+def wal_checkpoint() -> Query[tuple[int, int]]:
+    """A PASSIVE checkpoint (it never waits for readers): (pages in the log, pages of it now in
+    the database); (-1, -1) when the database is not in WAL mode."""
+    return Query("PRAGMA wal_checkpoint(PASSIVE)", (), lambda rows: (int(rows[0][1]),
+                                                                     int(rows[0][2])))
+
+
+def page_size() -> Query[int]:
+    return Query("PRAGMA page_size", (), lambda rows: int(rows[0][0]))
+
+
 def user_version() -> Query[int]:
     return Query("PRAGMA user_version", (), lambda rows: int(rows[0][0]))
 

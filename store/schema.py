@@ -130,6 +130,9 @@ LATEST_VERSION = len(MIGRATIONS)
 # journal_mode, which the writer sets once). 5 s covers a checkpoint or a concurrent
 # short command insert without surfacing "database is locked".
 BUSY_TIMEOUT_MS = 5000
+# The write-ahead log is cut back to this size when it restarts: a log that a long-held reader
+# let grow (hpod.wal_watch) would otherwise keep its largest size on disk for good.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 
 def pending_migrations(current: int, *, path: object) -> list[tuple[int, tuple[str, ...]]]:

@@ -421,6 +421,16 @@ class Store:
                 raise Conflict(f"command {command_id} is already {command.state.value}")
             await _execute(conn, q.FINISH_COMMAND, (state.value, self._clock(), result, command_id))
 
+    async def checkpoint_wal(self) -> tuple[int, int]:
+        """Copy what no reader still needs from the write-ahead log into the database, without
+        waiting for anyone: (bytes in the log, bytes of it now in the database)."""
+        async with self._lock:
+            with q.translate_errors(self._path):
+                conn = self._connection()
+                page = await _fetch(conn, q.page_size())
+                log, done = await _fetch(conn, q.wal_checkpoint())
+        return max(log, 0) * page, max(done, 0) * page
+
     async def data_version(self) -> int:
         """Changes whenever ANOTHER connection commits: a cheap "anything new?" check."""
         return await self._run(q.data_version())
@@ -455,6 +465,7 @@ async def _configure(conn: aiosqlite.Connection, path: Path) -> None:
     # fsync per transaction, which the batched metric writes keep to a few per second.
     await conn.execute("PRAGMA synchronous = FULL")
     await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute(f"PRAGMA journal_size_limit = {schema.WAL_SIZE_LIMIT}")
 
 
 async def _enter_wal(conn: aiosqlite.Connection) -> str:
