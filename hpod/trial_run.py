@@ -24,7 +24,7 @@ from hpod.errors import LaunchError
 from hpod.executor.base import Executor, RunningTrial, TrialExit
 from hpod.executor.select import spare_slot
 from hpod.ingest import MetricSink
-from hpod.log_cap import LOG_CHECK_EVERY, trim_logs
+from hpod.log_cap import LOG_CHECK_SOONEST, log_sizes, next_check, trim_logs
 from hpod.repeats import run_seed
 from hpod.resources import Lease
 from hpod.spec import StudySpec
@@ -255,12 +255,23 @@ class TrialRun:
 
     async def _cap_logs(self) -> None:
         """Keep the trial's logs under [trial] max_log_mb while it runs (hpod.log_cap)."""
+        loop = asyncio.get_running_loop()
+        # A first look soon: how fast this trial prints is not known yet.
+        delay, last, baseline = LOG_CHECK_SOONEST, loop.time(), 0
         while self.spec.trial.max_log_mb > 0:
-            await asyncio.sleep(LOG_CHECK_EVERY)
-            await self._trim_logs()
+            await asyncio.sleep(delay)
+            sizes = await asyncio.to_thread(log_sizes, self.trial_dir)
+            grew = sum(sizes) - baseline
+            if await self._trim_logs():
+                sizes = await asyncio.to_thread(log_sizes, self.trial_dir)
+            now = loop.time()
+            room = int(self.spec.trial.max_log_mb * 1024 * 1024) - max(sizes)
+            delay, last, baseline = next_check(grew, now - last, room), now, sum(sizes)
 
-    async def _trim_logs(self) -> None:
+    async def _trim_logs(self) -> bool:
+        """Whether a log was cut."""
         limit = self.spec.trial.max_log_mb
+        trimmed: list[str] = []
         if limit > 0:
             trimmed = await asyncio.to_thread(trim_logs, self.trial_dir, limit)
             if trimmed and "log_cap" not in self._warned:
@@ -270,6 +281,7 @@ class TrialRun:
                     f"{limit:g} MiB to its {' and '.join(trimmed)}, so its oldest output was "
                     "cut (and will be for any trial that does). Fix: print less, or raise "
                     "[trial] max_log_mb (0: no limit)")
+        return bool(trimmed)
 
     async def _stop_within_grace(self, running: RunningTrial, tg: asyncio.TaskGroup) -> None:
         """SIGTERM, then SIGKILL after the requested grace, started again with a shorter one

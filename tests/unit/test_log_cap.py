@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 
 from hpod.executor.process import stderr_tail
-from hpod.log_cap import trim_log, trim_logs
+import pytest
+
+from hpod.log_cap import (LOG_CHECK_EVERY, LOG_CHECK_SOONEST, log_sizes, next_check, trim_log,
+                           trim_logs)
 
 
 def _lines(n: int) -> bytes:
@@ -48,3 +51,19 @@ def test_the_trial_appends_after_the_cut_and_its_stderr_tail_is_still_read(
     assert log.read_bytes().endswith(b"Traceback (most recent call last):\nValueError: boom\n")
     assert stderr_tail(log, start).splitlines()[-2:] == ["Traceback (most recent call last):",
                                                          "ValueError: boom"]
+
+
+def test_a_log_growing_fast_is_looked_at_sooner() -> None:
+    mib = 1024 * 1024
+    assert next_check(0, 10.0, mib) == LOG_CHECK_EVERY  # quiet
+    assert next_check(1000, 10.0, 64 * mib) == LOG_CHECK_EVERY  # a progress line now and then
+    # 100 MiB in 10 s against 1 MiB of room: as often as it may be.
+    assert next_check(100 * mib, 10.0, mib) == LOG_CHECK_SOONEST
+    # 1 MiB/s with 8 MiB left: half the room fills in 4 s.
+    assert next_check(10 * mib, 10.0, 8 * mib) == pytest.approx(4.0)
+    assert next_check(10 * mib, 10.0, -5) == LOG_CHECK_SOONEST  # already over
+
+
+def test_log_sizes_count_a_missing_log_as_empty(tmp_path) -> None:
+    (tmp_path / "stderr.log").write_bytes(b"x" * 10)
+    assert log_sizes(tmp_path) == [0, 10]
