@@ -14,7 +14,7 @@ from typing import Any
 from hpod import __version__
 from hpod.config import (EXECUTORS, SPARES_MODES, DaemonConfig, default_db_path,
                          default_slots)
-from hpod.errors import DaemonError, HpodError, StudySpecError
+from hpod.errors import DaemonError, HpodError, NotAStudyFile, StudySpecError
 from hpod.simulate_cli import positive_int
 from hpod.store.errors import StoreError
 from hpod.store.records import TrialState
@@ -377,6 +377,14 @@ def _check(args: argparse.Namespace) -> int:
     for path in paths:
         try:
             spec = load_study_file(path)
+        except NotAStudyFile as error:
+            if path in args.files:  # named on purpose: it was meant to be a study
+                print(f"error: {error}", file=sys.stderr if args.json else sys.stdout)
+                failures += 1
+            else:  # found in a folder: the daemon leaves it alone too
+                print(f"skipped: {error.path}: not a study file",
+                      file=sys.stderr if args.json else sys.stdout)
+            continue
         except StudySpecError as error:
             print(f"error: {error}", file=sys.stderr if args.json else sys.stdout)
             failures += 1

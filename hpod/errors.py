@@ -40,6 +40,12 @@ class StudySpecError(HpodError):
         return text
 
 
+class NotAStudyFile(StudySpecError):
+    """A file named like a study file that holds none of a study's keys (a trial's
+    `metrics.json`, a `pyproject.toml`): the daemon leaves it alone instead of recording an
+    invalid study."""
+
+
 class SpaceError(StudySpecError, ValueError):
     """The search space is invalid; raised by hpod.Space.from_dict."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpod.config import DaemonConfig
-from hpod.errors import StudySpecError
+from hpod.errors import NotAStudyFile, StudySpecError
 from hpod.spec import StudySpec, load_study_file
 from hpod.spec_fields import one_line
 from hpod.spec_files import MAX_BYTES
@@ -54,6 +54,8 @@ class StudyIntake:
         # Files refused because another file already defines their study's name: read again
         # when that file goes (path -> the name they want).
         self._name_clashes: dict[Path, str] = {}
+        # Files named like study files that hold no study (a trial's metrics.json): said once.
+        self._not_studies: set[Path] = set()
         self._stop = asyncio.Event()
         self.initial_scan_done = asyncio.Event()
 
@@ -104,6 +106,9 @@ class StudyIntake:
             self._fingerprints[path] = fingerprint
         try:
             spec = load_study_file(path)
+        except NotAStudyFile as error:
+            await self._not_a_study(path, error)
+            return
         except StudySpecError as error:
             await self._invalid(path, str(error))
             return
@@ -114,7 +119,21 @@ class StudyIntake:
                 "this is a bug in hpod, please report it with the file. Fix: check the file "
                 "with `hpod check`") or "")
             return
+        self._not_studies.discard(path)
         await self._valid(path, spec, initial=event.initial)
+
+    async def _not_a_study(self, path: Path, error: NotAStudyFile) -> None:
+        """A file with no study in it (a trial's metrics.json, a pyproject.toml) is left alone,
+        said once. One that was a study, or was recorded as a broken one, is still reported:
+        emptied or rewritten, it is most likely a study being edited."""
+        record = await self._store.find_study(self._names.get(path, path.stem))
+        if path in self._names or (record is not None and record.path == str(path)):
+            await self._invalid(path, str(error))
+        elif path not in self._not_studies:
+            self._not_studies.add(path)
+            logger.info("%s (ignored)", error)
+            await self._store.record_event(
+                EventLevel.INFO, f"{path} is ignored: {error.message}")
 
     async def _valid(self, path: Path, spec: StudySpec, *, initial: bool) -> None:
         name = spec.name
@@ -240,6 +259,7 @@ class StudyIntake:
 
     async def _removed(self, path: Path) -> None:
         self._fingerprints.pop(path, None)
+        self._not_studies.discard(path)
         self._name_clashes.pop(path, None)
         name = self._names.pop(path, None)
         if name is None:

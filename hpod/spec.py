@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from hpod.enqueue import parse_enqueue
-from hpod.errors import SpaceError, StudySpecError
+from hpod.errors import NotAStudyFile, SpaceError, StudySpecError
 from hpod.safety import check_command
 from hpod.space import Space
-from hpod.spec_fields import Fields, clean_error
+from hpod.spec_fields import Fields, clean_error, describe
 from hpod.spec_files import check_shape, read_study_data
 from hpod.spec_sections import (
     FINITE_SUGGESTERS,
@@ -46,6 +46,8 @@ from hpod.spec_sections import (
 __all__ = ["StudySpec", "Objective", "Budget", "SuggesterSpec", "SchedulerSpec", "Resources",
            "TrialOptions", "ExecutorSpec", "load_study_file", "parse_study", "TOP_LEVEL_KEYS"]
 
+# A file with none of these is not an attempt at a study (NotAStudyFile), whatever its name.
+STUDY_MARKS = ("command", "objective", "space")
 TOP_LEVEL_KEYS = ("name", "command", "workdir", "env", "objective", "budget", "parallel", "seed",
                   "space", "suggester", "scheduler", "resources", "trial", "max_failures",
                   "enqueue", "on_finish", "on_failure", "executor")
@@ -144,6 +146,15 @@ def load_study_file(path: str | Path) -> StudySpec:
         data = read_study_data(path)
     except StudySpecError as e:
         raise clean_error(e) from None
+    marks = ", ".join(f"`{key}`" for key in STUDY_MARKS)
+    if not isinstance(data, Mapping) or not any(key in data for key in STUDY_MARKS):
+        held = f"none of {marks} at its top level" if isinstance(data, Mapping) else \
+            f"it holds {describe(data)}, not a table of settings ({marks}, ...)"
+        raise NotAStudyFile(
+            f"not a study file: {held}", path=str(path),
+            fix="a study needs `command`, `objective` and `space`; keep other files (a trial's "
+                "outputs, project files) out of the watched folder, or write them under "
+                "HPOD_TRIAL_DIR")
     spec = parse_study(data, path=path)
     try:
         check_command(path, spec.command, spec.source_command)

@@ -92,6 +92,49 @@ def test_broken_study_file_is_recorded_and_others_keep_running(tmp_path: Path,
     assert "study bad (bad.toml) is invalid" in again.log()
 
 
+def test_files_with_no_study_in_the_watched_folder_are_left_alone(tmp_path: Path,
+                                                                  start_daemon) -> None:
+    # A trial that writes its outputs where it runs (the study file's folder, by default), and
+    # a project file beside the studies: neither is an invalid study.
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(
+        "import json\nimport hpod.trial as trial\n"
+        "x = trial.params()['x']\n"
+        "json.dump({'loss': x, 'epochs': 3}, open('metrics.json', 'w'))\n"
+        "json.dump([x, x / 2], open('losses.json', 'w'))\n"
+        "trial.report(1, loss=x)\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "mine"\n')
+    write_study(tmp_path, "writes", quadratic_study(trials=3).replace(
+        str(FIXTURE_TRIALS / "quadratic.py"), str(code / "train.py")))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    assert (tmp_path / "metrics.json").exists() and (tmp_path / "losses.json").exists()
+    assert [s["name"] for s in status_json(tmp_path)["studies"]] == ["writes"]
+    events = hpod_cli("events", tmp_path).stdout
+    for name in ("metrics.json", "losses.json", "pyproject.toml"):
+        assert events.count(f"{name} is ignored: not a study file") == 1, events
+    # `hpod check` skips them in a folder, and refuses one named on purpose.
+    folder = hpod_cli("check", tmp_path)
+    assert "skipped: " in folder.stdout and "ok: " in folder.stdout
+    named = hpod_cli("check", tmp_path / "metrics.json", check=False)
+    assert named.returncode == 1 and "not a study file" in named.stdout
+
+
+def test_a_broken_study_rewritten_without_its_keys_stays_reported(tmp_path: Path,
+                                                                   start_daemon) -> None:
+    # Halfway through a rewrite, a file that was a (broken) study holds none of a study's keys:
+    # the study it was is still said to be broken, not quietly dropped.
+    (tmp_path / "draft.toml").write_text('command = ["python", "x.py"]\nparalel = 2\n')
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: "paralel" in (study_status(tmp_path, "draft") or {}).get("error", ""),
+               what="the broken draft recorded")
+    (tmp_path / "draft.toml").write_text('title = "draft"\n')
+    wait_until(lambda: "not a study file" in study_status(tmp_path, "draft")["error"],
+               what="the emptied draft reported")
+    assert study_status(tmp_path, "draft")["state"] == "invalid", daemon.log()
+
+
 def test_shell_script_trial(tmp_path: Path, start_daemon) -> None:
     script = tmp_path / "trial.sh"
     script.write_text(

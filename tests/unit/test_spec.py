@@ -109,7 +109,7 @@ BROKEN_CASES: dict[str, tuple[str | None, str]] = {
     "unsupported.ini": (None, "unsupported file type '.ini'"),
     "workdir_missing.toml": ("workdir", "folder 'no-such-folder' does not exist"),
     "yaml_duplicate_key.yaml": (None, "duplicate key 'parallel'"),
-    "yaml_not_table.yaml": (None, "table of settings at the top level, got a list"),
+    "yaml_not_table.yaml": (None, "not a study file: it holds a list, not a table of settings"),
     "yaml_syntax.yaml": (None, "YAML error at line 2, column 10"),
     "yaml_bad_tagged_collection.yaml": (None, "YAML error at line 3, column 10: expected a "
                                         "mapping node, but found sequence"),
