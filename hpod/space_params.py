@@ -13,6 +13,7 @@ Space built in code is held to the same rules as one read from a study file.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
@@ -42,11 +43,29 @@ def check_name(name: Any) -> str:
     return name
 
 
+def _is_real(value: Any) -> bool:
+    """Python's and numpy's real numbers (numpy registers its scalars with `numbers`); a bool is
+    a truth value, not a number."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _number(name: str, value: Any) -> float:
     """A parameter value as a float; bools and strings are not numbers."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not _is_real(value):
         raise SpaceError(f"must be a number, got {describe(value)}", field=f"params.{name}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise SpaceError("is beyond the float range (about 1.8e308)", field=f"params.{name}") from None
+
+
+def _integer(name: str, value: Any) -> int:
+    """A parameter value as an int: an integral number, or a real one with no fraction."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if _is_real(value) and float(value).is_integer():
+        return int(float(value))
+    raise SpaceError(f"must be an integer, got {describe(value)}", field=f"params.{name}")
 
 
 def _to_unit(name: str, value: Any, bounds: tuple[float, float], log: bool) -> float:
@@ -145,7 +164,8 @@ class FloatParam:
 
     # -- encoding ------------------------------------------------------------------------------
 
-    def _bounds(self) -> tuple[float, float]:
+    def unit_bounds(self) -> tuple[float, float]:
+        """The (log-scaled, padded) values that encode to 0 and 1."""
         if self.step is not None:
             return self.low - self.step / 2, self.high + self.step / 2
         if self.log:
@@ -153,10 +173,10 @@ class FloatParam:
         return self.low, self.high
 
     def encode(self, value: Any) -> float:
-        return _to_unit(self.name, value, self._bounds(), self.log)
+        return _to_unit(self.name, value, self.unit_bounds(), self.log)
 
     def decode(self, u: float) -> float:
-        lo, hi = self._bounds()
+        lo, hi = self.unit_bounds()
         v = lo + min(max(u, 0.0), 1.0) * (hi - lo)
         if self.step is not None:
             last = int((_dec(self.high) - _dec(self.low)) / _dec(self.step))
@@ -249,25 +269,23 @@ class IntParam:
     def grid_value(self, k: int) -> int:
         return self.low + k * self.step
 
-    def _bounds(self) -> tuple[float, float]:
+    def unit_bounds(self) -> tuple[float, float]:
+        """The (log-scaled, padded) values that encode to 0 and 1."""
         lo, hi = self.low - self.step / 2, self.high + self.step / 2
         return (math.log(lo), math.log(hi)) if self.log else (lo, hi)
 
     def encode(self, value: Any) -> float:
-        return _to_unit(self.name, value, self._bounds(), self.log)
+        return _to_unit(self.name, value, self.unit_bounds(), self.log)
 
     def decode(self, u: float) -> int:
-        lo, hi = self._bounds()
+        lo, hi = self.unit_bounds()
         v = lo + min(max(u, 0.0), 1.0) * (hi - lo)
         if self.log:
             v = math.exp(v)
         return self.grid_value(min(max(round((v - self.low) / self.step), 0), self.count - 1))
 
     def normalise(self, value: Any) -> int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpaceError(f"must be an integer, got {describe(value)}", field=f"params.{self.name}")
+        value = _integer(self.name, value)
         if not (self.low <= value <= self.high):
             raise SpaceError(f"{value} is outside [{self.low}, {self.high}]", field=f"params.{self.name}")
         if (value - self.low) % self.step:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from hpod.space import CategoricalParam, Param, Space
+from hpod.space import CategoricalParam, FloatParam, IntParam, Param, Space
 
 # Discrete coordinates with at most this many values keep their coordinates in an array.
 _ARRAY_LIMIT = 1 << 16
@@ -50,9 +50,7 @@ class Lattice:
         values = self._values[j]
         if values is not None:
             return values[index]
-        p = self._params[j]
-        flat = [p.encode(p.grid_value(int(k))) for k in np.ravel(index)]
-        return np.reshape(np.array(flat, dtype=float), np.shape(index))
+        return _long_grid_coords(self._numeric(j), np.asarray(index, dtype=np.int64))
 
     def index_of(self, j: int, u: np.ndarray) -> np.ndarray:
         """Number of the grid value nearest to each coordinate in u (any shape) for discrete j."""
@@ -62,15 +60,12 @@ class Lattice:
                 return np.clip(np.rint(u), 0, len(values) - 1).astype(np.int64)
             mid = 0.5 * (values[1:] + values[:-1])
             return np.searchsorted(mid, u).astype(np.int64)
+        return _long_grid_index(self._numeric(j), np.asarray(u, dtype=float))
+
+    def _numeric(self, j: int) -> IntParam | FloatParam:
         p = self._params[j]
-        count = p.count
-        assert count is not None
-        out = []
-        for uu in np.ravel(u):
-            # Decoding snaps to the grid; the value's position follows from low and step.
-            v = p.decode(float(uu))
-            out.append(min(max(round((v - p.low) / p.step), 0), count - 1))  # type: ignore[union-attr]
-        return np.reshape(np.array(out, dtype=np.int64), np.shape(u))
+        assert not isinstance(p, CategoricalParam)
+        return p
 
     def snap(self, X: np.ndarray) -> np.ndarray:
         """X (m, d) moved onto the lattice: numeric clipped to [0, 1], discrete to the nearest
@@ -91,6 +86,32 @@ class Lattice:
             if self.is_cat[j]:
                 X[:, j] = np.minimum(np.floor(U[:, j] * self.n_choices[j]), self.n_choices[j] - 1)
         return self.snap(X)
+
+
+def _long_grid_coords(p: IntParam | FloatParam, index: np.ndarray) -> np.ndarray:
+    """p.encode(p.grid_value(k)) for every k in `index`, in closed form: a grid too long to
+    tabulate is also too long to encode value by value in Python (2**53 values for an int)."""
+    lo, hi = p.unit_bounds()
+    if isinstance(p, IntParam):
+        # int64 holds every grid value exactly (|value| <= 2**53), float64 then as encode does.
+        v = (p.low + index * p.step).astype(float)
+    else:
+        assert p.step is not None
+        v = p.low + index * p.step
+    if p.log:
+        v = np.log(v)
+    return (v - lo) / (hi - lo)
+
+
+def _long_grid_index(p: IntParam | FloatParam, u: np.ndarray) -> np.ndarray:
+    """The grid number p.decode snaps each u to, in closed form (see _long_grid_coords)."""
+    lo, hi = p.unit_bounds()
+    v = lo + np.clip(u, 0.0, 1.0) * (hi - lo)
+    if p.log:
+        v = np.exp(v)
+    count = p.count
+    assert p.step is not None and count is not None
+    return np.clip(np.rint((v - p.low) / p.step), 0, count - 1).astype(np.int64)
 
 
 def sobol(d: int, n: int, rng: np.random.Generator) -> np.ndarray:

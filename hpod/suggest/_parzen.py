@@ -3,8 +3,10 @@
 A mixture of K = n + 1 components: one per observation plus a broad prior component (Bergstra et
 al. 2011; the design of optuna's `_ParzenEstimator`). A component is a product over coordinates:
 - numeric coordinate: a normal truncated to [0, 1]; on a discrete coordinate (int, stepped float)
-  the mass of the grid value's cell [midpoint to the left, midpoint to the right], which is what
-  snapping a continuous draw to the nearest grid value gives;
+  of at most _CELL_LIMIT values the mass of the grid value's cell [midpoint to the left, midpoint
+  to the right], which is what snapping a continuous draw to the nearest grid value gives; a
+  longer grid keeps the density: on cells that narrow the mass is the density times the cell's
+  width, which is the same for l and g and cancels in TPE's ratio;
 - categorical coordinate: a smoothed indicator of the observed choice, (1[c] + a) / (1 + K a)
   with a = prior_weight / K, the prior component being uniform.
 
@@ -25,6 +27,10 @@ from scipy.special import log_ndtr, logsumexp, ndtr, ndtri
 from hpod.suggest._lattice import Lattice
 
 _PRIOR_SIGMA = 1.0
+# Discrete coordinates with more values are modelled as continuous (a density, not the mass of a
+# cell), as the GP's optimiser relaxes them (hpod.suggest.gp.optimize._RELAX_COUNT): their cells
+# are too many to tabulate and too narrow for a difference of normal CDFs to resolve.
+_CELL_LIMIT = 1024
 
 
 def _log_mass(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -57,13 +63,7 @@ class ParzenEstimator:
             p = np.full((K, c), prior_weight / K)
             p[np.arange(n), X[:, j].astype(np.int64)] += 1.0
             self.cat_probs[int(j)] = p / p.sum(axis=1, keepdims=True)
-        # Cell edges of discrete numeric coordinates, for the mass of a grid value.
-        self.edges: dict[int, np.ndarray] = {}
-        for j in range(d):
-            count = lattice.count(j)
-            if self.num[j] and count is not None:
-                coords = lattice.coords(j, np.arange(count))
-                self.edges[j] = np.concatenate([[0.0], 0.5 * (coords[1:] + coords[:-1]), [1.0]])
+        self.edges = _cell_edges(lattice, self.num)
 
     def log_pdf(self, Xq: np.ndarray) -> np.ndarray:
         """(m,) log density (mass on discrete coordinates) of the mixture at Xq (m, d)."""
@@ -103,6 +103,18 @@ class ParzenEstimator:
             u = lo + rng.random(m) * (hi - lo)
             out[:, j] = np.clip(mu + s * ndtri(np.clip(u, 1e-300, 1 - 1e-16)), 0.0, 1.0)
         return self.lattice.snap(out)
+
+
+def _cell_edges(lattice: Lattice, num: np.ndarray) -> dict[int, np.ndarray]:
+    """Cell edges (count + 1,) of each discrete numeric coordinate with at most _CELL_LIMIT
+    values, for the mass of a grid value."""
+    edges: dict[int, np.ndarray] = {}
+    for j in np.flatnonzero(num):
+        count = lattice.count(int(j))
+        if count is not None and count <= _CELL_LIMIT:
+            coords = lattice.coords(int(j), np.arange(count))
+            edges[int(j)] = np.concatenate([[0.0], 0.5 * (coords[1:] + coords[:-1]), [1.0]])
+    return edges
 
 
 def _bandwidths(X: np.ndarray, num: np.ndarray) -> np.ndarray:

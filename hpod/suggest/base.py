@@ -10,6 +10,7 @@ the daemon saves its state with each trial and hands it back after a restart.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -99,6 +100,19 @@ def draw_rng(entropy: int, index: int) -> np.random.Generator:
     return np.random.default_rng([entropy, index])
 
 
+def as_float(name: str, value: Any, expected: str) -> float:
+    """A real number, Python's or numpy's (numpy registers its scalars with `numbers`), as a
+    float; a bool is not a number. ValueError naming `name` and what was `expected` otherwise,
+    also for an int beyond the float range (10**309)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be {expected}, got an integer beyond the float range "
+                         f"(about 1.8e308)") from None
+
+
 class History:
     """Observations in arrival order plus the set of point keys seen (failed ones included)."""
 
@@ -113,15 +127,12 @@ class History:
         resources) and counts once for de-duplication."""
         key = self.space.key(params)
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"value must be a number or None, got {value!r}")
-            value = float(value)
-        if resource is not None and (isinstance(resource, bool)
-                                     or not isinstance(resource, (int, float))
-                                     or not math.isfinite(resource)):
-            raise ValueError(f"resource must be a finite number or None, got {resource!r}")
-        obs = Observation(self.space.validate(params), value,
-                          None if resource is None else float(resource))
+            value = as_float("value", value, "a number or None")
+        if resource is not None:
+            resource = as_float("resource", resource, "a finite number or None")
+            if not math.isfinite(resource):
+                raise ValueError(f"resource must be a finite number or None, got {resource!r}")
+        obs = Observation(self.space.validate(params), value, resource)
         self.observations.append(obs)
         self._keys.add(key)
         return obs

@@ -117,13 +117,12 @@ class GPGridSuggester(GPSuggester):
         G = np.stack([rng.integers(0, c, size=self.n_random) for c in self._counts], axis=1)
         if len(taken_X):
             G = np.vstack([G, self._digits(taken_X)])
-        G = _unique(G)
+        known: set[bytes] = set()
+        G = _take_unseen(G, known)
         values = acq(self._coords(G))
         for _ in range(_MAX_ROUNDS):
             top = G[np.argsort(-values, kind="stable")[:_TOP]]
-            known = {g.tobytes() for g in G}
-            fresh = _unique(self._neighbours(top))
-            fresh = fresh[np.array([g.tobytes() not in known for g in fresh], dtype=bool)]
+            fresh = _take_unseen(self._neighbours(top), known)
             if not len(fresh):
                 break
             fresh_values = acq(self._coords(fresh))
@@ -135,7 +134,14 @@ class GPGridSuggester(GPSuggester):
         return G
 
 
-def _unique(G: np.ndarray) -> np.ndarray:
-    """Rows of G without duplicates, first occurrences in order."""
-    _, first = np.unique(G, axis=0, return_index=True)
-    return G[np.sort(first)]
+def _take_unseen(G: np.ndarray, known: set[bytes]) -> np.ndarray:
+    """Rows of G not in `known` and not repeated, first occurrences in order; they join `known`.
+    One set kept across the search's rounds, rather than rebuilt from every point scored so far
+    and a sort per round, keeps a round's cost to its new points."""
+    keep = np.zeros(len(G), dtype=bool)
+    for i, g in enumerate(G):
+        key = g.tobytes()
+        if key not in known:
+            known.add(key)
+            keep[i] = True
+    return G[keep]

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from hpod.suggest.base import as_float
 from hpod.suggest.gp.acquisition import Acquisition
 from hpod.suggest.gp.model import GPModel
 from hpod.suggest.gp.regressor import GPPosterior
@@ -54,20 +55,21 @@ class CostModel:
     def observe(self, key: Hashable, x: np.ndarray, seconds_per_unit: float) -> None:
         """The rate of the point `key` (encoded as x (d,)); a later measure of it replaces an
         earlier one. Raises ValueError for a rate that is not a positive finite number."""
-        if not (isinstance(seconds_per_unit, (int, float)) and math.isfinite(seconds_per_unit)
-                and seconds_per_unit > 0):
-            raise ValueError(f"seconds_per_unit must be a positive number, got "
-                             f"{seconds_per_unit!r}")
-        self._costs[key] = (x, math.log(seconds_per_unit))
+        rate = as_float("seconds_per_unit", seconds_per_unit, "a positive number")
+        if not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"seconds_per_unit must be a positive number, got {rate!r}")
+        self._costs[key] = (x, math.log(rate))
 
     def observe_overhead(self, startup: float, resource: float) -> None:
         """Seconds every trial spends before training, and the resource an average trial
         trains. Raises ValueError for a negative startup or a resource that is not > 0."""
-        if not (isinstance(startup, (int, float)) and math.isfinite(startup) and startup >= 0):
+        startup = as_float("startup", startup, "a number >= 0")
+        resource = as_float("resource", resource, "a number > 0")
+        if not (math.isfinite(startup) and startup >= 0):
             raise ValueError(f"startup must be a number >= 0, got {startup!r}")
-        if not (isinstance(resource, (int, float)) and math.isfinite(resource) and resource > 0):
+        if not (math.isfinite(resource) and resource > 0):
             raise ValueError(f"resource must be a number > 0, got {resource!r}")
-        self.startup, self.resource = float(startup), float(resource)
+        self.startup, self.resource = startup, resource
 
     def surface(self, rng: np.random.Generator, min_points: int) -> CostSurface | None:
         """The fitted cost surface; None with fewer than `min_points` costs or when every cost
@@ -104,11 +106,34 @@ class CostSurface:
 
     def penalty(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(penalty, d penalty / d m) at the GP means m."""
-        # Computed relative to x_0 (g = mean), so startup + resource * e^g never overflows.
-        ratio = self.resource * np.exp(-self.std * m)  # resource * e^(g - mean)
-        base = self.startup * math.exp(-self.mean)
-        penalty = np.log(base + ratio) - math.log(base + self.resource)
-        return penalty, -self.std * ratio / (base + ratio)
+        direct = self._direct_penalty(m)
+        return direct if direct is not None else self._log_penalty(m)
+
+    def _direct_penalty(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The penalty computed in seconds, None where a term overflows (rates near the
+        float limits, e.g. 1e-320 s per epoch, put e^-mean or e^(g - mean) past 1.8e308)."""
+        # Computed relative to x_0 (g = mean), so startup + resource * e^g stays near the
+        # scale of an ordinary cost.
+        try:
+            base = self.startup * math.exp(-self.mean)
+        except OverflowError:
+            return None
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            ratio = self.resource * np.exp(-self.std * m)  # resource * e^(g - mean)
+            penalty = np.log(base + ratio) - math.log(base + self.resource)
+            slope = -self.std * ratio / (base + ratio)
+        if not (np.all(np.isfinite(penalty)) and np.all(np.isfinite(slope))):
+            return None
+        return penalty, slope
+
+    def _log_penalty(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The same penalty with every term kept as its log, finite for any finite rates."""
+        log_resource = math.log(self.resource)
+        log_base = math.log(self.startup) - self.mean if self.startup > 0 else -math.inf
+        log_ratio = log_resource - self.std * m
+        log_total = np.logaddexp(log_base, log_ratio)
+        penalty = log_total - np.logaddexp(log_base, log_resource)
+        return penalty, -self.std * np.exp(log_ratio - log_total)
 
     def log_cost(self, X: np.ndarray) -> np.ndarray:
         """(m,) log cost(x) - log cost(x_0) at X (m, d)."""

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# A spread below this fraction of the values' magnitude is float64 rounding (a few hundred ulps),
+# not signal: such values are standardised as constant and never warped. Relative, so an
+# objective measured in tiny units (1e-12 * loss) is learnt like the loss itself.
+_RELATIVE_SPREAD = 1e-13
+
 
 def gp_targets(v: np.ndarray, winsorize: bool = True, warp: str = "none") -> np.ndarray:
     """t (n,) = -standardise(warp(winsorise(v))).
@@ -29,10 +34,15 @@ def gp_targets(v: np.ndarray, winsorize: bool = True, warp: str = "none") -> np.
         q1, q3 = np.percentile(v, [25.0, 75.0])
         if q3 > q1:
             v = np.minimum(v, q3 + 1.5 * (q3 - q1))
-    if warp == "power" and len(v) >= 4 and v.std() > 0:
+    if warp == "power" and len(v) >= 4 and v.std() > _spread_floor(v):
         v = _power_transform(v)
     std = v.std()
-    return -(v - v.mean()) / max(float(std), 1e-10)
+    return -(v - v.mean()) / max(float(std), _spread_floor(v))
+
+
+def _spread_floor(v: np.ndarray) -> float:
+    """The smallest standard deviation of v that is signal; never 0, so constant v divide."""
+    return max(_RELATIVE_SPREAD * float(np.abs(v).max()), float(np.finfo(float).tiny))
 
 
 def _power_transform(v: np.ndarray) -> np.ndarray:
@@ -44,7 +54,8 @@ def _power_transform(v: np.ndarray) -> np.ndarray:
     try:
         with np.errstate(all="ignore"):
             out = scipy.stats.boxcox(x)[0] if x.min() > 0 else scipy.stats.yeojohnson(x)[0]
-    except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError, RuntimeError):
+        # RuntimeError: scipy's BracketError when the likelihood in the exponent is flat.
         return v
     return out if np.all(np.isfinite(out)) and out.std() > 0 else v
 
