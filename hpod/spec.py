@@ -48,6 +48,7 @@ __all__ = ["StudySpec", "Objective", "Budget", "SuggesterSpec", "SchedulerSpec",
 
 # A file with none of these is not an attempt at a study (NotAStudyFile), whatever its name.
 STUDY_MARKS = ("command", "objective", "space")
+_MARKS = ", ".join(f"`{key}`" for key in STUDY_MARKS)
 TOP_LEVEL_KEYS = ("name", "command", "workdir", "env", "objective", "budget", "parallel", "seed",
                   "space", "suggester", "scheduler", "resources", "trial", "max_failures",
                   "enqueue", "on_finish", "on_failure", "executor")
@@ -146,15 +147,9 @@ def load_study_file(path: str | Path) -> StudySpec:
         data = read_study_data(path)
     except StudySpecError as e:
         raise clean_error(e) from None
-    marks = ", ".join(f"`{key}`" for key in STUDY_MARKS)
-    if not isinstance(data, Mapping) or not any(key in data for key in STUDY_MARKS):
-        held = f"none of {marks} at its top level" if isinstance(data, Mapping) else \
-            f"it holds {describe(data)}, not a table of settings ({marks}, ...)"
-        raise NotAStudyFile(
-            f"not a study file: {held}", path=str(path),
-            fix="a study needs `command`, `objective` and `space`; keep other files (a trial's "
-                "outputs, project files) out of the watched folder, or write them under "
-                "HPOD_TRIAL_DIR")
+    if not isinstance(data, Mapping):
+        raise _not_a_study(path, f"it holds {describe(data)}, not a table of settings "
+                                 f"({_MARKS}, ...)")
     spec = parse_study(data, path=path)
     try:
         check_command(path, spec.command, spec.source_command)
@@ -194,7 +189,17 @@ def parse_study(data: Mapping[str, Any], *, path: Path) -> StudySpec:
                                          fix="flatten it")) from None
 
 
+def _not_a_study(path: Path, held: str) -> NotAStudyFile:
+    return NotAStudyFile(
+        f"not a study file: {held}", path=str(path),
+        fix="a study needs `command`, `objective` and `space`; keep other files (a trial's "
+            "outputs, project files) out of the watched folder, or write them under "
+            "HPOD_TRIAL_DIR")
+
+
 def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
+    if not any(key in data for key in STUDY_MARKS):
+        raise _not_a_study(path, f"none of {_MARKS} at its top level")
     f = Fields(path=str(path))
     f.known_keys(data, "", TOP_LEVEL_KEYS)
     data = {k: v for k, v in data.items() if v is not None}  # null means "the default"

@@ -26,7 +26,7 @@ CORPUS: dict[str, str] = {
     "bom_only.json": "is empty",
     "command_shell_string.toml": "must be a list of arguments, not a string (hpod never uses a "
                                  "shell)",
-    "comment_only.toml": "field `command`: is required but missing",
+    "comment_only.toml": "not a study file: none of `command`, `objective`, `space`",
     "deep_json.json": "is nested too deeply (more than 64 levels)",
     "deep_toml_arrays.toml": "is nested too deeply (more than 64 levels)",
     "deep_toml_tables.toml": "is nested too deeply (more than 64 levels)",
@@ -39,11 +39,11 @@ CORPUS: dict[str, str] = {
     "huge_parallel.toml": "field `parallel`: must be at most 1024",
     "huge_string_name.toml": "field `name`: is too long (50000 characters, at most 100)",
     "json_nan_parallel.json": "field `parallel`: must be an integer, got number nan",
-    "json_top_level_string.json": "must hold a table of settings at the top level, got string",
+    "json_top_level_string.json": "not a study file: it holds string 'just a string', not a table",
     "json_trailing_comma.json": "JSON syntax error at line 1, column 39",
     "latin1_no_nul.yaml": "is not UTF-8 text (invalid byte at offset 27)",
     "long_unknown_key.toml": "unknown key 'kkkkkkkkkk",
-    "long_line.toml": "field `command`: is required but missing",
+    "long_line.toml": "not a study file: none of `command`, `objective`, `space`",
     "name_control_chars.toml": r"invalid study name 'bell\x07and\nnewline'",
     "name_nul.toml": "field `name`: contains a NUL character",
     "name_slash.json": "invalid study name 'a/b'",
@@ -63,7 +63,7 @@ CORPUS: dict[str, str] = {
     "yaml_huge_tagged_int.yaml": "holds an integer with more than 4300 digits",
     "yaml_long_bad_float.yaml": "YAML error at line 2, column 7: cannot read 'zzzzzzzzzz",
     "yaml_key_not_string.yaml": "has a key that is not a string: integer 1",
-    "yaml_null.yaml": "must hold a table of settings at the top level, got null",
+    "yaml_null.yaml": "not a study file: it holds null, not a table of settings",
     "yaml_python_tag.yaml": "could not determine a constructor for the tag",
     "yaml_tab_indent.yaml": "found character '\\t' that cannot start any token",
     "yaml_two_documents.yaml": "but found another document",
@@ -135,7 +135,11 @@ def test_the_corpus_dropped_into_a_running_daemon(tmp_path: Path, start_daemon) 
     wait_until(lambda: (study_status(tmp_path, "steady") or {}).get("trials", {})
                .get("running") == 1, what="the good study to run")
 
-    expected = {Path(name).stem: fragment for name, fragment in CORPUS.items()}
+    # Files with no study in them are left alone (an event each), not recorded as invalid.
+    not_studies = {name for name, fragment in CORPUS.items()
+                   if fragment.startswith("not a study file")}
+    expected = {Path(name).stem: fragment for name, fragment in CORPUS.items()
+                if name not in not_studies}
     for name in CORPUS:
         shutil.copy(HOSTILE / name, tmp_path / name)
     expected.update(_made_in(tmp_path))
@@ -158,6 +162,10 @@ def test_the_corpus_dropped_into_a_running_daemon(tmp_path: Path, start_daemon) 
         assert fragment in study["error"]
     # The half-written file under its first name is gone, and so is its study's error.
     assert studies.get("partial", {}).get("error") is None
+    assert not any(Path(name).stem in studies for name in not_studies)
+    events = hpod_cli("events", tmp_path, "--limit", "500").stdout
+    for name in not_studies:
+        assert f"{name} is ignored: not a study file" in events, events
 
     wait_until(lambda: study_status(tmp_path, "late")["state"] == "complete",
                what="the study dropped after the corpus")
