@@ -247,9 +247,9 @@ class StudyController:
                 tg.create_task(self._run_trial(run, lease), name=f"{self.name}#{trial.number}")
         end = self._end
         if end.study_state is not None:
-            error = end.reason if end.study_state is StudyState.FAILED else None
+            failure = end.reason if end.study_state is StudyState.FAILED else None
             changed = end.study_state is not self.study.state
-            await self._set_state(end.study_state, error=error)
+            await self._set_state(end.study_state, error=failure)
             if changed and end.study_state is StudyState.COMPLETE:
                 await self._store.record_event(
                     EventLevel.INFO, self._completion_summary(), study_id=self.study.id

@@ -161,7 +161,7 @@ class CostFeed:
 
     def overhead(self) -> Overhead | None:
         """The study's startup and mean trained resource; None before any trial has a rate."""
-        startups = [max(t.first[1] - t.rate * t.first[0], 0.0)  # type: ignore[index, operator]
+        startups = [max(t.first[1] - t.rate * t.first[0], 0.0)  # type: ignore[operator]
                     for t in self._trials.values() if t.first is not None and t.rates]
         ended = [t.reached for t in self._trials.values() if t.ended and t.reached > 0]
         reached = ended or [t.reached for t in self._trials.values() if t.reached > 0]

@@ -12,7 +12,7 @@ import copy
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from hpod.errors import SpaceError
 from hpod.space import Space
@@ -276,7 +276,7 @@ def user_origin(command_id: int) -> str:
     return f"{USER_ORIGIN}:{command_id}"
 
 
-def is_user_origin(origin: str | None) -> bool:
+def is_user_origin(origin: str | None) -> TypeGuard[str]:
     return origin is not None and (origin == USER_ORIGIN or origin.startswith(USER_ORIGIN + ":"))
 
 

@@ -144,14 +144,15 @@ def _frozen_trials(optuna: Any, snap: _Snapshot) -> tuple[list[Any], int]:
 
 
 def _distribution(optuna: Any, p: Param) -> Any:
+    from hpod.space_params import CategoricalParam, FloatParam
+
     d = optuna.distributions
-    kind = p.to_table()["type"]
-    if kind == "categorical":
+    if isinstance(p, CategoricalParam):
         if _json_choices(p):
             # Optuna finds a choice with list.index, where True == 1: say the choices as JSON.
             return d.CategoricalDistribution([_as_json(c) for c in p.choices])
         return d.CategoricalDistribution(list(p.choices))
-    if kind == "float":
+    if isinstance(p, FloatParam):
         return d.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
     return d.IntDistribution(p.low, p.high, log=p.log, step=p.step)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpod.executor.base import signal_name
-from hpod.executor.process import signal_group
+from hpod.executor.process import settle, signal_group
 from hpod.store.records import (
     EventLevel,
     StudyRecord,
@@ -85,7 +85,7 @@ async def run_hook(argv: Sequence[str], summary: Mapping[str, Any], *, cwd: str 
                           "", "", time.monotonic() - started)
     pgid = proc.pid  # start_new_session: the leader's pid is the group id
     assert proc.stdin and proc.stdout and proc.stderr  # PIPE was asked for all three
-    tasks = [asyncio.create_task(_feed(proc.stdin, payload)),
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(_feed(proc.stdin, payload)),
              asyncio.create_task(_tail(proc.stdout)), asyncio.create_task(_tail(proc.stderr))]
     timed_out = False
     try:
@@ -135,7 +135,7 @@ async def _exited(pid: int) -> None:
             await asyncio.sleep(0.05)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    loop.add_reader(fd, settle, done)
     try:
         await done
     finally:

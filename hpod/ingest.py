@@ -47,12 +47,13 @@ class MetricSink:
         points = self._points
         for name, value in metrics.items():
             points.append(MetricPoint(trial_id, step, name, value, now))
-        value = metrics.get(objective)
-        if value is None:
+        objective_value = metrics.get(objective)
+        if objective_value is None:
             previous = self._progress.get(trial_id)
             if previous is not None:
-                value = previous[1]  # keep the last objective value when this report lacks it
-        self._progress[trial_id] = (step, value)
+                # keep the last objective value when this report lacks it
+                objective_value = previous[1]
+        self._progress[trial_id] = (step, objective_value)
         if not self._has_data.is_set():
             self._has_data.set()
 

@@ -158,10 +158,13 @@ class Reporter:
     checkpoint_dir: where a pause saves; `<trial folder>/keras-checkpoint` by default.
     """
 
+    model: Any  # the model being trained: Keras sets it (Callback.set_model) before fit starts
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Reporter:
         # Keras is imported here, not at module import: the instance is of a subclass that is
         # also a keras Callback (a user's own subclass of Reporter gets the same treatment).
-        return super().__new__(_with_keras(cls))
+        # A class is hashable; mypy checks the signature of the instances' __hash__ instead.
+        return super().__new__(_with_keras(cls))  # type: ignore[arg-type]
 
     def __init__(self, objective: str | None = None, resource: str | None = "epoch", *,
                  client: Any = None, exit_on_pause: bool = True,

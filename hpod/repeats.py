@@ -22,6 +22,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from hpod.decision import Decision
 from hpod.schedule import Scheduler
@@ -213,5 +214,5 @@ class RepeatGroups:
         return combine(list(runs.values()))
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and not math.isnan(value) and not math.isinf(value)

@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from hpod.gpus import format_memory
 from hpod.reasons import reason_in_one_line
@@ -48,7 +48,7 @@ def best_of_study(reader: StoreReader, study: StudyRecord) -> dict[str, Any] | N
     if not done:
         return None
     pick = min if study.direction.value == "minimize" else max
-    best = pick(done, key=lambda c: c.mean)
+    best = pick(done, key=lambda c: cast(float, c.mean))  # no None left in `done`
     return {"value": best.mean, "params": best.params, "trial": best.number,
             "runs": best.runs, "values": list(best.values), "std": best.std}
 

@@ -88,11 +88,12 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from hpod.recorded_curves import RecordedCurves
-    from hpod.simulation import SimulationError, simulate_study, synthetic_curves
+    from hpod.simulation import CurveSource, SimulationError, simulate_study, synthetic_curves
     from hpod.spec import load_study_file
     from hpod.store import StoreUnavailable
 
     spec = load_study_file(args.file)
+    curves: CurveSource
     if args.curves == "synthetic":
         curves = synthetic_curves(spec, seed=args.seed, epoch_seconds=args.epoch_seconds)
         label = "synthetic"

@@ -76,7 +76,7 @@ class StudyPolicy:
         if self._judge is None:
             return Decision.CONTINUE
         if not resumable and self._judge is self.scheduler:
-            self.scheduler.cannot_pause(trial_id)  # type: ignore[union-attr]
+            self.scheduler.cannot_pause(trial_id)
         if self._rungs is None or self.scheduler is None:
             return self._judge.on_report(trial_id, step, value)
         heading_to = self.scheduler.next_milestone(trial_id)

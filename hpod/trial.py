@@ -203,6 +203,7 @@ class TrialClient:
         With deadline None, read only what has already arrived.
         """
         fd = self._control_fd
+        assert fd is not None  # the callers return first without a control pipe
         if self._poller is None:
             self._poller = select.poll()
             self._poller.register(fd, select.POLLIN)
@@ -212,7 +213,7 @@ class TrialClient:
             if not poller.poll(wait_ms):
                 return None
             try:
-                data = os.read(fd, 4096)  # type: ignore[arg-type]
+                data = os.read(fd, 4096)
             except OSError:
                 data = b""
             if not data:  # EOF: the daemon closed the control pipe; carry on without answers

@@ -35,7 +35,7 @@ async def pidfd_child_watcher() -> AsyncIterator[bool]:
         yield True
     finally:
         # None: the policy builds its default watcher again when one is next asked for.
-        policy.set_child_watcher(None)
+        policy.set_child_watcher(None)  # type: ignore[arg-type]  # typeshed omits None
 
 
 def _wanted() -> bool:

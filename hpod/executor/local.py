@@ -28,7 +28,7 @@ from hpod.executor.base import TrialExit
 from hpod.executor.fd_slots import ChildFdSlots
 from hpod.executor.leftovers import kill_leftovers
 from hpod.executor.process import (child_setup, classify_exit, group_alive, launch_error,
-                                   load_prctl, signal_group, stderr_tail)
+                                   load_prctl, settle, signal_group, stderr_tail)
 from hpod.executor.spawn import direct_program, with_pdeathsig
 from hpod.wire import MAX_LINE, LineBuffer, Message, encode_decision, parse_lines
 
@@ -262,7 +262,7 @@ class LocalTrial:
                 view = view[os.write(fd, view):]
             except BlockingIOError:
                 writable = loop.create_future()
-                loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+                loop.add_writer(fd, settle, writable)
                 try:
                     await writable
                 finally:

@@ -5,6 +5,7 @@ Synchronous and small; executor/local.py does the asyncio part.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import fcntl
@@ -99,6 +100,13 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def settle(future: asyncio.Future[None]) -> None:
+    """Resolve `future` unless it is already done: for a reader or writer callback, which may
+    fire again before the awaiting task removes it."""
+    if not future.done():
+        future.set_result(None)
 
 
 def signal_group(pgid: int, signum: int) -> bool:

@@ -173,10 +173,11 @@ class RayTrial:
         clean = False
         try:
             if not self._relay.done():
+                gone: tuple[type[BaseException], ...] = (TimeoutError, *actor_errors())
                 try:
                     await asyncio.wait_for(self._actor.stop.remote(0), CLOSE_TIMEOUT)
                     await asyncio.wait_for(asyncio.shield(self._relay), CLOSE_TIMEOUT)
-                except (TimeoutError, *actor_errors()):
+                except gone:
                     pass
             clean = self._done and self._lost is None
         finally:

@@ -92,10 +92,10 @@ class WarmExecutor:
         argv = [os.fspath(a) for a in argv]
         config = self._config(argv, env, Path(cwd), preload)
         if config is None:
-            trial = await self._cold.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir)
+            cold = await self._cold.launch(argv, env=env, cwd=cwd, trial_dir=trial_dir)
             self.cold_starts += 1
-            self._track(trial, None)
-            return trial
+            self._track(cold, None)
+            return cold
         self._warm_launches += 1
         key = self._take_key(slot or "")  # before any await: concurrent launches differ
         try:

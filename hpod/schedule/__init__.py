@@ -56,4 +56,4 @@ def make_scheduler(name: str, **options: Any) -> Scheduler:
     cls = kinds[name]
     reject_unknown(name, options, SCHEDULER_OPTIONS[name])
     given = {key: value for key, value in options.items() if value is not None}
-    return cls(**given)  # type: ignore[no-any-return]
+    return cls(**given)

@@ -51,7 +51,8 @@ class AsyncHyperbandScheduler(ASHAScheduler):
             reduction_factor=reduction_factor,
             mode=mode,
         )
-        self.probabilities = bracket_probabilities(self.levels, max_resource, len(self._ladders))
+        self.probabilities = bracket_probabilities(self.levels, self.max_resource,
+                                                   len(self._ladders))
         self._cumulative = [sum(self.probabilities[: s + 1]) for s in range(len(self._ladders))]
 
     def _bracket_levels(self) -> list[tuple[float, ...]]:

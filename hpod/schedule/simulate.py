@@ -229,9 +229,9 @@ class _Simulation:
                 continue
             if self.idle == 0:
                 return
-            trial_id = self.scheduler.next_resume()
-            if trial_id is not None:
-                self.resume(trial_id)
+            promoted = self.scheduler.next_resume()
+            if promoted is not None:
+                self.resume(promoted)
                 continue
             if self.closed or not self.scheduler.should_start_new():
                 return

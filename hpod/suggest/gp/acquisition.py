@@ -75,11 +75,11 @@ def log_ei_derivatives(mean: np.ndarray, var: np.ndarray,
 
 
 class Acquisition(Protocol):
-    def __call__(self, Xq: np.ndarray) -> np.ndarray:
+    def __call__(self, Xq: np.ndarray, /) -> np.ndarray:
         """(m,) values at Xq (m, d); higher is better."""
         ...
 
-    def value_and_grad(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def value_and_grad(self, Xq: np.ndarray, /) -> tuple[np.ndarray, np.ndarray]:
         """((m,), (m, d)); the gradient is zero along categorical coordinates."""
         ...
 

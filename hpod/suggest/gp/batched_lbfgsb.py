@@ -116,7 +116,7 @@ def batched_lbfgsb(fun_batch: BatchFunction, Z0: np.ndarray, bounds: Sequence[tu
         beginning = accept
         if accept.all():
             ended = np.zeros(len(row), dtype=bool)
-            a = slice(None)
+            a: slice | np.ndarray = slice(None)
         else:
             rejected = ~accept
             t[rejected] *= 0.5

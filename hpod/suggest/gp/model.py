@@ -41,7 +41,7 @@ class BlasThreads:
 
     def __init__(self, n: int | None) -> None:
         self.n = n
-        self._controller: object | None = None
+        self._controller: Any = None  # a threadpoolctl.ThreadpoolController, once built
 
     @contextlib.contextmanager
     def limit(self) -> Iterator[None]:
@@ -52,7 +52,7 @@ class BlasThreads:
             from threadpoolctl import ThreadpoolController
 
             self._controller = ThreadpoolController()
-        with self._controller.limit(limits=self.n, user_api="blas"):  # type: ignore[attr-defined]
+        with self._controller.limit(limits=self.n, user_api="blas"):
             yield
 
 

@@ -251,10 +251,11 @@ class GPSuggester:
         free = [first_free(self.space, points, taken) for points in ranked]
         if self._hedge is None:
             return free[0]
-        members = [i for i, params in enumerate(free) if params is not None]
-        if not members:
+        nominated = {i: params for i, params in enumerate(free) if params is not None}
+        if not nominated:
             return None
-        nominees = self.space.to_unit_many([free[i] for i in members])
+        members = list(nominated)
+        nominees = self.space.to_unit_many(list(nominated.values()))
         chosen = self._hedge.choose(members, nominees, rng)
         logger.debug("gp hedge: gains %s, proposing %s's point",
                      np.array2string(self._hedge.gains, precision=2), self._hedge.members[chosen])
