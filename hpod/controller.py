@@ -101,7 +101,7 @@ class StudyController:
         self._retry_at: dict[int, float] = {}  # trial id -> monotonic time its retry may start
         # Enqueued points not yet made trials: (origin, partial params), in the order to run.
         self._enqueued: deque[tuple[str, dict[str, Any]]] = deque()
-        self._user_points_made: set[str] = set()  # origins of trials made from `hpod enqueue`
+        self._origins_made: set[str] = set()  # origins of every trial made from an enqueued point
         self._warned: set[str] = set()  # warnings its trials gave once for the study (TrialRun)
         self._said_why_waiting = False  # an event says why no trial can be placed yet
         self._hook: asyncio.Future[Any] | None = None  # on_finish / on_failure, while it runs
@@ -148,6 +148,7 @@ class StudyController:
         self.spec = spec
         self._policy = self._policy.updated(spec)
         self.progress.budget_runs = _budget_runs(spec)
+        self._enqueue_from_file(self._origins_made)
         self._wake()
 
     def stop(self, reason: str, *, grace: float | None = None) -> None:
@@ -180,7 +181,7 @@ class StudyController:
 
     def stop_trial(self, number: int) -> bool:
         for run in self._runs.values():
-            if run.trial.number == number:
+            if run.trial.number == number and run.trial.id not in self._recording:
                 run.request_stop(TrialState.STOPPED, "stopped by the user", self.spec.trial.grace)
                 return True
         return False
@@ -293,7 +294,7 @@ class StudyController:
         return (
             self._first_ready() is not None
             or bool(self._paused_trials)
-            or any(is_user_origin(origin) for origin, _ in self._enqueued)
+            or self._user_points_waiting()
             or not self._budget_spent()
         )
 
@@ -316,8 +317,13 @@ class StudyController:
 
     def _should_complete(self) -> bool:
         return (
-            not self._runs and not self._queue and not self._paused_trials and self._budget_spent()
+            not self._runs and not self._queue and not self._paused_trials
+            and not self._user_points_waiting() and self._budget_spent()
         )
+
+    def _user_points_waiting(self) -> bool:
+        """`hpod enqueue` points without a trial yet: they run even when the budget is spent."""
+        return any(is_user_origin(origin) for origin, _ in self._enqueued)
 
     def _every_trial_started(self) -> bool:
         """Every trial the budget made has been told to the scheduler as started."""
@@ -373,6 +379,11 @@ class StudyController:
             if not done and not self._said_why_waiting:
                 await self._say_why_waiting()
                 await asyncio.wait({acquire, changed}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # This controller is being torn down (cancelled, or a sibling trial's task failed):
+            # asyncio.wait leaves `acquire` running, and a lease it gets would never be freed.
+            _give_back(acquire)
+            raise
         finally:
             changed.cancel()
         if acquire.done():
@@ -382,7 +393,9 @@ class StudyController:
         try:
             await acquire
         except asyncio.CancelledError:
-            pass
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this controller is cancelled too, not only the wait for a lease
         self._changed.clear()
         return None
 
@@ -443,12 +456,17 @@ class StudyController:
                 self._exhausted = True
                 return None
             suggestion = enqueued[1]  # a full enqueued point needs no suggestion
+        if self._end is not None or self._on_hold:
+            # Stopped or paused while the suggester worked (a GP fit takes up to a second):
+            # no trial is made of it, and an enqueued point waits for the next one.
+            if enqueued is not None:
+                self._enqueued.appendleft(enqueued)
+            return None
         origin, params = None, suggestion
         if enqueued is not None:
             origin, partial = enqueued
             params = complete_point(self.spec.space, partial, suggestion)
-            if is_user_origin(origin):
-                self._user_points_made.add(origin)
+            self._origins_made.add(origin)
         self._n_created += 1  # the budget counts configurations, however often each runs
         if self.spec.trial.repeats == 1:
             return await self._store.create_trial(self.study.id, params, origin=origin,
@@ -473,8 +491,12 @@ class StudyController:
     def _next_enqueued(self) -> tuple[str, dict[str, Any]] | None:
         """Enqueued points run before new suggestions; the file's count against the budget,
         the user's (`hpod enqueue`) run even when it is spent."""
-        if self._enqueued and (is_user_origin(self._enqueued[0][0]) or not self._budget_spent()):
+        if self._enqueued and not self._budget_spent():
             return self._enqueued.popleft()
+        for entry in self._enqueued:
+            if is_user_origin(entry[0]):
+                self._enqueued.remove(entry)
+                return entry
         return None
 
     async def _suggest(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -497,7 +519,7 @@ class StudyController:
         """`hpod enqueue`: run this (partial) point next, before new suggestions. Its trial
         records the command as its origin, so a restart knows whether it still waits."""
         origin = user_origin(command_id)
-        if origin in self._user_points_made or any(o == origin for o, _ in self._enqueued):
+        if origin in self._origins_made or any(o == origin for o, _ in self._enqueued):
             # The same command applied again: a daemon killed before it recorded the command
             # as applied replays it at its next start.
             return
@@ -587,16 +609,17 @@ class StudyController:
         else:
             self._policy.on_end(final)
         self._finished[final.state] += 1
-        await self._observe(final)
+        retried = outcome.state is TrialState.FAILED and await self._maybe_retry(final, outcome)
+        if not retried:
+            await self._observe(final)
         if final.id in self._not_promoted_early:
             self._not_promoted_early.discard(final.id)
             await self._stop_paused(final.id, self._not_promoted_reason())
         level = EventLevel.INFO
-        retried = False
         if outcome.state is TrialState.FAILED:
             level = EventLevel.WARNING
-            self._consecutive_failures += 1
-            retried = await self._maybe_retry(final, outcome)
+            if not retried:
+                self._consecutive_failures += 1
         elif outcome.state is TrialState.COMPLETE:
             self._consecutive_failures = 0
         if final.state.is_finished() and not retried:
@@ -709,7 +732,8 @@ class StudyController:
         trials = await self._store.list_trials(self.study.id)
         self._n_created = sum(1 for trial in trials if trial.repeat == 0)
         await self._replay_history(trials)
-        self._enqueue_from_file(trials)
+        self._origins_made.update(t.origin for t in trials if t.origin is not None)
+        self._enqueue_from_file(self._origins_made)
         await self._enqueue_from_commands(trials)
         # The suggester is told the finished trials in the order they ended, as it was told them
         # live: with several trials at once, a GP fitted on its rows in another order differs
@@ -776,10 +800,9 @@ class StudyController:
             # cleared, so a later switch back cannot pick up a state this search never had.
             await self._store.set_suggester_state(self.study.id, None)
 
-    def _enqueue_from_file(self, trials: list[TrialRecord]) -> None:
+    def _enqueue_from_file(self, made: set[str]) -> None:
         """The file's [[enqueue]] points that have no trial yet (each runs exactly once, also
-        across restarts: a trial records the point's index as its origin)."""
-        made = {trial.origin for trial in trials}
+        across restarts and live edits: a trial records the point's index as its origin)."""
         waiting = {origin for origin, _ in self._enqueued}
         for index, partial in enumerate(self.spec.enqueue):
             origin = f"file:{index}"
@@ -793,7 +816,6 @@ class StudyController:
                    for c in await self._store.list_commands()
                    if c.action is CommandAction.ENQUEUE and c.study == self.name
                    and c.state is CommandState.APPLIED]
-        self._user_points_made.update(t.origin for t in trials if is_user_origin(t.origin))
         waiting = {origin for origin, _ in self._enqueued}
         for origin, partial in waiting_user_points(applied, [t.origin for t in trials]):
             if origin in waiting:
@@ -843,6 +865,15 @@ class StudyController:
         self.progress.counts = counts
         self.progress.state = self.study.state
         self._on_change(self.progress)
+
+
+def _give_back(acquire: asyncio.Future[Lease]) -> None:
+    """Abandon a wait for a lease: cancelled while it waits (the pool forgets the request, or
+    hands back a lease granted in that same turn), released when it already has one."""
+    if not acquire.done():
+        acquire.cancel()
+    elif not acquire.cancelled() and acquire.exception() is None:
+        acquire.result().release()
 
 
 @dataclass(frozen=True, slots=True)

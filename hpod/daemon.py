@@ -83,6 +83,9 @@ class Daemon:
         self._database: tuple[int, int] | None = None  # (device, inode) of the store's file
         self.controllers: dict[str, StudyController] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Studies whose controller has ended and that may start again right away (intake's
+        # study_ended): the idle watch must not end the daemon in between.
+        self._restarting: set[str] = set()
         self._intake: StudyIntake | None = None  # set once the store is open (_serve)
         self._idle_changed_event = asyncio.Event()
         # What trials launch through: the executor, or the GPU recorder's wrapper of it that
@@ -209,6 +212,9 @@ class Daemon:
         spec: StudySpec,
         study: StudyRecord,
     ) -> None:
+        if self._stop_requested.is_set():
+            logger.info("study %s not started: the daemon is stopping", spec.name)
+            return
         executor, pool = self._placement(spec)
         if spec.executor.cpus_per_trial != 1.0 and not runs_on_ray(spec, self.config):
             # Given without a kind, for the daemon's choice of executor: this daemon's is local.
@@ -273,7 +279,11 @@ class Daemon:
             # Before the idle watch looks: a study whose file was saved while it stopped starts
             # again now, and a daemon run with --exit-when-idle must not end in between.
             if self._intake is not None and not self._stop_requested.is_set():
-                await self._intake.study_ended(controller.name)
+                self._restarting.add(controller.name)
+                try:
+                    await self._intake.study_ended(controller.name)
+                finally:
+                    self._restarting.discard(controller.name)
             self._idle_changed()
             if controller.name not in self.controllers:  # not restarted meanwhile
                 await retire_study(self._executor, controller.name)
@@ -304,7 +314,7 @@ class Daemon:
         if not self.config.exit_when_idle:
             return
         await intake.initial_scan_done.wait()
-        while not all(c.idle for c in self.controllers.values()):
+        while self._restarting or not all(c.idle for c in self.controllers.values()):
             await self._idle_changed_event.wait()
             self._idle_changed_event.clear()
         logger.info("nothing left to run (--exit-when-idle): shutting down")
@@ -367,6 +377,11 @@ class Daemon:
                     f"study {command.study!r} is complete: its budget is spent. Fix: raise "
                     "`budget` in its study file, and it runs on from where it stopped")
         if action is CommandAction.RESUME_STUDY:
+            if controller is not None and controller.ending and self._intake is not None:
+                self._intake.start_when_ended(command.study)
+                return CommandState.APPLIED, (
+                    f"study {command.study} is stopping; it starts again once its running "
+                    "trials have ended")
             if controller is not None:
                 controller.resume()
                 return CommandState.APPLIED, f"study {command.study} resumed"

@@ -94,6 +94,10 @@ class StudyIntake:
             self._start_when_ended.discard(name)
             await self.restart(name)
 
+    def start_when_ended(self, name: str) -> None:
+        """Start study `name` again once its controller, now stopping, has ended."""
+        self._start_when_ended.add(name)
+
     async def handle(self, event: StudyFileEvent) -> None:
         path = event.path
         if not event.present or not os.path.lexists(path):
@@ -157,7 +161,7 @@ class StudyIntake:
             # Not an edit: the study is over and its last trials are stopping. Saving its file
             # (or putting back one just removed) asks for the study to run, as for any stopped
             # study, so it starts again once they are gone.
-            self._start_when_ended.add(name)
+            self.start_when_ended(name)
             await self._event(
                 EventLevel.INFO,
                 f"study {name}: its file was saved while the study was stopping; it starts "

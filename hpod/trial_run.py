@@ -165,7 +165,12 @@ class TrialRun:
         return env
 
     async def run(self) -> TrialOutcome:
-        self.trial_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.trial_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a full disk, a quota, a file in the way: this trial's problem
+            return TrialOutcome(TrialState.FAILED, None,
+                                f"could not start: cannot create its folder {self.trial_dir}: "
+                                f"{e.strerror or e}")
         self._launched_at = self._last_report = time.monotonic()
         # Only a study with `preload` names them: an executor without warm starts need not
         # know the keywords.
@@ -186,7 +191,8 @@ class TrialRun:
             waking = asyncio.ensure_future(self._wake.wait())
             await asyncio.wait({launching, waking}, return_when=asyncio.FIRST_COMPLETED)
             waking.cancel()
-            self._wake.clear()
+            if self._stop is None:
+                self._wake.clear()  # else left set: _supervise acts on the stop at once
         if not launching.done():
             # Not cancelled: a launch cut short in its spawn would leave a process running
             # that nothing supervises (and a held trial kept the daemon from exiting). It ends

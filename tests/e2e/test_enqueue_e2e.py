@@ -112,3 +112,47 @@ def test_enqueue_or_resume_on_a_complete_study_says_to_raise_its_budget(tmp_path
         assert "is complete" in asked.stdout and "raise `budget`" in asked.stdout, asked
     assert study_status(tmp_path, "done")["trials"]["complete"] == 1
     assert daemon.terminate() == 0
+
+
+def _gated_study(gate: Path, *, trials: int, extra: str = "") -> str:
+    gated = Path(__file__).parents[1] / "faults" / "trials" / "gate.py"
+    return f"""
+command = ["python", "{gated}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+budget = {{ trials = {trials} }}
+parallel = 1
+{extra}
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+gate = "{gate}"
+"""
+
+
+def test_a_point_enqueued_during_the_last_trial_runs_before_the_study_completes(
+        tmp_path: Path, start_daemon) -> None:
+    # The budget is spent once the last trial has started; the study completed when it
+    # ended, and the point `hpod enqueue` had accepted never ran.
+    gate = tmp_path / "gate"
+    write_study(tmp_path, "last", _gated_study(gate, trials=1))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    wait_until(lambda: (study_status(tmp_path, "last") or {}).get("trials", {}).get("running"),
+               what="the last trial running")
+    assert "enqueued" in hpod_cli("enqueue", tmp_path, "last", "x=0.25").stdout
+    gate.touch()
+    assert daemon.wait() == 0, daemon.log()
+    assert _origins(tmp_path, "last")[0] is None and _origins(tmp_path, "last")[1] is not None
+    assert [row["params"]["x"] for row in _rows(tmp_path, "last")][1] == 0.25
+
+
+def test_a_point_added_to_a_running_studys_file_runs(tmp_path: Path, start_daemon) -> None:
+    gate = tmp_path / "gate"
+    write_study(tmp_path, "grow", _gated_study(gate, trials=3))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    wait_until(lambda: (study_status(tmp_path, "grow") or {}).get("trials", {}).get("running"),
+               what="the first trial running")
+    write_study(tmp_path, "grow", _gated_study(gate, trials=3, extra=ENQUEUED))
+    wait_until(lambda: "new definition" in hpod_cli("events", tmp_path).stdout,
+               what="the edit applied")
+    gate.touch()
+    assert daemon.wait() == 0, daemon.log()
+    assert _origins(tmp_path, "grow") == [None, "file:0", "file:1"]

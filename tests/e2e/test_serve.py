@@ -340,6 +340,50 @@ def test_commands_stop_a_trial_and_pause_resume_a_study(tmp_path: Path, start_da
     assert daemon.terminate() == 0
 
 
+_SLOW_TO_STOP = """
+import signal, sys, time
+from pathlib import Path
+import hpod.trial as trial
+
+gate = Path(sys.argv[1])
+
+
+def finish(*_):
+    while not gate.exists():
+        time.sleep(0.01)
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, finish)
+trial.report(0, loss=trial.params()["x"])
+while True:
+    time.sleep(3600)
+"""
+
+
+def test_resume_while_a_stopped_study_winds_down_runs_it_again(tmp_path: Path,
+                                                               start_daemon) -> None:
+    # `hpod resume` said "resumed" to a study whose last trial was still stopping, and the
+    # study ended stopped all the same.
+    code, gate = tmp_path / "code", tmp_path / "gate"
+    code.mkdir()
+    (code / "slow.py").write_text(_SLOW_TO_STOP)
+    write_study(tmp_path, "s", quadratic_study(trials=5, parallel=1, extra="[trial]\ngrace = 600")
+                .replace(f'["python", "{FIXTURE_TRIALS / "quadratic.py"}"]',
+                         f'["python", "{code / "slow.py"}", "{gate}"]'))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "s") or {}).get("trials", {}).get("running") == 1,
+               what="a running trial")
+    assert "stopped" in hpod_cli("stop", tmp_path, "s").stdout
+    resumed = hpod_cli("resume", tmp_path, "s").stdout
+    assert "starts again once its running trials have ended" in resumed, resumed
+    gate.touch()  # the stopping trial may end now
+    wait_until(lambda: (status := study_status(tmp_path, "s"))["state"] == "running"
+               and status["trials"]["stopped"] == 1 and status["trials"]["running"] == 1,
+               what="the study running again, its first trial stopped")
+    assert daemon.terminate() == 0, daemon.log()
+
+
 def test_failing_trials_are_recorded_and_max_failures_stops_the_study(tmp_path: Path,
                                                                       start_daemon) -> None:
     write_study(tmp_path, "crashy", f"""
@@ -448,18 +492,24 @@ def _trial_pids(folder: Path) -> list[int]:
             if (text := p.read_text().strip())]
 
 
-def test_a_transient_failure_is_retried_after_a_delay(tmp_path: Path, start_daemon) -> None:
-    write_study(tmp_path, "flaky", f"""
+def _flaky_study(extra: str = "") -> str:
+    """Two trials at once, each crashing on its first attempt only, with one retry."""
+    return f"""
 command = ["python", "{FIXTURE_TRIALS / 'flaky.py'}"]
 objective = {{ metric = "loss", direction = "minimize" }}
 budget = {{ trials = 2 }}
 parallel = 2
+{extra}
 [trial]
 retries = 1
 retry_delay = 0.2
 [space]
 x = {{ type = "float", low = 0.0, high = 1.0 }}
-""")
+"""
+
+
+def test_a_transient_failure_is_retried_after_a_delay(tmp_path: Path, start_daemon) -> None:
+    write_study(tmp_path, "flaky", _flaky_study())
     daemon = start_daemon(tmp_path, "--exit-when-idle")
     assert daemon.wait() == 0, daemon.log()
     study = study_status(tmp_path, "flaky")
@@ -467,6 +517,18 @@ x = {{ type = "float", low = 0.0, high = 1.0 }}
     rows = _values(tmp_path, "flaky")
     assert [(row["state"], row["attempt"]) for row in rows] == [("complete", 1), ("complete", 1)]
     assert "will be retried in 0.2 s" in hpod_cli("events", tmp_path).stdout
+
+
+def test_failures_that_are_retried_do_not_count_toward_max_failures(tmp_path: Path,
+                                                                     start_daemon) -> None:
+    # Both first attempts crash, both retries succeed: the study failed after the second
+    # crash (two failures in a row), where a restarted daemon, which sees only the trials'
+    # final states, counted none. The retried attempt is no longer told to the suggester either.
+    write_study(tmp_path, "flaky", _flaky_study("max_failures = 2"))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    assert daemon.wait() == 0, daemon.log()
+    assert study_status(tmp_path, "flaky")["state"] == "complete"
+    assert [row["state"] for row in _values(tmp_path, "flaky")] == ["complete", "complete"]
 
 
 _STUBBORN = """
