@@ -98,16 +98,12 @@ def format_status(doc: dict[str, Any]) -> str:
     errors = []
     for study in studies:
         trials = study["trials"]
-        done = trials["complete"] + trials["stopped"] + trials["failed"]
-        budget = (study.get("budget") or {}).get("trials")
-        if budget is not None:
-            budget *= study.get("repeats", 1)  # DONE counts runs
         best = study["best"]
         rows.append(
             (
                 study["name"],
                 study["state"],
-                f"{done}/{budget if budget is not None else '-'}",
+                _progress(study),
                 str(trials["running"]),
                 str(trials["failed"]),
                 str(trials["stopped"]),
@@ -266,6 +262,22 @@ def format_events(events: Sequence[EventRecord], names: dict[int, str]) -> str:
 
 def _peak(mb: float | None) -> int | None:
     return None if mb is None else round(mb)
+
+
+def _progress(study: dict[str, Any]) -> str:
+    """DONE/BUDGET: runs done over the runs the budget allows (`6/20`), and for a time budget
+    the hours spent over the hours allowed (`6 · 1.2/8 h`, `6/20 · 1.2/8 h`)."""
+    trials = study["trials"]
+    done = trials["complete"] + trials["stopped"] + trials["failed"]
+    budget = study.get("budget") or {}
+    text = str(done)
+    if budget.get("trials") is not None:
+        text += f"/{budget['trials'] * study.get('repeats', 1)}"  # DONE counts runs
+    if budget.get("hours") is not None:
+        text += f" · {study.get('elapsed_s', 0.0) / 3600:.1f}/{budget['hours']:g} h"
+    elif budget.get("trials") is None:
+        text += "/-"
+    return text
 
 
 def _short(value: Any) -> str:

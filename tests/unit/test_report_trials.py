@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
+
 from hpod.report import format_trials
 
 
@@ -62,6 +64,20 @@ def test_status_counts_a_budget_of_configurations_in_runs() -> None:
     study = {"name": "noisy", "state": "complete", "trials": counts, "budget": {"trials": 4},
              "repeats": 3, "best": None, "error": None}
     assert "12/12" in format_status({"daemon": None, "studies": [study], "gpus": []})
+
+
+@pytest.mark.parametrize("budget,shown", [({"hours": 8}, "6 · 1.5/8 h"),
+                                          ({"trials": 20, "hours": 8}, "6/20 · 1.5/8 h"),
+                                          ({"trials": 20}, "6/20"), (None, "6/-")])
+def test_status_shows_a_time_budget_as_hours_spent_of_hours_allowed(budget, shown) -> None:
+    from hpod.report import format_status
+
+    counts = {"queued": 0, "running": 2, "complete": 6, "stopped": 0, "failed": 0,
+              "paused": 0, "interrupted": 0}
+    study = {"name": "night", "state": "running", "trials": counts, "budget": budget,
+             "repeats": 1, "best": None, "error": None, "elapsed_s": 5400.0}
+    row = format_status({"daemon": {"pid": 1}, "studies": [study], "gpus": []}).splitlines()[1]
+    assert f" {shown} " in row, row
 
 
 def test_parameters_named_like_columns_or_like_their_prefixed_headers_stay_apart() -> None:
