@@ -368,7 +368,7 @@ def _check(args: argparse.Namespace) -> int:
     from hpod.spec import load_study_file
     from hpod.watcher import scan
 
-    failures = 0
+    failures = skipped = 0
     specs = []
     # A folder stands for what the daemon would read in it: every entry named like a study
     # file, so a broken link or a folder named x.toml gets the error the daemon records.
@@ -384,6 +384,7 @@ def _check(args: argparse.Namespace) -> int:
             else:  # found in a folder: the daemon leaves it alone too
                 print(f"skipped: {error.path}: not a study file",
                       file=sys.stderr if args.json else sys.stdout)
+                skipped += 1
             continue
         except StudySpecError as error:
             print(f"error: {error}", file=sys.stderr if args.json else sys.stdout)
@@ -399,8 +400,8 @@ def _check(args: argparse.Namespace) -> int:
         # One file: its study; several: a list of them (errors go to stderr, not into it).
         print(json.dumps(specs[0] if len(args.files) == 1 and not args.files[0].is_dir()
                          else specs, indent=2))
-    if not paths:
-        print(f"error: no study files (*.toml, *.yaml, *.yml, *.json) in "
+    if len(paths) == skipped:  # nothing there is a study: a checked folder is likely wrong
+        print(f"error: no study files (*.toml, *.yaml, *.yml, *.json holding a study) in "
               f"{', '.join(map(str, args.files))}", file=sys.stderr)
         return 1
     return 1 if failures else 0

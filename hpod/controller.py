@@ -21,7 +21,8 @@ from pathlib import Path
 from hpod.checkpoint_keep import CheckpointKeeper, Removal, remove_checkpoint
 from hpod.config import DaemonConfig
 from hpod.decision import Decision
-from hpod.enqueue import complete_point, is_user_origin, user_origin, waiting_user_points
+from hpod.enqueue import (complete_point, file_origins, is_file_origin, is_user_origin,
+                          user_origin, waiting_user_points)
 from hpod.errors import SearchExhausted, SpaceError
 from hpod.executor.base import Executor
 from hpod.executor.select import notify_launched
@@ -460,13 +461,13 @@ class StudyController:
             # Stopped or paused while the suggester worked (a GP fit takes up to a second):
             # no trial is made of it, and an enqueued point waits for the next one.
             if enqueued is not None:
+                self._origins_made.discard(enqueued[0])
                 self._enqueued.appendleft(enqueued)
             return None
         origin, params = None, suggestion
         if enqueued is not None:
             origin, partial = enqueued
             params = complete_point(self.spec.space, partial, suggestion)
-            self._origins_made.add(origin)
         self._n_created += 1  # the budget counts configurations, however often each runs
         if self.spec.trial.repeats == 1:
             return await self._store.create_trial(self.study.id, params, origin=origin,
@@ -491,13 +492,18 @@ class StudyController:
     def _next_enqueued(self) -> tuple[str, dict[str, Any]] | None:
         """Enqueued points run before new suggestions; the file's count against the budget,
         the user's (`hpod enqueue`) run even when it is spent."""
+        entry = None
         if self._enqueued and not self._budget_spent():
-            return self._enqueued.popleft()
-        for entry in self._enqueued:
-            if is_user_origin(entry[0]):
+            entry = self._enqueued.popleft()
+        else:
+            entry = next((e for e in self._enqueued if is_user_origin(e[0])), None)
+            if entry is not None:
                 self._enqueued.remove(entry)
-                return entry
-        return None
+        if entry is not None:
+            # Made from now on: a live edit while its suggestion is computed must not queue
+            # the point again (_enqueue_from_file).
+            self._origins_made.add(entry[0])
+        return entry
 
     async def _suggest(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(a new point, the suggester's state after proposing it, None if it keeps none)."""
@@ -801,13 +807,16 @@ class StudyController:
             await self._store.set_suggester_state(self.study.id, None)
 
     def _enqueue_from_file(self, made: set[str]) -> None:
-        """The file's [[enqueue]] points that have no trial yet (each runs exactly once, also
-        across restarts and live edits: a trial records the point's index as its origin)."""
-        waiting = {origin for origin, _ in self._enqueued}
-        for index, partial in enumerate(self.spec.enqueue):
-            origin = f"file:{index}"
-            if origin not in made and origin not in waiting:
-                self._enqueued.append((origin, dict(partial)))
+        """The file's [[enqueue]] points that have no trial yet: each runs exactly once, across
+        restarts and live edits too (a trial records its point's origin, hpod.enqueue.
+        file_origins). A point taken out of the file, or changed, no longer waits."""
+        # In the file's order, before the user's points (which came later), as at a start.
+        # "file:<index>": what a trial made by an older hpod records for the same point.
+        waiting = [(origin, dict(partial)) for index, (origin, partial)
+                   in enumerate(zip(file_origins(self.spec.enqueue), self.spec.enqueue))
+                   if origin not in made and f"file:{index}" not in made]
+        waiting += [entry for entry in self._enqueued if not is_file_origin(entry[0])]
+        self._enqueued = deque(waiting)
 
     async def _enqueue_from_commands(self, trials: list[TrialRecord]) -> None:
         """`hpod enqueue` points that have no trial yet: kept in the commands that brought them,

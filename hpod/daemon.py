@@ -377,8 +377,12 @@ class Daemon:
                     f"study {command.study!r} is complete: its budget is spent. Fix: raise "
                     "`budget` in its study file, and it runs on from where it stopped")
         if action is CommandAction.RESUME_STUDY:
-            if controller is not None and controller.ending and self._intake is not None:
-                self._intake.start_when_ended(command.study)
+            if controller is not None and controller.ending:
+                if self._stop_requested.is_set() or self._intake is None \
+                        or not self._intake.start_when_ended(command.study):
+                    return CommandState.REJECTED, (
+                        f"study {command.study} is stopping and cannot start again: the daemon "
+                        "is stopping, or the study's file was removed (put it back to run it)")
                 return CommandState.APPLIED, (
                     f"study {command.study} is stopping; it starts again once its running "
                     "trials have ended")

@@ -9,6 +9,7 @@ refused, because a point that changes them would not belong to the study.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -266,6 +267,30 @@ def _ordered(space: Space, point: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- `hpod enqueue` across restarts ------------------------------------------------------------
+
+FILE_ORIGIN = "file"
+
+
+def file_origins(points: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The origin each of a study file's [[enqueue]] points gives its trial: "file:" and a
+    digest of the point, so that adding, removing or reordering points (live, or between runs)
+    leaves every point's identity as it was; equal points are told apart by their order
+    ("file:<digest>.1"). Before 2026-11-25 the origin was the index ("file:0"), which an
+    insertion shifted onto another point."""
+    seen: dict[str, int] = {}
+    origins = []
+    for point in points:
+        digest = hashlib.sha256(json.dumps(dict(point), sort_keys=True, default=str)
+                                .encode()).hexdigest()[:16]
+        copies = seen.get(digest, 0)
+        seen[digest] = copies + 1
+        origins.append(f"{FILE_ORIGIN}:{digest}" + (f".{copies}" if copies else ""))
+    return origins
+
+
+def is_file_origin(origin: str | None) -> TypeGuard[str]:
+    return origin is not None and origin.startswith(FILE_ORIGIN + ":")
+
 
 # The origin of a trial made from `hpod enqueue`: "user:<command id>". Plain "user" is what
 # trials made before the command's id was recorded carry.

@@ -94,9 +94,13 @@ class StudyIntake:
             self._start_when_ended.discard(name)
             await self.restart(name)
 
-    def start_when_ended(self, name: str) -> None:
-        """Start study `name` again once its controller, now stopping, has ended."""
+    def start_when_ended(self, name: str) -> bool:
+        """Start study `name` again once its controller, now stopping, has ended; False when
+        no file defines it any more (removed), so nothing could start."""
+        if not any(n == name and os.path.lexists(p) for p, n in self._names.items()):
+            return False
         self._start_when_ended.add(name)
+        return True
 
     async def handle(self, event: StudyFileEvent) -> None:
         path = event.path
@@ -130,8 +134,8 @@ class StudyIntake:
         """A file with no study in it (a trial's metrics.json, a pyproject.toml) is left alone,
         said once. One that was a study, or was recorded as a broken one, is still reported:
         emptied or rewritten, it is most likely a study being edited."""
-        record = await self._store.find_study(self._names.get(path, path.stem))
-        if path in self._names or (record is not None and record.path == str(path)):
+        if path in self._names or any(study.path == str(path)
+                                      for study in await self._store.list_studies()):
             await self._invalid(path, str(error))
         elif path not in self._not_studies:
             self._not_studies.add(path)
@@ -161,7 +165,7 @@ class StudyIntake:
             # Not an edit: the study is over and its last trials are stopping. Saving its file
             # (or putting back one just removed) asks for the study to run, as for any stopped
             # study, so it starts again once they are gone.
-            self.start_when_ended(name)
+            self._start_when_ended.add(name)
             await self._event(
                 EventLevel.INFO,
                 f"study {name}: its file was saved while the study was stopping; it starts "

@@ -8,6 +8,7 @@ the file reading in hpod.spec_files.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -46,9 +47,13 @@ from hpod.spec_sections import (
 __all__ = ["StudySpec", "Objective", "Budget", "SuggesterSpec", "SchedulerSpec", "Resources",
            "TrialOptions", "ExecutorSpec", "load_study_file", "parse_study", "TOP_LEVEL_KEYS"]
 
-# A file with none of these is not an attempt at a study (NotAStudyFile), whatever its name.
-STUDY_MARKS = ("command", "objective", "space")
-_MARKS = ", ".join(f"`{key}`" for key in STUDY_MARKS)
+# The keys only a study has: a file with none of them, nor a misspelling of one, at its top
+# level or in a table there (`study: {command: ...}`) is not an attempt at a study
+# (NotAStudyFile). Generic words a trial's own output may hold (`name`, `seed`, `trial`,
+# `parallel`, `env`) do not count.
+STUDY_MARKS = ("command", "objective", "space", "budget", "suggester", "scheduler", "enqueue",
+               "resources", "executor", "workdir", "max_failures", "on_finish", "on_failure")
+_MARKS = "`command`, `objective`, `space`"
 TOP_LEVEL_KEYS = ("name", "command", "workdir", "env", "objective", "budget", "parallel", "seed",
                   "space", "suggester", "scheduler", "resources", "trial", "max_failures",
                   "enqueue", "on_finish", "on_failure", "executor")
@@ -189,6 +194,15 @@ def parse_study(data: Mapping[str, Any], *, path: Path) -> StudySpec:
                                          fix="flatten it")) from None
 
 
+def _looks_like_a_study(data: Mapping[str, Any]) -> bool:
+    def marked(table: Mapping[str, Any]) -> bool:
+        return any(isinstance(key, str) and (key in STUDY_MARKS or difflib.get_close_matches(
+            key, STUDY_MARKS, n=1, cutoff=0.8)) for key in table)
+
+    return marked(data) or any(isinstance(value, Mapping) and marked(value)
+                               for value in data.values())
+
+
 def _not_a_study(path: Path, held: str) -> NotAStudyFile:
     return NotAStudyFile(
         f"not a study file: {held}", path=str(path),
@@ -198,8 +212,9 @@ def _not_a_study(path: Path, held: str) -> NotAStudyFile:
 
 
 def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
-    if not any(key in data for key in STUDY_MARKS):
-        raise _not_a_study(path, f"none of {_MARKS} at its top level")
+    if not _looks_like_a_study(data):
+        raise _not_a_study(path, f"none of the keys a study has ({_MARKS}, ...) at its top "
+                                 "level")
     f = Fields(path=str(path))
     f.known_keys(data, "", TOP_LEVEL_KEYS)
     data = {k: v for k, v in data.items() if v is not None}  # null means "the default"

@@ -145,7 +145,7 @@ class TrialRun:
                 "HPOD_TRIAL_ID": str(self.trial.id),
                 "HPOD_TRIAL_NUMBER": str(self.trial.number),
                 "HPOD_STUDY": self.spec.name,
-                "HPOD_TRIAL_DIR": str(self.trial_dir.absolute()),
+                "HPOD_TRIAL_DIR": os.path.abspath(self.trial_dir),
                 "HPOD_ATTEMPT": str(self.trial.attempt),
                 # Which run of its configuration this is ([trial] repeats), and the seed that
                 # makes the runs differ (the same for a retry of the same run).

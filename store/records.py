@@ -124,7 +124,8 @@ class TrialRecord:
     created_at: float
     started_at: float | None
     finished_at: float | None
-    # None: suggested; "file:<i>": enqueued in the file; "user:<command id>": `hpod enqueue`
+    # None: suggested; "file:<digest>": enqueued in the file (hpod.enqueue.file_origins; older
+    # trials: "file:<index>"); "user:<command id>": `hpod enqueue`
     # ("user" alone before the command's id was recorded).
     origin: str | None = None
     peak_gpu_memory_mb: float | None = None  # the most GPU memory its processes held (NVML)

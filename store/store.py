@@ -222,8 +222,8 @@ class Store:
         origin: str | None = None,
         suggester_state: Mapping[str, Any] | None = None,
     ) -> TrialRecord:
-        """`origin` says where the point came from: None for the suggester, "file:<i>" for the
-        study file's i-th enqueued point, "user" for `hpod enqueue`. `suggester_state`, when
+        """`origin` says where the point came from: None for the suggester, "file:..." for one of
+        the study file's enqueued points, "user:..." for `hpod enqueue`. `suggester_state`, when
         given, replaces the study's saved one in the same transaction: the state that proposed
         a trial is never lost while the trial is kept, nor kept without it."""
         row = q.trial_insert_params(study_id, params, state, self._clock(), origin)

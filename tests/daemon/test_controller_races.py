@@ -97,3 +97,17 @@ async def test_a_stop_in_the_turn_a_launch_returns_is_not_lost(tmp_path: Path) -
     finally:
         daemon.request_shutdown()
         await running
+
+
+async def test_a_trial_folder_that_cannot_be_made_fails_that_trial_only(tmp_path: Path) -> None:
+    # A file in the way (or a full disk, a quota): the study stopped with an internal error,
+    # and its other trials with it.
+    write_study(tmp_path, "blocked", quadratic_study(trials=2, parallel=1))
+    (tmp_path / ".hpod" / "trials" / "blocked").mkdir(parents=True)
+    (tmp_path / ".hpod" / "trials" / "blocked" / "00000").write_text("in the way")
+    db = tmp_path / ".hpod" / "hpod.db"
+    await Daemon(DaemonConfig(db_path=db, folder=tmp_path, slots=1, exit_when_idle=True)).run()
+    study, trials = _study(db, "blocked")
+    assert study.state.value == "complete"
+    assert [t.state.value for t in trials] == ["failed", "complete"]
+    assert "cannot create its folder" in trials[0].reason

@@ -10,6 +10,7 @@ import pytest
 
 from hpod.store import StoreReader
 
+from hpod.enqueue import file_origins
 from helpers import hpod_cli, quadratic_study, study_status, wait_until, write_study
 
 pytestmark = pytest.mark.slow
@@ -21,6 +22,7 @@ x = 0.3
 [[enqueue]]
 x = 0.9
 """
+FIRST, SECOND = file_origins([{"x": 0.3}, {"x": 0.9}])
 
 
 def _rows(folder: Path, study: str) -> list[dict]:
@@ -38,12 +40,12 @@ def test_file_points_run_first_and_once_across_restarts(tmp_path: Path, start_da
     assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
     rows = _rows(tmp_path, "enq")
     assert [row["params"]["x"] for row in rows[:2]] == [0.3, 0.9]
-    assert _origins(tmp_path, "enq") == ["file:0", "file:1", None]
+    assert _origins(tmp_path, "enq") == [FIRST, SECOND, None]
 
     # More budget and a restart: the enqueued points are not run again.
     write_study(tmp_path, "enq", quadratic_study(trials=5, parallel=1, extra=ENQUEUED))
     assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
-    assert _origins(tmp_path, "enq") == ["file:0", "file:1", None, None, None]
+    assert _origins(tmp_path, "enq") == [FIRST, SECOND, None, None, None]
     assert study_status(tmp_path, "enq")["trials"]["complete"] == 5
 
 
@@ -155,4 +157,24 @@ def test_a_point_added_to_a_running_studys_file_runs(tmp_path: Path, start_daemo
                what="the edit applied")
     gate.touch()
     assert daemon.wait() == 0, daemon.log()
-    assert _origins(tmp_path, "grow") == [None, "file:0", "file:1"]
+    assert _origins(tmp_path, "grow") == [None, FIRST, SECOND]
+
+
+def test_a_point_put_first_in_a_running_studys_file_runs_and_the_others_not_again(
+        tmp_path: Path, start_daemon) -> None:
+    # An enqueued point was known by its index: one put in front of a point that had run took
+    # that point's identity (and never ran), and the point that had run ran again.
+    gate = tmp_path / "gate"
+    write_study(tmp_path, "front", _gated_study(gate, trials=3, extra=ENQUEUED))
+    daemon = start_daemon(tmp_path, "--exit-when-idle")
+    wait_until(lambda: (study_status(tmp_path, "front") or {}).get("trials", {})
+               .get("running"), what="the first point running")
+    write_study(tmp_path, "front", _gated_study(gate, trials=3, extra="[[enqueue]]\nx = 0.5\n"
+                                                + ENQUEUED))
+    wait_until(lambda: "new definition" in hpod_cli("events", tmp_path).stdout,
+               what="the edit applied")
+    gate.touch()
+    assert daemon.wait() == 0, daemon.log()
+    (new,) = file_origins([{"x": 0.5}])
+    assert _origins(tmp_path, "front") == [FIRST, new, SECOND]
+    assert [row["params"]["x"] for row in _rows(tmp_path, "front")] == [0.3, 0.5, 0.9]

@@ -26,7 +26,7 @@ CORPUS: dict[str, str] = {
     "bom_only.json": "is empty",
     "command_shell_string.toml": "must be a list of arguments, not a string (hpod never uses a "
                                  "shell)",
-    "comment_only.toml": "not a study file: none of `command`, `objective`, `space`",
+    "comment_only.toml": "not a study file: none of the keys a study has",
     "deep_json.json": "is nested too deeply (more than 64 levels)",
     "deep_toml_arrays.toml": "is nested too deeply (more than 64 levels)",
     "deep_toml_tables.toml": "is nested too deeply (more than 64 levels)",
@@ -43,7 +43,7 @@ CORPUS: dict[str, str] = {
     "json_trailing_comma.json": "JSON syntax error at line 1, column 39",
     "latin1_no_nul.yaml": "is not UTF-8 text (invalid byte at offset 27)",
     "long_unknown_key.toml": "unknown key 'kkkkkkkkkk",
-    "long_line.toml": "not a study file: none of `command`, `objective`, `space`",
+    "long_line.toml": "not a study file: none of the keys a study has",
     "name_control_chars.toml": r"invalid study name 'bell\x07and\nnewline'",
     "name_nul.toml": "field `name`: contains a NUL character",
     "name_slash.json": "invalid study name 'a/b'",

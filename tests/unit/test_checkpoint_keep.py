@@ -14,9 +14,9 @@ C, S, F = TrialState.COMPLETE, TrialState.STOPPED, TrialState.FAILED
 
 
 def trial(number: int, state: TrialState, value: float | None,
-          checkpoint: str | None = "ckpt") -> TrialRecord:
+          checkpoint: str | None = "ckpt", step: int = 1) -> TrialRecord:
     return TrialRecord(id=number + 1, study_id=1, number=number, params={}, state=state,
-                       attempt=0, value=value, last_step=1, reason=None, exit_code=None,
+                       attempt=0, value=value, last_step=step, reason=None, exit_code=None,
                        checkpoint=checkpoint, placement=None, created_at=0.0,
                        started_at=0.0, finished_at=1.0)
 
@@ -35,11 +35,21 @@ def test_the_n_best_complete_trials_keep_theirs_in_either_direction(direction, b
     assert keeper.to_delete(2) == []  # each is handed out once
 
 
-def test_stopped_failed_and_nan_trials_lose_theirs_whatever_their_value() -> None:
+def test_failed_and_nan_trials_lose_theirs_and_stopped_ones_rank_after_complete_ones() -> None:
     keeper = CheckpointKeeper(Direction.MINIMIZE)
-    for t in (trial(0, S, 0.01), trial(1, F, None), trial(2, C, math.nan), trial(3, C, 0.5)):
+    for t in (trial(0, S, 0.01), trial(1, F, 0.001), trial(2, C, math.nan), trial(3, C, 0.5)):
         keeper.ended(t)
-    assert numbers(keeper.to_delete(5)) == [0, 1, 2]
+    assert numbers(keeper.to_delete(5)) == [1, 2]
+    assert numbers(keeper.to_delete(1)) == [0]  # complete first, whatever the values
+
+
+def test_stopped_trials_rank_by_how_far_they_got_then_by_value() -> None:
+    # A study whose budget ran out before any paused trial was trained to the end keeps the
+    # best of the furthest trained, not nothing.
+    keeper = CheckpointKeeper(Direction.MAXIMIZE)
+    for t in (trial(0, S, 0.97, step=9), trial(1, S, 0.99, step=3), trial(2, S, 0.95, step=9)):
+        keeper.ended(t)
+    assert numbers(keeper.to_delete(1)) == [1, 2]
 
 
 def test_nothing_goes_while_the_field_is_unset_and_all_of_it_once_it_is() -> None:
@@ -88,5 +98,10 @@ def test_nothing_outside_the_trial_folder_nor_its_logs_is_deleted(tmp_path) -> N
     for path in (outside, folder, folder / "stderr.log", folder / ".." / ".." / "models",
                  tmp_path / "trials" / "000012", folder / "up" / "best.keras"):
         assert remove_checkpoint(str(path), folder) is Removal.OUTSIDE, path
+    # What a shell trial may announce as written: the folder itself, or the one above it.
+    for text in (f"{folder}/", f"{folder}/.", f"{folder}/..", f"{folder}/../",
+                 f"{folder}//stderr.log"):
+        assert remove_checkpoint(text, folder) is Removal.OUTSIDE, text
+    assert sorted(os.listdir(folder)) == ["stderr.log", "up"]
     assert outside.exists() and (folder / "stderr.log").exists()
     assert (tmp_path / "trials" / "000012").exists()

@@ -625,3 +625,22 @@ def test_a_kind_option_written_as_a_scheduler_field_says_to_put_it_in_options(
         parse(tmp_path, scheduler={"kind": "sh", "max_resource": 27, "cohort_size": 9})
     assert info.value.field == "scheduler.cohort_size"
     assert "options = { cohort_size = 9 }" in str(info.value)
+
+
+@pytest.mark.parametrize("data,study", [
+    ({"loss": 0.1, "seed": 3, "trial": 4, "name": "run", "epochs": 5}, False),  # a trial's output
+    ({"project": {"name": "mine"}, "tool": {}}, False),  # a pyproject.toml
+    ([0.5, 0.25], False),
+    ({"comand": ["python"], "budget": {"trials": 3}}, True),  # misspelt, still a study
+    ({"spaces": {}}, True),
+    ({"study": {"command": ["python"]}}, True),  # a study inside a wrapper table
+    ({"budget": {"trials": 3}}, True),
+])
+def test_a_file_is_taken_for_a_study_by_the_keys_only_a_study_has(tmp_path, data, study) -> None:
+    from hpod.errors import NotAStudyFile
+
+    path = tmp_path / "file.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(StudySpecError) as info:
+        load_study_file(path)
+    assert isinstance(info.value, NotAStudyFile) is not study, str(info.value)
