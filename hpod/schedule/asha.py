@@ -9,7 +9,11 @@ never wins a tie, so a diverged trial stops as soon as the rung has eta entries.
 Pause mode (promotion, §2.3 and the paper's Algorithm 2). A trial reaching rung k pauses. When a
 slot frees, `next_resume()` scans the rungs from the top down and returns the best not yet
 promoted paused trial among the top floor(n * q_k) of its rung (rungs with fewer than eta
-entries promote nobody); it resumes from its checkpoint and trains to the next rung. When the
+entries promote nobody); it resumes from its checkpoint and trains to the next rung. Once no
+new trial will start (`on_no_more_trials`), every rung may promote at least its best paused
+trial, however few entries it holds: with a small budget (8 trials, eta 3: 2 reach the second
+rung, floor(2/3) = 0) the study would otherwise end with no trial trained to max_resource, and
+its best configuration never trained to the end. When the
 trial that just reached a rung is itself the one Algorithm 2 would promote next, it is told to
 CONTINUE instead of pausing: the same schedule, without a checkpoint round-trip. A trial that
 cannot checkpoint (`cannot_pause`) is never paused: at each rung it gets stop mode's answer,
@@ -66,6 +70,7 @@ class ASHAScheduler(SchedulerBase):
         self._status: dict[int, TrialStatus] = {}
         self._bracket: dict[int, int] = {}
         self._no_pause: set[int] = set()
+        self._closed = False  # no new trial will start: every rung promotes at least its best
 
     # Brackets: ASHA has one ladder starting at min_resource; async Hyperband overrides these.
     def _bracket_levels(self) -> list[tuple[float, ...]]:
@@ -129,6 +134,10 @@ class ASHAScheduler(SchedulerBase):
         # A paused trial that ends is never promoted.
         self._status[trial_id] = TrialStatus.ENDED
 
+    def on_no_more_trials(self) -> None:
+        super().on_no_more_trials()
+        self._closed = True
+
     def next_resume(self) -> int | None:
         if self.mode != "pause":
             return None
@@ -182,9 +191,13 @@ class ASHAScheduler(SchedulerBase):
         return None if best is None else (best[1], best[2], best[3])
 
     def _promotable_in(self, rung: Rung) -> Entry | None:
-        if len(rung) < self.eta:
+        if self._closed:
+            keep = max(1, rung.keep())
+        elif len(rung) < self.eta:
             return None
-        for entry in rung.ranked()[: rung.keep()]:
+        else:
+            keep = rung.keep()
+        for entry in rung.ranked()[:keep]:
             if math.isinf(entry.score):
                 return None
             if entry.trial_id in rung.promoted:

@@ -153,6 +153,20 @@ def test_pause_mode_prefers_the_highest_rung_then_the_best():
     assert [scheduler.next_resume() for _ in range(4)] == [2, 1, 0, None]
 
 
+def test_once_no_trial_will_start_every_rung_promotes_at_least_its_best():
+    # Two trials with eta 3: no rung ever holds 3 entries, so nobody was promoted and the
+    # study ended with no trial trained to max_resource.
+    scheduler = started(2, mode="pause")
+    assert first_rung(scheduler, [5, 4]) == [P, P]
+    assert scheduler.next_resume() is None
+    scheduler.on_no_more_trials()
+    assert scheduler.next_resume() == 1  # the best of rung 1
+    assert scheduler.next_resume() is None  # max(1, floor(2/3)) = 1: the other stays paused
+    scheduler.on_start(1)
+    assert scheduler.on_report(1, 3, 3.0) == C  # alone at rung 3, and its best: goes on
+    assert scheduler.on_report(1, 9, 2.0) == C  # rung 9 likewise, on to max_resource (27)
+
+
 def test_pause_mode_never_resumes_a_trial_that_ended_while_paused():
     scheduler = started(3, mode="pause")
     first_rung(scheduler, [5, 4, 6])
