@@ -39,6 +39,14 @@ def next_check(grew: int, elapsed: float, room: int) -> float:
     return min(LOG_CHECK_EVERY, max(LOG_CHECK_SOONEST, elapsed * max(room, 0) / (2 * grew)))
 
 
+def look_at_logs(trial_dir: Path, limit_mb: float) -> tuple[int, list[str], list[int]]:
+    """One look while the trial runs (one trip off the event loop): the bytes its logs held,
+    the names trimmed, and their sizes after."""
+    before = log_sizes(trial_dir)
+    trimmed = trim_logs(trial_dir, limit_mb)
+    return sum(before), trimmed, log_sizes(trial_dir) if trimmed else before
+
+
 def trim_logs(trial_dir: Path, limit_mb: float) -> list[str]:
     """Trim the trial's logs that are over `limit_mb` MiB (0: no limit); the names trimmed."""
     if limit_mb <= 0:

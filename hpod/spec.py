@@ -47,16 +47,15 @@ from hpod.spec_sections import (
 __all__ = ["StudySpec", "Objective", "Budget", "SuggesterSpec", "SchedulerSpec", "Resources",
            "TrialOptions", "ExecutorSpec", "load_study_file", "parse_study", "TOP_LEVEL_KEYS"]
 
-# The keys only a study has: a file with none of them, nor a misspelling of one, at its top
-# level or in a table there (`study: {command: ...}`) is not an attempt at a study
-# (NotAStudyFile). Generic words a trial's own output may hold (`name`, `seed`, `trial`,
-# `parallel`, `env`) do not count.
-STUDY_MARKS = ("command", "objective", "space", "budget", "suggester", "scheduler", "enqueue",
-               "resources", "executor", "workdir", "max_failures", "on_finish", "on_failure")
-_MARKS = "`command`, `objective`, `space`"
 TOP_LEVEL_KEYS = ("name", "command", "workdir", "env", "objective", "budget", "parallel", "seed",
                   "space", "suggester", "scheduler", "resources", "trial", "max_failures",
                   "enqueue", "on_finish", "on_failure", "executor")
+# The keys only a study has: a file with none of them, nor a misspelling of one, at its top
+# level or in a table there (`study: {command: ...}`) is not an attempt at a study
+# (NotAStudyFile). Generic words a trial's own output may hold do not count.
+STUDY_MARKS = tuple(key for key in TOP_LEVEL_KEYS
+                    if key not in ("name", "env", "seed", "parallel", "trial"))
+_MARKS = "`command`, `objective`, `space`"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
 

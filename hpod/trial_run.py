@@ -24,7 +24,7 @@ from hpod.errors import LaunchError
 from hpod.executor.base import Executor, RunningTrial, TrialExit
 from hpod.executor.select import spare_slot
 from hpod.ingest import MetricSink
-from hpod.log_cap import LOG_CHECK_SOONEST, log_sizes, next_check, trim_logs
+from hpod.log_cap import LOG_CHECK_SOONEST, look_at_logs, next_check, trim_logs
 from hpod.repeats import run_seed
 from hpod.resources import Lease
 from hpod.spec import StudySpec
@@ -264,30 +264,28 @@ class TrialRun:
         loop = asyncio.get_running_loop()
         # A first look soon: how fast this trial prints is not known yet.
         delay, last, baseline = LOG_CHECK_SOONEST, loop.time(), 0
-        while self.spec.trial.max_log_mb > 0:
+        while (limit := self.spec.trial.max_log_mb) > 0:
             await asyncio.sleep(delay)
-            sizes = await asyncio.to_thread(log_sizes, self.trial_dir)
-            grew = sum(sizes) - baseline
-            if await self._trim_logs():
-                sizes = await asyncio.to_thread(log_sizes, self.trial_dir)
+            held, trimmed, sizes = await asyncio.to_thread(look_at_logs, self.trial_dir, limit)
+            await self._said_trimmed(trimmed, limit)
             now = loop.time()
-            room = int(self.spec.trial.max_log_mb * 1024 * 1024) - max(sizes)
-            delay, last, baseline = next_check(grew, now - last, room), now, sum(sizes)
+            room = int(limit * 1024 * 1024) - max(sizes)
+            delay, last, baseline = next_check(held - baseline, now - last, room), now, sum(sizes)
 
-    async def _trim_logs(self) -> bool:
-        """Whether a log was cut."""
+    async def _trim_logs(self) -> None:
         limit = self.spec.trial.max_log_mb
-        trimmed: list[str] = []
         if limit > 0:
-            trimmed = await asyncio.to_thread(trim_logs, self.trial_dir, limit)
-            if trimmed and "log_cap" not in self._warned:
-                self._warned.add("log_cap")
-                await self._warn(
-                    f"study {self.spec.name}: trial #{self.trial.number} wrote more than "
-                    f"{limit:g} MiB to its {' and '.join(trimmed)}, so its oldest output was "
-                    "cut (and will be for any trial that does). Fix: print less, or raise "
-                    "[trial] max_log_mb (0: no limit)")
-        return bool(trimmed)
+            await self._said_trimmed(await asyncio.to_thread(trim_logs, self.trial_dir, limit),
+                                     limit)
+
+    async def _said_trimmed(self, trimmed: list[str], limit: float) -> None:
+        if trimmed and "log_cap" not in self._warned:
+            self._warned.add("log_cap")
+            await self._warn(
+                f"study {self.spec.name}: trial #{self.trial.number} wrote more than "
+                f"{limit:g} MiB to its {' and '.join(trimmed)}, so its oldest output was "
+                "cut (and will be for any trial that does). Fix: print less, or raise "
+                "[trial] max_log_mb (0: no limit)")
 
     async def _stop_within_grace(self, running: RunningTrial, tg: asyncio.TaskGroup) -> None:
         """SIGTERM, then SIGKILL after the requested grace, started again with a shorter one

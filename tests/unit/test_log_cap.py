@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hpod.executor.process import stderr_tail
 import pytest
 
-from hpod.log_cap import (LOG_CHECK_EVERY, LOG_CHECK_SOONEST, log_sizes, next_check, trim_log,
-                           trim_logs)
+from hpod.executor.process import stderr_tail
+from hpod.log_cap import (LOG_CHECK_EVERY, LOG_CHECK_SOONEST, log_sizes, look_at_logs, next_check,
+                           trim_log, trim_logs)
 
 
 def _lines(n: int) -> bytes:
@@ -67,3 +67,12 @@ def test_a_log_growing_fast_is_looked_at_sooner() -> None:
 def test_log_sizes_count_a_missing_log_as_empty(tmp_path) -> None:
     (tmp_path / "stderr.log").write_bytes(b"x" * 10)
     assert log_sizes(tmp_path) == [0, 10]
+
+
+def test_one_look_says_what_the_logs_held_what_was_cut_and_what_is_left(tmp_path) -> None:
+    (tmp_path / "stdout.log").write_bytes(_lines(200_000))  # 2.6 MB
+    (tmp_path / "stderr.log").write_bytes(b"x\n")
+    held, trimmed, sizes = look_at_logs(tmp_path, 1.0)
+    assert held == len(_lines(200_000)) + 2 and trimmed == ["stdout.log"]
+    assert sizes == [os.path.getsize(tmp_path / "stdout.log"), 2] and sizes[0] < 1024 * 1024
+    assert look_at_logs(tmp_path, 1.0) == (sum(sizes), [], sizes)  # nothing more to cut
