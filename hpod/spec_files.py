@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from hpod.errors import StudySpecError
+from hpod.errors import NotAStudyFile, StudySpecError
 from hpod.safety import check_study_file
 from hpod.spec_fields import describe, join
 
@@ -115,8 +115,11 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as e:
         _fail(path, f"is not UTF-8 text (invalid byte at offset {e.start})", "save it as UTF-8 text")
     if not text.strip():
-        _fail(path, "is empty", "write a study: command, objective, budget and [space] "
-              "(see docs/study-file.md)")
+        # No study in it: a file being created, or one a trial is writing (caught between its
+        # truncation and its write). A study's own file emptied is still reported (intake).
+        raise NotAStudyFile("not a study file: it is empty", path=str(path),
+                            fix="write a study: command, objective, budget and [space] (see "
+                                "docs/study-file.md)")
     return text
 
 

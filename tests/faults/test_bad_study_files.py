@@ -23,7 +23,7 @@ from robustness_support import HOSTILE
 CORPUS: dict[str, str] = {
     "binary_junk.toml": "is a binary file (NUL byte at offset",
     "binary_png.json": "is a binary file (NUL byte at offset",
-    "bom_only.json": "is empty",
+    "bom_only.json": "not a study file: it is empty",
     "command_shell_string.toml": "must be a list of arguments, not a string (hpod never uses a "
                                  "shell)",
     "comment_only.toml": "not a study file: none of the keys a study has",
@@ -31,7 +31,7 @@ CORPUS: dict[str, str] = {
     "deep_toml_arrays.toml": "is nested too deeply (more than 64 levels)",
     "deep_toml_tables.toml": "is nested too deeply (more than 64 levels)",
     "deep_yaml.yaml": "is nested too deeply (more than 64 levels)",
-    "empty.yaml": "is empty",
+    "empty.yaml": "not a study file: it is empty",
     "huge_choices.json": "is too large (more than 100000 values)",
     "huge_digits.json": "holds an integer with more than 4300 digits",
     "huge_float_bound.toml": "field `space.x.high`: must be a finite number, got number inf",
@@ -52,7 +52,7 @@ CORPUS: dict[str, str] = {
     "toml_unclosed_table.toml": "TOML syntax error: Expected ']' at the end of a table",
     "toml_unterminated_string.toml": "TOML syntax error: Illegal character",
     "utf16.toml": "is a binary file (NUL byte at offset",
-    "whitespace_only.toml": "is empty",
+    "whitespace_only.toml": "not a study file: it is empty",
     "wrong_type_budget.toml": "field `budget`: must be a table, got string 'lots'",
     "wrong_type_command.toml": "field `command`: must be a list of arguments, got integer 42",
     "wrong_type_low.toml": "field `space.x.low`: must be a number, got a list",
