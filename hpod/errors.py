@@ -2,6 +2,8 @@
 
     HpodError
     ├── StudySpecError      a study file does not validate (names file, field and fix)
+    │   ├── StudyFileSyntaxError  its TOML, YAML or JSON does not parse
+    │   ├── NotAStudyFile   it parses, but holds no study (a trial's metrics.json)
     │   └── SpaceError      the [space] table is wrong (also a ValueError)
     ├── LaunchError         a trial could not be started (command missing, fork failed)
     ├── WireError           a trial wrote something that is not the pipe protocol
@@ -38,6 +40,11 @@ class StudySpecError(HpodError):
         if self.fix:
             text += f" Fix: {self.fix}"
         return text
+
+
+class StudyFileSyntaxError(StudySpecError):
+    """A file named like a study file whose TOML, YAML or JSON does not parse: a study with a
+    typo, or any file caught half-written. Until it parses, nobody can tell which."""
 
 
 class NotAStudyFile(StudySpecError):

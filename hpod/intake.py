@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpod.config import DaemonConfig
-from hpod.errors import NotAStudyFile, StudySpecError
+from hpod.errors import NotAStudyFile, StudyFileSyntaxError, StudySpecError
 from hpod.spec import StudySpec, load_study_file
 from hpod.spec_fields import one_line
 from hpod.spec_files import MAX_BYTES
@@ -56,6 +56,9 @@ class StudyIntake:
         self._name_clashes: dict[Path, str] = {}
         # Files named like study files that hold no study (a trial's metrics.json): said once.
         self._not_studies: set[Path] = set()
+        # Files recorded as broken studies because they did not parse: caught half-written (a
+        # trial writing a large JSON), they may turn out to hold no study at all.
+        self._unparsed: set[Path] = set()
         self._stop = asyncio.Event()
         self.initial_scan_done = asyncio.Event()
 
@@ -117,7 +120,13 @@ class StudyIntake:
         except NotAStudyFile as error:
             await self._not_a_study(path, error)
             return
+        except StudyFileSyntaxError as error:
+            if path not in self._names:  # not seen holding a study before
+                self._unparsed.add(path)
+            await self._invalid(path, str(error))
+            return
         except StudySpecError as error:
+            self._unparsed.discard(path)
             await self._invalid(path, str(error))
             return
         except Exception as error:  # noqa: BLE001 - a file must never take the daemon down
@@ -128,20 +137,44 @@ class StudyIntake:
                 "with `hpod check`") or "")
             return
         self._not_studies.discard(path)
+        self._unparsed.discard(path)
         await self._valid(path, spec, initial=event.initial)
 
     async def _not_a_study(self, path: Path, error: NotAStudyFile) -> None:
         """A file with no study in it (a trial's metrics.json, a pyproject.toml) is left alone,
-        said once. One that was a study, or was recorded as a broken one, is still reported:
-        emptied or rewritten, it is most likely a study being edited."""
-        if path in self._names or any(study.path == str(path)
-                                      for study in await self._store.list_studies()):
+        said once. One that was a study, or was seen holding a study's keys, is still reported:
+        emptied or rewritten, it is most likely a study being edited.
+
+        A file recorded as a broken study only because it did not parse (caught half-written),
+        or before a restart, and never valid, is forgotten: its record held nothing but the
+        error, and the file, read whole, shows it was never a study."""
+        record = next((study for study in await self._store.list_studies()
+                       if study.path == str(path)), None)
+        seen_as_study = path in self._names and path not in self._unparsed
+        why = f"{path} could not be read when it was recorded, and now holds no study"
+        if seen_as_study or (record is not None and not await self._forget(record, path, why)):
             await self._invalid(path, str(error))
         elif path not in self._not_studies:
             self._not_studies.add(path)
             logger.info("%s (ignored)", error)
             await self._store.record_event(
                 EventLevel.INFO, f"{path} is ignored: {error.message}")
+
+    async def _forget(self, record: StudyRecord, path: Path | None, why: str) -> bool:
+        """Delete a study that never had a valid definition, so holds nothing but its error (the
+        list would show it for good); False for one that ever had a definition or a trial,
+        which is never deleted."""
+        if record.spec is not None or self._live.get(record.name) is not None:
+            return False
+        if not await self._store.forget_study(record.id):
+            return False
+        if path is not None:
+            self._names.pop(path, None)
+            self._unparsed.discard(path)
+        message = f"study {record.name}, which never had a valid definition, is removed: {why}"
+        logger.info("%s", message)
+        await self._store.record_event(EventLevel.INFO, message)
+        return True
 
     async def _valid(self, path: Path, spec: StudySpec, *, initial: bool) -> None:
         name = spec.name
@@ -268,6 +301,7 @@ class StudyIntake:
     async def _removed(self, path: Path) -> None:
         self._fingerprints.pop(path, None)
         self._not_studies.discard(path)
+        self._unparsed.discard(path)
         self._name_clashes.pop(path, None)
         name = self._names.pop(path, None)
         if name is None:
@@ -291,7 +325,8 @@ class StudyIntake:
             await self._event(EventLevel.INFO, f"study {name} stopped: {why}", controller.study)
             return
         record = await self._store.find_study(name)
-        if record is not None and record.state is StudyState.INVALID:
+        if record is not None and record.state is StudyState.INVALID \
+                and not await self._forget(record, None, why):
             await self._store.update_study(record.id, state=StudyState.STOPPED, error=None)
 
     async def _event(self, level: EventLevel, message: str, record: StudyRecord | None) -> None:

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from hpod.errors import NotAStudyFile, StudySpecError
+from hpod.errors import NotAStudyFile, StudyFileSyntaxError, StudySpecError
 from hpod.safety import check_study_file
 from hpod.spec_fields import describe, join
 
@@ -33,8 +33,9 @@ MAX_INT_BITS = 1024
 SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
 
-def _fail(path: Path, message: str, fix: str | None = None, field: str | None = None) -> NoReturn:
-    raise StudySpecError(" ".join(message.split()), path=str(path), field=field, fix=fix)
+def _fail(path: Path, message: str, fix: str | None = None, field: str | None = None, *,
+          error: type[StudySpecError] = StudySpecError) -> NoReturn:
+    raise error(" ".join(message.split()), path=str(path), field=field, fix=fix)
 
 
 def read_study_data(path: Path) -> Any:
@@ -156,7 +157,8 @@ def _load_toml(path: Path, text: str) -> Any:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        _fail(path, f"TOML syntax error: {e}", "fix the syntax at that position")
+        _fail(path, f"TOML syntax error: {e}", "fix the syntax at that position",
+              error=StudyFileSyntaxError)
 
 
 # YAML 1.1 (PyYAML) reads `1e-5` and `1.5e3` as strings (it wants a dot and a signed exponent),
@@ -220,9 +222,10 @@ def _load_yaml(path: Path, text: str) -> Any:
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = _clip(e.problem or e.context or "invalid YAML", 200)  # may quote a long tag
-        _fail(path, f"YAML error{where}: {what}", "fix the YAML at that position")
+        _fail(path, f"YAML error{where}: {what}", "fix the YAML at that position",
+              error=StudyFileSyntaxError)
     except yaml.YAMLError as e:
-        _fail(path, f"YAML error: {e}", "fix the syntax")
+        _fail(path, f"YAML error: {e}", "fix the syntax", error=StudyFileSyntaxError)
 
 
 def _clip(text: str, limit: int = 40) -> str:
@@ -248,7 +251,7 @@ def _load_json(path: Path, text: str) -> Any:
         return json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
         _fail(path, f"JSON syntax error at line {e.lineno}, column {e.colno}: {e.msg}",
-              "fix the syntax at that position")
+              "fix the syntax at that position", error=StudyFileSyntaxError)
     except _DuplicateKey as e:
         _fail(path, f"JSON error: duplicate key {e.args[0]!r}", "keep one of them")
 

@@ -325,6 +325,11 @@ INSERT_TRIAL = (
     "?, ?, ?, ?, ? FROM trials WHERE study_id = ?"
 )
 SET_SUGGESTER_STATE = "UPDATE studies SET suggester_state = ? WHERE id = ?"
+# Only a study that never had a definition, hence never a trial (Store.forget_study).
+FORGET_STUDY = (
+    "DELETE FROM studies WHERE id = ? AND spec_json IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM trials WHERE trials.study_id = studies.id)"
+)
 INSERT_METRIC = "INSERT INTO metrics (trial_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)"
 SET_LAST_STEP = "UPDATE trials SET last_step = ? WHERE id = ?"
 SET_LAST_STEP_AND_VALUE = "UPDATE trials SET last_step = ?, value = ? WHERE id = ?"

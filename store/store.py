@@ -211,6 +211,14 @@ class Store:
                 raise NotFound(f"no study with id {study_id}")
             return await _fetch(conn, q.get_study(study_id))
 
+    async def forget_study(self, study_id: int) -> bool:
+        """Delete a study that never had a valid definition (a file recorded as a broken study
+        that turned out to hold none). Its events stay, no longer tied to it. False, deleting
+        nothing, for a study that ever had a definition or a trial: their data is never lost."""
+        async with self._transaction() as conn:
+            _, rowcount = await _execute(conn, q.FORGET_STUDY, (study_id,))
+            return rowcount == 1
+
     # --- trials -------------------------------------------------------------------------------
 
     async def create_trial(

@@ -16,6 +16,7 @@ from hpod.store import (
     UNSET,
     Conflict,
     Direction,
+    EventLevel,
     InvalidTransition,
     NotFound,
     StudyState,
@@ -125,6 +126,24 @@ async def test_update_study_rejects_a_bad_state(store, make_study):
     study = await make_study()
     with pytest.raises(ValueError):
         await store.update_study(study.id, state="sleeping")
+
+
+async def test_forget_study_deletes_only_a_study_that_never_had_a_definition(store, view,
+                                                                            make_study):
+    broken = await make_study("broken", state=StudyState.INVALID, error="bad", spec=None)
+    valid = await make_study("valid")
+    # A never-valid record that somehow has a trial is data too: never deleted.
+    odd = await make_study("odd", state=StudyState.INVALID, error="bad", spec=None)
+    await store.create_trial(odd.id, {"lr": 0.1})
+    await store.record_event(EventLevel.ERROR, "broken.toml: bad", study_id=broken.id)
+
+    assert await store.forget_study(broken.id) is True
+    assert await store.forget_study(valid.id) is False
+    assert await store.forget_study(odd.id) is False
+    assert await store.forget_study(broken.id) is False  # already gone
+    assert [s.name for s in await view.list_studies()] == ["valid", "odd"]
+    (event,) = await view.list_events()
+    assert (event.message, event.study_id) == ("broken.toml: bad", None)
 
 
 # --- trials -----------------------------------------------------------------------------------
