@@ -105,6 +105,7 @@ class StudyController:
         self._origins_made: set[str] = set()  # origins of every trial made from an enqueued point
         self._warned: set[str] = set()  # warnings its trials gave once for the study (TrialRun)
         self._said_why_waiting = False  # an event says why no trial can be placed yet
+        self._said_points_left_out = 0  # [[enqueue]] points an event said will not run
         self._hook: asyncio.Future[Any] | None = None  # on_finish / on_failure, while it runs
         self._changed = asyncio.Event()
         self._suggest_lock = asyncio.Lock()
@@ -213,6 +214,8 @@ class StudyController:
                     if self._retire_spares is not None:
                         await self._retire_spares()
                 await self._settle_paused()
+                if self._end is None:
+                    await self._say_file_points_left_out()
                 if self._end is None and self._should_complete():
                     await self._retire_paused("the study's budget is spent")
                     self._end = _End(StudyState.COMPLETE, TrialState.STOPPED, None)
@@ -321,6 +324,31 @@ class StudyController:
             not self._runs and not self._queue and not self._paused_trials
             and not self._user_points_waiting() and self._budget_spent()
         )
+
+    async def _say_file_points_left_out(self) -> None:
+        """[[enqueue]] points count against the budget, so those added to a study whose budget
+        is spent (a live edit, or a complete study's file saved) wait for good: said once, with
+        the fix, instead of the study completing as if they had run."""
+        waiting = sum(1 for origin, _ in self._enqueued if is_file_origin(origin))
+        trials = self.spec.budget.trials
+        seconds_left = self._policy.seconds_until_budget_ends(self.study)
+        left_out, why, fix = 0, "", ""
+        if not waiting or self._exhausted:
+            pass
+        elif seconds_left is not None and seconds_left <= 0:
+            left_out, why, fix = waiting, "the study's time budget is spent", "raise budget.hours"
+        elif trials is not None and waiting > trials - self._n_created:
+            room = max(0, trials - self._n_created)
+            left_out = waiting - room
+            why = (f"the budget of {trials} trials is spent" if room == 0 else
+                   f"the budget has {room} trial{'' if room == 1 else 's'} left")
+            fix = f"raise budget.trials to {self._n_created + waiting}"
+        if left_out and left_out != self._said_points_left_out:
+            await self._store.record_event(
+                EventLevel.WARNING,
+                f"study {self.name}: {left_out} of its [[enqueue]] points will not run: {why}. "
+                f"Fix: {fix}", study_id=self.study.id)
+        self._said_points_left_out = left_out
 
     def _user_points_waiting(self) -> bool:
         """`hpod enqueue` points without a trial yet: they run even when the budget is spent."""

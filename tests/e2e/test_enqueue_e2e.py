@@ -178,3 +178,25 @@ def test_a_point_put_first_in_a_running_studys_file_runs_and_the_others_not_agai
     (new,) = file_origins([{"x": 0.5}])
     assert _origins(tmp_path, "front") == [FIRST, new, SECOND]
     assert [row["params"]["x"] for row in _rows(tmp_path, "front")] == [0.3, 0.5, 0.9]
+
+
+def test_points_added_beyond_a_spent_budget_are_said_not_to_run(tmp_path: Path,
+                                                                 start_daemon) -> None:
+    # File points count against the budget: two added to a complete study of one trial with a
+    # budget of two leave room for one. The other waited for good, and nothing said so.
+    write_study(tmp_path, "more", quadratic_study(trials=1, parallel=1))
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "more") or {}).get("state") == "complete",
+               what="the study to complete")
+    write_study(tmp_path, "more", quadratic_study(trials=2, parallel=1) + ENQUEUED)
+    wait_until(lambda: "1 of its [[enqueue]] points will not run: the budget has 1 trial left. "
+               "Fix: raise budget.trials to 3" in hpod_cli("events", tmp_path).stdout,
+               what="the warning")
+    wait_until(lambda: study_status(tmp_path, "more")["trials"].get("complete") == 2,
+               what="the point that fits to run")
+    write_study(tmp_path, "more", quadratic_study(trials=3, parallel=1) + ENQUEUED)
+    wait_until(lambda: study_status(tmp_path, "more")["trials"].get("complete") == 3,
+               what="the other point to run once the budget is raised")
+    assert _origins(tmp_path, "more") == [None, FIRST, SECOND]
+    assert hpod_cli("events", tmp_path).stdout.count("will not run") == 1
+    assert daemon.terminate() == 0
