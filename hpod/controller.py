@@ -21,8 +21,8 @@ from pathlib import Path
 from hpod.checkpoint_keep import CheckpointKeeper, Removal, remove_checkpoint
 from hpod.config import DaemonConfig
 from hpod.decision import Decision
-from hpod.enqueue import (complete_point, file_origins, is_file_origin, is_user_origin,
-                          user_origin, waiting_user_points)
+from hpod.enqueue import (complete_point, drawn_point, file_origins, is_file_origin,
+                          is_user_origin, user_origin, waiting_user_points)
 from hpod.errors import SearchExhausted, SpaceError
 from hpod.executor.base import Executor
 from hpod.executor.select import notify_launched
@@ -480,11 +480,18 @@ class StudyController:
         try:
             suggestion, state = await self._suggest()
         except SearchExhausted:
-            if enqueued is None or len(enqueued[1]) < self.spec.space.dim:
+            if enqueued is None:
                 logger.info("study %s: the search space is exhausted", self.name)
                 self._exhausted = True
                 return None
-            suggestion = enqueued[1]  # a full enqueued point needs no suggestion
+            # Asked for by name, so it runs: what a partial point leaves out is drawn at random.
+            suggestion = enqueued[1]
+            if len(enqueued[1]) < self.spec.space.dim:
+                suggestion = drawn_point(self.spec.space, enqueued[0])
+                await self._store.record_event(
+                    EventLevel.INFO, f"study {self.name}: every point of the search space has "
+                    f"been proposed, so the parameters the enqueued point {enqueued[1]} does not "
+                    "give are drawn at random", study_id=self.study.id)
         if self._end is not None or self._on_hold:
             # Stopped or paused while the suggester worked (a GP fit takes up to a second):
             # no trial is made of it, and an enqueued point waits for the next one.

@@ -15,13 +15,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
+import numpy as np
+
 from hpod.errors import SpaceError
 from hpod.space import Space
 from hpod.space_params import CategoricalParam, FloatParam, IntParam, Param
 from hpod.spec_fields import Fields, describe, did_you_mean, join
 
 __all__ = ["parse_enqueue", "parse_assignments", "complete_point", "domain_hint", "MAX_ENQUEUED",
-           "USER_ORIGIN", "user_origin", "is_user_origin", "waiting_user_points"]
+           "USER_ORIGIN", "user_origin", "is_user_origin", "waiting_user_points", "drawn_point"]
 
 MAX_ENQUEUED = 10_000  # more points than any budget a study file would sensibly list
 
@@ -242,6 +244,13 @@ def complete_point(space: Space, partial: Mapping[str, Any],
                              fix="the suggestion must be a full point of the space")
     merged.update(copy.deepcopy(space.fixed))
     return _ordered(space, merged)
+
+
+def drawn_point(space: Space, origin: str) -> dict[str, Any]:
+    """A point of `space` drawn at random, the same for the same origin: what completes a
+    partial enqueued point once the suggester has nothing left to propose (a grid exhausted)."""
+    seed = int.from_bytes(hashlib.sha256(origin.encode()).digest()[:8], "big")
+    return space.sample(np.random.default_rng(seed))
 
 
 # -- shared ------------------------------------------------------------------------------------

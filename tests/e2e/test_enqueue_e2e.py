@@ -200,3 +200,23 @@ def test_points_added_beyond_a_spent_budget_are_said_not_to_run(tmp_path: Path,
     assert _origins(tmp_path, "more") == [None, FIRST, SECOND]
     assert hpod_cli("events", tmp_path).stdout.count("will not run") == 1
     assert daemon.terminate() == 0
+
+
+def test_a_partial_point_enqueued_once_the_grid_is_exhausted_runs(tmp_path: Path,
+                                                                 start_daemon) -> None:
+    # The suggester has nothing left to complete the point with; it was dropped unrun.
+    gate = tmp_path / "gate"
+    grid = _gated_study(gate, trials=10).replace("parallel = 1", "parallel = 4").replace(
+        'x = { type = "float", low = 0.0, high = 1.0 }',
+        'x = { type = "int", low = 0, high = 1 }\ny = { type = "int", low = 0, high = 1 }')
+    write_study(tmp_path, "grid", grid + '[suggester]\nkind = "grid"\n')
+    daemon = start_daemon(tmp_path, "--exit-when-idle", "--slots", "4")
+    wait_until(lambda: (study_status(tmp_path, "grid") or {}).get("trials", {})
+               .get("running") == 4, what="every grid point running")
+    assert "enqueued" in hpod_cli("enqueue", tmp_path, "grid", "x=1").stdout
+    gate.touch()
+    assert daemon.wait() == 0, daemon.log()
+    rows = _rows(tmp_path, "grid")
+    assert len(rows) == 5 and rows[4]["params"]["x"] == 1, rows
+    assert (_origins(tmp_path, "grid")[4] or "").startswith("user:")
+    assert "are drawn at random" in hpod_cli("events", tmp_path).stdout
