@@ -314,7 +314,11 @@ class Daemon:
         if not self.config.exit_when_idle:
             return
         await intake.initial_scan_done.wait()
-        while self._restarting or not all(c.idle for c in self.controllers.values()):
+        # A study told to start again once its controller has ended (resumed, or its file
+        # saved, while it stopped) is not idle: its ending controller may look idle as its
+        # last trial leaves, before it has ended and the study started again.
+        while self._restarting or intake.restarts_waiting() \
+                or not all(c.idle for c in self.controllers.values()):
             await self._idle_changed_event.wait()
             self._idle_changed_event.clear()
         logger.info("nothing left to run (--exit-when-idle): shutting down")

@@ -97,6 +97,10 @@ class StudyIntake:
             self._start_when_ended.discard(name)
             await self.restart(name)
 
+    def restarts_waiting(self) -> bool:
+        """Some study will start again once its controller, now stopping, has ended."""
+        return bool(self._start_when_ended)
+
     def start_when_ended(self, name: str) -> bool:
         """Start study `name` again once its controller, now stopping, has ended; False when
         no file defines it any more (removed), so nothing could start."""
