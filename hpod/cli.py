@@ -370,6 +370,8 @@ def _check(args: argparse.Namespace) -> int:
 
     failures = skipped = 0
     specs = []
+    # The daemon of a folder keeps one study per name: the first file to take a name keeps it.
+    owners: dict[tuple[Path, str], Path] = {}
     # A folder stands for what the daemon would read in it: every entry named like a study
     # file, so a broken link or a folder named x.toml gets the error the daemon records.
     paths = [found for path in args.files
@@ -388,6 +390,13 @@ def _check(args: argparse.Namespace) -> int:
             continue
         except StudySpecError as error:
             print(f"error: {error}", file=sys.stderr if args.json else sys.stdout)
+            failures += 1
+            continue
+        owner = owners.setdefault((path.parent.resolve(), spec.name), path)
+        if owner != path:
+            print(f"error: {path}: field `name`: the study name `{spec.name}` is already used by "
+                  f"{owner.name}. Fix: give this study another `name`.",
+                  file=sys.stderr if args.json else sys.stdout)
             failures += 1
             continue
         if args.json:

@@ -193,14 +193,14 @@ def trial_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
 # Every column `hpod trials` can show besides the parameters, whether or not this study shows
 # it: a parameter's header then never depends on which optional columns appear.
 _TRIAL_COLUMNS = frozenset({"trial", "config", "repeat", "state", "value", "last_step",
-                            "duration_s", "peak_gpu_mb", "reason"})
+                            "duration_s", "placement", "peak_gpu_mb", "reason"})
 _PARAM_PREFIX = "param."
 
 
 def param_header(name: str) -> str:
     """The CSV/table header of parameter `name`: `param.<name>` when `name` is one of
     `hpod trials`' own columns (trial, config, repeat, state, value, last_step, duration_s,
-    peak_gpu_mb, reason) or itself starts with `param.`; else `name` as it is.
+    placement, peak_gpu_mb, reason) or itself starts with `param.`; else `name` as it is.
 
     The rule looks at the name alone, so a header is the same in every study and every run,
     and every header is unique: unprefixed ones are neither columns nor start with `param.`,
@@ -219,10 +219,13 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
     param_names = sorted({name for row in rows for name in row["params"]})
     # Only studies whose trials held GPU memory get the column: CPU studies read as before.
     gpu = any(row.get("peak_gpu_memory_mb") is not None for row in rows)
+    # Where each trial ran, once that says more than "a CPU slot": a GPU, a Ray node.
+    where = any(not (row.get("placement") or "cpu:").startswith("cpu:") for row in rows)
     # With [trial] repeats, which configuration each run belongs to, and which run it is.
     repeats = any(row.get("repeat") for row in rows)
     fixed = ["trial", *(["config", "repeat"] if repeats else []), "state", "value",
-             "last_step", "duration_s", *(["peak_gpu_mb"] if gpu else []), "reason"]
+             "last_step", "duration_s", *(["placement"] if where else []),
+             *(["peak_gpu_mb"] if gpu else []), "reason"]
     # A parameter named like a column (`value`, `state`) gets a prefix: a CSV reader keyed by
     # header would otherwise read the parameter where it wants the objective.
     head = [*fixed[:-1], *(param_header(name) for name in param_names), "reason"]
@@ -234,6 +237,7 @@ def format_trials(rows: list[dict[str, Any]], fmt: str) -> str:
             row["value"],
             row["last_step"],
             row["duration_s"],
+            *([row.get("placement") or ""] if where else []),
             *([_peak(row.get("peak_gpu_memory_mb"))] if gpu else []),
             *(row["params"].get(name) for name in param_names),
             reason_in_one_line(row["reason"]) if row["reason"] else "",

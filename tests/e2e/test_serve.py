@@ -647,6 +647,20 @@ def test_check_takes_a_folder_and_gives_json_for_several_files(tmp_path: Path) -
     assert nothing.returncode == 1 and "no study files" in nothing.stderr
 
 
+def test_check_reports_two_files_of_one_folder_that_name_the_same_study(tmp_path: Path) -> None:
+    # Each file alone is valid, but a daemon on the folder refuses the second.
+    write_study(tmp_path, "a", 'name = "same"\n' + quadratic_study())
+    write_study(tmp_path, "b", 'name = "same"\n' + quadratic_study())
+    clash = hpod_cli("check", tmp_path, check=False)
+    assert clash.returncode == 1 and clash.stdout.count("ok: ") == 1, clash.stdout
+    assert "b.toml: field `name`: the study name `same` is already used by a.toml" in clash.stdout
+    # In two folders they go to two daemons, and two databases.
+    other = tmp_path / "other"
+    other.mkdir()
+    (tmp_path / "b.toml").rename(other / "b.toml")
+    assert hpod_cli("check", tmp_path / "a.toml", other / "b.toml").returncode == 0
+
+
 def test_two_databases_in_one_folder_keep_their_trials_apart(tmp_path: Path) -> None:
     # A daemon's start ends processes left in its trials folder; with one folder for every
     # database there, `hpod run b.toml --db runs/b.db` killed a.db's running trials.

@@ -113,3 +113,14 @@ def test_a_newline_in_a_value_stays_inside_its_table_cell() -> None:
     # CSV quotes the cell and keeps the value exactly.
     (read,) = csv.DictReader(io.StringIO(format_trials(rows, "csv")))
     assert read["prompt"] == "line one\nline two\ttabbed"
+
+
+def test_where_trials_ran_shows_once_some_ran_on_a_gpu_or_a_node() -> None:
+    on_cpu = [dict(_row(0, 0.5, {"x": 1}), placement="cpu:0"),
+              dict(_row(1, 0.4, {"x": 2}), placement=None)]  # never started
+    assert "placement" not in format_trials(on_cpu, "csv").splitlines()[0]
+    mixed = [*on_cpu, dict(_row(2, 0.3, {"x": 3}), placement="ray:node3/gpu:1")]
+    read = list(csv.DictReader(io.StringIO(format_trials(mixed, "csv"))))
+    assert [r["placement"] for r in read] == ["cpu:0", "", "ray:node3/gpu:1"]
+    assert "gpu:0(½)" in format_trials([dict(_row(0, 0.5, {"x": 1}), placement="gpu:0(½)")],
+                                       "table")
