@@ -17,7 +17,7 @@ from hpod.config import (EXECUTORS, SPARES_MODES, DaemonConfig, default_db_path,
 from hpod.errors import DaemonError, HpodError, NotAStudyFile, StudySpecError
 from hpod.simulate_cli import positive_int
 from hpod.store.errors import StoreError
-from hpod.store.records import TrialState
+from hpod.store.records import EventLevel, TrialState
 
 logger = logging.getLogger("hpod")
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="run the daemon on a folder of study files",
-        description="Watch FOLDER for study files (.toml, .yaml, .json) and run their trials. "
+        description="Watch FOLDER for study files (.toml, .yaml, .yml, .json) and run their trials. "
         "Runs in the foreground (systemd-friendly); SIGTERM or Ctrl-C stop it cleanly, "
         "a second Ctrl-C stops without waiting for trials to exit.",
     )
@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run one study in the foreground until it is done",
-        description="Run the study in FILE with a progress line and exit when it is done "
+        description="Run the study in FILE in the foreground (the live UI on a terminal, else a "
+                    "progress line) and exit when it is done "
         "(exit code 0 when it completed). Results go to the same database as `hpod serve` "
         "on the file's folder would use.",
     )
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", type=Path, nargs="+", metavar="FILE",
                        help="a study file, or a folder: the study files in it")
     check.add_argument("--json", action="store_true",
-                       help="print the normalised study (a list of them for several files)")
+                       help="print the normalised study (a list for several files or a folder)")
 
     status = sub.add_parser("status", help="progress of every study",
                             description="Show every study of FOLDER's database.")
@@ -136,12 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only trials in STATE (repeatable): "
                         + ", ".join(state.value for state in TrialState))
 
-    events = sub.add_parser("events", help="warnings and errors, newest last",
-                            description="What a user needs to know afterwards: invalid study "
-                            "files, failed trials and their reasons, retries, interrupted "
-                            "trials, studies that ended.")
+    events = sub.add_parser("events", help="what happened, newest last: study files, stopped and "
+                            "failed trials, warnings, errors",
+                            description="What a user needs to know afterwards: study files "
+                            "added, refused or invalid, trials stopped early or failed and "
+                            "why, retries, interrupted trials, studies that ended, warnings.")
     _add_folder(events)
     events.add_argument("--study", help="only this study's events")
+    events.add_argument("--level", choices=["info", "warning", "error"], default="info",
+                        help="only events of this level and above: `warning` leaves out "
+                        "the trials a scheduler stopped (default info: every event)")
     events.add_argument("--limit", type=positive_int, default=50, metavar="N",
                         help="the newest N events (default 50)")
 
@@ -464,13 +469,18 @@ def _trials(args: argparse.Namespace) -> int:
     return 0
 
 
+_LEVELS = [EventLevel.INFO, EventLevel.WARNING, EventLevel.ERROR]
+
+
 def _events(args: argparse.Namespace) -> int:
     from hpod import report
 
     with _reader(args) as reader:
         names = {s.id: s.name for s in reader.list_studies()}
         study_id = _find_study(reader, args.study).id if args.study else None
-        events = reader.list_events(study_id=study_id, limit=args.limit, newest=True)
+        levels = _LEVELS[_LEVELS.index(EventLevel(args.level)):]
+        events = reader.list_events(study_id=study_id, limit=args.limit, newest=True,
+                                    levels=levels)
     print(report.format_events(events, names))
     return 0
 

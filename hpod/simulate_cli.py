@@ -81,7 +81,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "1000 when the budget gives only hours, which run on the virtual clock)")
     parser.add_argument("--epoch-seconds", type=_positive_float, default=1.0, metavar="S",
                         help="synthetic curves: the mean seconds a step (epoch) takes "
-                        "(default 1; each configuration is up to e times faster or slower)")
+                        "(default 1; each configuration is up to e ≈ 2.7 times faster or slower)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -162,7 +162,8 @@ def format_simulation(doc: dict[str, Any]) -> str:
     curves = "synthetic curves" if doc["curves"] == "synthetic" else f"curves from {doc['curves']}"
     lines = [
         f"study {doc['study']} ({doc['file']}), simulated: {doc['suggester']} suggester, "
-        f"{doc['scheduler']} scheduler{mode}, {doc['workers']} workers, {curves}, seed "
+        f"{doc['scheduler']} scheduler{mode}, {doc['workers']} worker"
+        f"{'' if doc['workers'] == 1 else 's'}, {curves}, seed "
         f"{doc['seed']}",
         f"{doc['trials']} trials ({_states(doc['states'])}) in {_time(total, total)} of virtual "
         f"time, {doc['steps_trained']} steps trained",

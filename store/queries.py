@@ -210,15 +210,19 @@ def best_trial(study_id: int, direction: Direction) -> Query[TrialRecord | None]
 
 
 def list_events(
-    *, since_id: int = 0, study_id: int | None = None, limit: int = 1000, newest: bool = False
+    *, since_id: int = 0, study_id: int | None = None, limit: int = 1000, newest: bool = False,
+    levels: Sequence[EventLevel] | None = None,
 ) -> Query[list[EventRecord]]:
-    """Events after `since_id` (of one study when given), oldest first: the oldest `limit` of
-    them, or with `newest` the newest `limit` of them."""
+    """Events after `since_id` (of one study, of some levels, when given), oldest first: the
+    oldest `limit` of them, or with `newest` the newest `limit` of them."""
     sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ?"
     params: list[Any] = [since_id]
     if study_id is not None:
         sql += " AND study_id = ?"
         params.append(study_id)
+    if levels is not None:
+        sql += f" AND level IN ({', '.join('?' * len(levels))})"
+        params.extend(EventLevel(level).value for level in levels)
     params.append(limit)
     if newest:
         # The newest `limit` rows through the primary key backwards, then back in id order:

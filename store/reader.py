@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypeVar
@@ -23,6 +23,7 @@ from .errors import StoreUnavailable
 from .records import (
     CommandRecord,
     Direction,
+    EventLevel,
     EventRecord,
     GpuSample,
     MetricPoint,
@@ -256,10 +257,12 @@ class StoreReader:
         study_id: int | None = None,
         limit: int = 1000,
         newest: bool = False,
+        levels: Sequence[EventLevel] | None = None,
     ) -> list[EventRecord]:
         """Oldest first; the oldest `limit` events after `since_id`, or the newest `limit`."""
         return self._run(
-            q.list_events(since_id=since_id, study_id=study_id, limit=limit, newest=newest)
+            q.list_events(since_id=since_id, study_id=study_id, limit=limit, newest=newest,
+                          levels=levels)
         )
 
     def metrics(self, trial_id: int, *, since_id: int = 0) -> list[tuple[int, MetricPoint]]:

@@ -406,10 +406,12 @@ class Store:
         study_id: int | None = None,
         limit: int = 1000,
         newest: bool = False,
+        levels: Sequence[EventLevel] | None = None,
     ) -> list[EventRecord]:
         """Oldest first; the oldest `limit` events after `since_id`, or the newest `limit`."""
         return await self._run(
-            q.list_events(since_id=since_id, study_id=study_id, limit=limit, newest=newest)
+            q.list_events(since_id=since_id, study_id=study_id, limit=limit, newest=newest,
+                          levels=levels)
         )
 
     async def pending_commands(self) -> list[CommandRecord]:

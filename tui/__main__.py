@@ -7,7 +7,11 @@ from pathlib import Path
 
 from .entry import run_tui
 
+USAGE = "usage: python -m hpod.tui PATH/TO/hpod.db  (or: hpod tui FOLDER)"
+if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+    print(USAGE)
+    sys.exit(0)
 if len(sys.argv) != 2:
-    print("usage: python -m hpod.tui PATH/TO/hpod.db", file=sys.stderr)
+    print(USAGE, file=sys.stderr)
     sys.exit(2)
 sys.exit(run_tui(Path(sys.argv[1])))

@@ -199,6 +199,9 @@ def test_points_added_beyond_a_spent_budget_are_said_not_to_run(tmp_path: Path,
                what="the other point to run once the budget is raised")
     assert _origins(tmp_path, "more") == [None, FIRST, SECOND]
     assert hpod_cli("events", tmp_path).stdout.count("will not run") == 1
+    # The warning is what is left with the routine events left out.
+    serious = hpod_cli("events", tmp_path, "--level", "warning").stdout
+    assert "will not run" in serious and "added from" not in serious, serious
     assert daemon.terminate() == 0
 
 

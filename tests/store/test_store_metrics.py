@@ -202,6 +202,11 @@ async def test_events_are_listed_in_order_and_filtered(store, view, make_study, 
     assert [e.id for e in await view.list_events(since_id=ids[0], study_id=a.id, limit=1)] == [
         ids[1]
     ]
+    serious = [EventLevel.WARNING, EventLevel.ERROR]
+    assert [e.id for e in await view.list_events(levels=serious)] == ids[1:3]
+    assert [e.id for e in await view.list_events(levels=serious, limit=1, newest=True)] == [
+        ids[2]
+    ]
 
 
 async def test_the_newest_events_are_read_without_the_older_ones(store, view, make_study):
