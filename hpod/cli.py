@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="the best trial of a study",
                           description="Print the best complete trial of STUDY: its value, "
-                          "its params and its number.")
+                          "its params and its number, its folder (logs, files) and last "
+                          "checkpoint, and the shell line that runs it again by hand with the "
+                          "same params, seed and environment (outside hpod, reporting nowhere).")
     _add_folder(best, optional=False)
     best.add_argument("study", help="the study's name")
     best.add_argument("--json", action="store_true", help="machine-readable output")
@@ -451,10 +453,14 @@ def _best(args: argparse.Namespace) -> int:
     with _reader(args) as reader:
         study = _find_study(reader, args.study)
         best = report.best_of_study(reader, study)
-    if best is None:
+        where = report.where_best_ran(reader, study, best) if best is not None else None
+    if best is None or where is None:
         print(f"study {args.study} has no complete trial yet", file=sys.stderr)
         return 1
-    print(json.dumps(best) if args.json else report.format_best(args.study, best))
+    if args.json:
+        print(json.dumps({**best, **where}))
+    else:
+        print(report.format_best(args.study, best) + "\n" + report.format_where(where))
     return 0
 
 

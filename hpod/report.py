@@ -9,14 +9,16 @@ import csv
 import io
 import json
 import math
+import shlex
 import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from hpod.config import trials_dir_of
 from hpod.gpus import format_memory
 from hpod.reasons import reason_in_one_line
 from hpod.store.reader import StoreReader
-from hpod.repeats import config_results
+from hpod.repeats import config_results, run_seed
 from hpod.store.records import EventRecord, GpuSample, StudyRecord, TrialRecord, TrialState
 
 STATUS_COUNT_KEYS = ("queued", "running", "complete", "stopped", "failed", "paused", "interrupted")
@@ -51,6 +53,34 @@ def best_of_study(reader: StoreReader, study: StudyRecord) -> dict[str, Any] | N
     best = pick(done, key=lambda c: cast(float, c.mean))  # no None left in `done`
     return {"value": best.mean, "params": best.params, "trial": best.number,
             "runs": best.runs, "values": list(best.values), "std": best.std}
+
+
+def where_best_ran(reader: StoreReader, study: StudyRecord,
+                   best: dict[str, Any]) -> dict[str, Any]:
+    """`hpod best`'s answer to the morning's next questions: where the best trial's files are
+    (its folder, its last checkpoint) and the shell line that runs it again by hand, outside
+    hpod (hpod.trial then reads its params from HPOD_PARAMS and reports nowhere)."""
+    spec = study.spec or {}
+    trial = reader.get_trial_by_number(study.id, best["trial"])
+    env = {**(spec.get("env") or {}), "HPOD_PARAMS": json.dumps(trial.params),
+           "HPOD_SEED": str(run_seed(spec.get("seed"), trial.config_number, trial.repeat))}
+    command = [str(word) for word in spec.get("command") or ()]
+    workdir = spec.get("workdir")
+    line = " ".join([*(f"{name}={shlex.quote(str(value))}" for name, value in env.items()),
+                     shlex.join(command)])
+    return {
+        "folder": str(trials_dir_of(reader.path) / study.name / f"{trial.number:05d}"),
+        "checkpoint": trial.checkpoint,
+        "rerun": f"cd {shlex.quote(str(workdir))} && {line}" if workdir else line,
+    }
+
+
+def format_where(doc: dict[str, Any]) -> str:
+    lines = [f"files: {doc['folder']}"]
+    if doc["checkpoint"]:
+        lines.append(f"checkpoint: {doc['checkpoint']}")
+    lines.append(f"run it again by hand:\n  {doc['rerun']}")
+    return "\n".join(lines)
 
 
 def study_status(reader: StoreReader, study: StudyRecord) -> dict[str, Any]:

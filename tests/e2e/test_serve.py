@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,9 @@ def test_random_study_of_30_trials_runs_to_completion(tmp_path: Path, start_daem
     best_value = min(row["value"] for row in rows)
     best = json.loads(hpod_cli("best", tmp_path, "quad", "--json").stdout)
     assert best["value"] == best_value
-    assert study["best"] == best
-    assert set(best) == {"value", "params", "trial"}
+    # `hpod best` adds where the trial's files are and how to run it again.
+    assert set(best) == {"value", "params", "trial", "folder", "checkpoint", "rerun"}
+    assert study["best"] == {key: best[key] for key in ("value", "params", "trial")}
     # Each trial got its own folder with its logs.
     assert (tmp_path / ".hpod" / "trials" / "quad" / "00000" / "stdout.log").exists()
 
@@ -415,6 +417,29 @@ def test_hpod_run_runs_one_study_in_the_foreground(tmp_path: Path) -> None:
     assert "fg [" in result.stderr and "5/5" in result.stderr
     assert "best loss" in result.stderr
     assert study_status(tmp_path, "fg")["trials"]["complete"] == 5
+
+
+def test_hpod_best_says_where_the_best_trial_is_and_how_to_run_it_again(tmp_path: Path) -> None:
+    code = tmp_path / "my code"  # a space, for the quoting
+    code.mkdir()
+    (code / "train.py").write_text(
+        "import json, os\nimport hpod.trial as trial\n"
+        "p = trial.params()\n"
+        "print(json.dumps({'params': p, 'seed': trial.seed(), 'tag': os.environ['TAG']}))\n"
+        "trial.report(1, loss=(p['x'] - 0.3) ** 2)\n")
+    path = write_study(tmp_path, "again", quadratic_study(trials=4, parallel=1, extra=(
+        'env = { TAG = "it\'s mine" }\nworkdir = "my code"')).replace(
+        str(FIXTURE_TRIALS / "quadratic.py"), "train.py"))
+    hpod_cli("run", path)
+    best = json.loads(hpod_cli("best", tmp_path, "again", "--json").stdout)
+    assert Path(best["folder"]).is_dir() and (Path(best["folder"]) / "stdout.log").exists()
+    ran = subprocess.run(["bash", "-c", best["rerun"]], capture_output=True, text=True,
+                         check=True, cwd="/")
+    again = json.loads(ran.stdout)
+    original = json.loads((Path(best["folder"]) / "stdout.log").read_text().splitlines()[-1])
+    assert again == original and again["params"] == best["params"], (again, original)
+    text = hpod_cli("best", tmp_path, "again").stdout
+    assert f"files: {best['folder']}" in text and best["rerun"] in text
 
 
 def test_a_study_that_ends_with_no_complete_trial_is_no_success(tmp_path: Path,
