@@ -39,12 +39,13 @@ def prepare(folder: Path, examples: list[str]) -> None:
 
 def status(db: Path) -> str:
     from hpod import report
+    from hpod.lock import serving_pid
     from hpod.store.errors import StoreError
     from hpod.store.reader import StoreReader
 
     try:
         with StoreReader(db) as reader:
-            return report.format_status(report.status(reader))
+            return report.format_status(report.status(reader, serving_pid(db)))
     except StoreError:
         return "starting the daemon..."
 
