@@ -45,6 +45,11 @@ class EventsWatch:
         self._started = True
         with reader.snapshot():
             events = reader.list_events(since_id=self._cursor, limit=EVENT_PAGE)
+            if any(e.study_id is not None for e in events):
+                # Read afresh, not only for ids never seen: a study that never had a valid
+                # definition can be deleted (Store.forget_study), and SQLite gives the highest
+                # id to the next study created.
+                self._study_names = {s.id: s.name for s in reader.list_studies()}
             rows = tuple(self._row(reader, e) for e in events)
         self._busy = len(events) == EVENT_PAGE
         if not events:
@@ -55,8 +60,6 @@ class EventsWatch:
     def _row(self, reader: StoreReader, event: EventRecord) -> EventRow:
         study = None
         if event.study_id is not None:
-            if event.study_id not in self._study_names:
-                self._study_names = {s.id: s.name for s in reader.list_studies()}
             study = self._study_names.get(event.study_id)
         number = None
         if event.trial_id is not None:
