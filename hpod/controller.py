@@ -21,8 +21,8 @@ from pathlib import Path
 from hpod.checkpoint_keep import CheckpointKeeper, Removal, remove_checkpoint
 from hpod.config import DaemonConfig
 from hpod.decision import Decision
-from hpod.enqueue import (complete_point, drawn_point, file_origins, is_file_origin,
-                          is_user_origin, user_origin, waiting_user_points)
+from hpod.enqueue import complete_point, drawn_point, waiting_user_points
+from hpod.enqueued_points import EnqueuedPoints
 from hpod.errors import SearchExhausted, SpaceError
 from hpod.executor.base import Executor
 from hpod.executor.select import notify_launched
@@ -100,9 +100,7 @@ class StudyController:
         self._started_at: dict[int, float] = {}  # running trial -> its start (store's clock)
         self._queue: deque[TrialRecord] = deque()
         self._retry_at: dict[int, float] = {}  # trial id -> monotonic time its retry may start
-        # Enqueued points not yet made trials: (origin, partial params), in the order to run.
-        self._enqueued: deque[tuple[str, dict[str, Any]]] = deque()
-        self._origins_made: set[str] = set()  # origins of every trial made from an enqueued point
+        self._enqueued = EnqueuedPoints()  # points to run before the suggester's own
         self._warned: set[str] = set()  # warnings its trials gave once for the study (TrialRun)
         self._said_why_waiting = False  # an event says why no trial can be placed yet
         self._said_points_left_out = 0  # [[enqueue]] points an event said will not run
@@ -150,7 +148,7 @@ class StudyController:
         self.spec = spec
         self._policy = self._policy.updated(spec)
         self.progress.budget_runs = _budget_runs(spec)
-        self._enqueue_from_file(self._origins_made)
+        self._enqueued.from_file(spec.enqueue)
         self._wake()
 
     def stop(self, reason: str, *, grace: float | None = None) -> None:
@@ -298,7 +296,7 @@ class StudyController:
         return (
             self._first_ready() is not None
             or bool(self._paused_trials)
-            or self._user_points_waiting()
+            or self._enqueued.user_waiting()
             or not self._budget_spent()
         )
 
@@ -322,14 +320,14 @@ class StudyController:
     def _should_complete(self) -> bool:
         return (
             not self._runs and not self._queue and not self._paused_trials
-            and not self._user_points_waiting() and self._budget_spent()
+            and not self._enqueued.user_waiting() and self._budget_spent()
         )
 
     async def _say_file_points_left_out(self) -> None:
         """[[enqueue]] points count against the budget, so those added to a study whose budget
         is spent (a live edit, or a complete study's file saved) wait for good: said once, with
         the fix, instead of the study completing as if they had run."""
-        waiting = sum(1 for origin, _ in self._enqueued if is_file_origin(origin))
+        waiting = self._enqueued.file_waiting()
         trials = self.spec.budget.trials
         seconds_left = self._policy.seconds_until_budget_ends(self.study)
         left_out, why, fix = 0, "", ""
@@ -349,10 +347,6 @@ class StudyController:
                 f"study {self.name}: {left_out} of its [[enqueue]] points will not run: {why}. "
                 f"Fix: {fix}", study_id=self.study.id)
         self._said_points_left_out = left_out
-
-    def _user_points_waiting(self) -> bool:
-        """`hpod enqueue` points without a trial yet: they run even when the budget is spent."""
-        return any(is_user_origin(origin) for origin, _ in self._enqueued)
 
     def _every_trial_started(self) -> bool:
         """Every trial the budget made has been told to the scheduler as started."""
@@ -473,7 +467,7 @@ class StudyController:
             self._paused_trials.pop(promoted, None)
             self._finished[TrialState.PAUSED] -= 1
             return await self._store.get_trial(promoted)
-        enqueued = self._next_enqueued()
+        enqueued = self._enqueued.take(budget_spent=self._budget_spent())
         if enqueued is None and self._budget_spent():
             return None
         state: dict[str, Any] | None = None
@@ -496,8 +490,7 @@ class StudyController:
             # Stopped or paused while the suggester worked (a GP fit takes up to a second):
             # no trial is made of it, and an enqueued point waits for the next one.
             if enqueued is not None:
-                self._origins_made.discard(enqueued[0])
-                self._enqueued.appendleft(enqueued)
+                self._enqueued.put_back(enqueued)
             return None
         origin, params = None, suggestion
         if enqueued is not None:
@@ -524,22 +517,6 @@ class StudyController:
         await self._observe(final)
         self._publish()
 
-    def _next_enqueued(self) -> tuple[str, dict[str, Any]] | None:
-        """Enqueued points run before new suggestions; the file's count against the budget,
-        the user's (`hpod enqueue`) run even when it is spent."""
-        entry = None
-        if self._enqueued and not self._budget_spent():
-            entry = self._enqueued.popleft()
-        else:
-            entry = next((e for e in self._enqueued if is_user_origin(e[0])), None)
-            if entry is not None:
-                self._enqueued.remove(entry)
-        if entry is not None:
-            # Made from now on: a live edit while its suggestion is computed must not queue
-            # the point again (_enqueue_from_file).
-            self._origins_made.add(entry[0])
-        return entry
-
     async def _suggest(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(a new point, the suggester's state after proposing it, None if it keeps none)."""
         # Every point that has a trial but no result yet is pending: running, queued for a
@@ -559,12 +536,8 @@ class StudyController:
     def enqueue(self, partial: dict[str, Any], command_id: int) -> None:
         """`hpod enqueue`: run this (partial) point next, before new suggestions. Its trial
         records the command as its origin, so a restart knows whether it still waits."""
-        origin = user_origin(command_id)
-        if origin in self._origins_made or any(o == origin for o, _ in self._enqueued):
-            # The same command applied again: a daemon killed before it recorded the command
-            # as applied replays it at its next start.
+        if not self._enqueued.add_user(partial, command_id):
             return
-        self._enqueued.append((origin, partial))
         self._publish()
         self._wake()
 
@@ -773,8 +746,8 @@ class StudyController:
         trials = await self._store.list_trials(self.study.id)
         self._n_created = sum(1 for trial in trials if trial.repeat == 0)
         await self._replay_history(trials)
-        self._origins_made.update(t.origin for t in trials if t.origin is not None)
-        self._enqueue_from_file(self._origins_made)
+        self._enqueued.made(t.origin for t in trials)
+        self._enqueued.from_file(self.spec.enqueue)
         await self._enqueue_from_commands(trials)
         # The suggester is told the finished trials in the order they ended, as it was told them
         # live: with several trials at once, a GP fitted on its rows in another order differs
@@ -841,18 +814,6 @@ class StudyController:
             # cleared, so a later switch back cannot pick up a state this search never had.
             await self._store.set_suggester_state(self.study.id, None)
 
-    def _enqueue_from_file(self, made: set[str]) -> None:
-        """The file's [[enqueue]] points that have no trial yet: each runs exactly once, across
-        restarts and live edits too (a trial records its point's origin, hpod.enqueue.
-        file_origins). A point taken out of the file, or changed, no longer waits."""
-        # In the file's order, before the user's points (which came later), as at a start.
-        # "file:<index>": what a trial made by an older hpod records for the same point.
-        waiting = [(origin, dict(partial)) for index, (origin, partial)
-                   in enumerate(zip(file_origins(self.spec.enqueue), self.spec.enqueue))
-                   if origin not in made and f"file:{index}" not in made]
-        waiting += [entry for entry in self._enqueued if not is_file_origin(entry[0])]
-        self._enqueued = deque(waiting)
-
     async def _enqueue_from_commands(self, trials: list[TrialRecord]) -> None:
         """`hpod enqueue` points that have no trial yet: kept in the commands that brought them,
         so a restart does not lose them. One the study's space no longer takes is recorded."""
@@ -860,7 +821,7 @@ class StudyController:
                    for c in await self._store.list_commands()
                    if c.action is CommandAction.ENQUEUE and c.study == self.name
                    and c.state is CommandState.APPLIED]
-        waiting = {origin for origin, _ in self._enqueued}
+        waiting = self._enqueued.origins()
         for origin, partial in waiting_user_points(applied, [t.origin for t in trials]):
             if origin in waiting:
                 continue
@@ -873,7 +834,7 @@ class StudyController:
                     f"no longer fits the study and will not run: {error}",
                     study_id=self.study.id)
                 continue
-            self._enqueued.append((origin, point))
+            self._enqueued.restore_user(origin, point)
 
     async def _replay_history(self, trials: list[TrialRecord]) -> None:
         """The scheduler's rungs and the trials' costs are rebuilt from the stored reports,
