@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from hpod.config import DaemonConfig
 from hpod.daemon import Daemon
-from hpod.gpu_usage import RETENTION_S
+from hpod.gpu_usage import IDLE_ROUNDS_PER_WRITE, RETENTION_S
 from hpod.store import GpuSample, StoreReader, TrialState, open_store
 
 from fake_nvml import FakeNvml, four_gpus
-from helpers import FIXTURE_TRIALS, hpod_cli, open_reader, quadratic_study, write_study
+from helpers import FIXTURE_TRIALS, REPO, hpod_cli, open_reader, quadratic_study, write_study
 
 INTERVAL = 0.05  # seconds between samples: the rounds come quickly, nothing waits for them
 
@@ -149,6 +149,24 @@ async def test_samples_and_a_trials_peak_gpu_memory_are_recorded_and_shown(
     assert table[1].split()[table[0].split().index("peak_gpu_mb")] == "2000"
 
 
+async def test_while_no_trial_runs_rounds_are_written_together_and_all_kept(
+        tmp_path: Path, nvml: FakeNvml) -> None:
+    # A synced commit every 10 s all week, for an idle machine's utilisation.
+    async with serving(tmp_path) as reader:
+        def rounds_stored() -> int:
+            return len({s.time for s in reader.recent_gpu_samples(math.inf).get(0, [])})
+
+        seen: set[int] = set()
+
+        def batched() -> bool:
+            seen.add(rounds_stored())
+            return max(seen) > 2 * IDLE_ROUNDS_PER_WRITE
+
+        await eventually(batched, "two idle writes")
+        # The first round at once, then whole batches: never a round on its own.
+        assert all((n - 1) % IDLE_ROUNDS_PER_WRITE == 0 for n in seen if n), seen
+
+
 async def test_a_failing_probe_warns_once_and_the_daemon_goes_on(
         tmp_path: Path, nvml: FakeNvml, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="hpod.gpu_monitor")
@@ -191,21 +209,17 @@ async def test_a_live_edit_asking_for_more_gpus_than_exist_lets_running_trials_f
         tmp_path: Path, nvml: FakeNvml) -> None:
     # gpus_per_trial applies to the trials that start after the change; one no GPU count can
     # grant failed the study and stopped its healthy running trials with it.
+    # The trials wait at a gate until the edit is applied: else the next trial could start,
+    # with one GPU, before the daemon has read the edit.
+    gate = tmp_path / "gate"
     body = f"""
-command = ["python", "{FIXTURE_TRIALS / 'quadratic.py'}"]
+command = ["python", "{REPO / 'tests' / 'faults' / 'trials' / 'gate.py'}"]
 objective = {{ metric = "loss", direction = "minimize" }}
 budget = {{ trials = 4 }}
 parallel = 2
 [space]
 x = {{ type = "float", low = 0.0, high = 1.0 }}
-steps = {{ type = "int", low = 2, high = 100 }}
-sleep = 0.05
-[[enqueue]]
-x = 0.1
-steps = 2
-[[enqueue]]
-x = 0.2
-steps = 100
+gate = "{gate}"
 [resources]
 gpus_per_trial = 1
 """
@@ -216,6 +230,9 @@ gpus_per_trial = 1
             return 0 if found is None else reader.count_trials(found.id).running
         await eventually(lambda: running() == 2, "both trials running")
         write_study(tmp_path, "grow", body.replace("gpus_per_trial = 1", "gpus_per_trial = 8"))
+        await eventually(lambda: any("new definition applied" in e.message
+                                     for e in reader.list_events()), "the edit applied")
+        gate.touch()
         await eventually(lambda: reader.find_study("grow").state.value == "failed"
                          and running() == 0, "the study to fail once its trials ended",
                          timeout=120)

@@ -109,9 +109,13 @@ def test_files_with_no_study_in_the_watched_folder_are_left_alone(tmp_path: Path
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "mine"\n')
     write_study(tmp_path, "writes", quadratic_study(trials=3).replace(
         str(FIXTURE_TRIALS / "quadratic.py"), str(code / "train.py")))
-    daemon = start_daemon(tmp_path, "--exit-when-idle")
-    assert daemon.wait() == 0, daemon.log()
-    assert (tmp_path / "metrics.json").exists() and (tmp_path / "losses.json").exists()
+    daemon = start_daemon(tmp_path)
+    wait_until(lambda: (study_status(tmp_path, "writes") or {}).get("state") == "complete",
+               what="the study to complete")
+    wait_until(lambda: all(f"{name} is ignored" in hpod_cli("events", tmp_path).stdout
+                           for name in ("metrics.json", "losses.json")),
+               what="the daemon to see what the trials wrote")
+    assert daemon.terminate() == 0, daemon.log()
     assert [s["name"] for s in status_json(tmp_path)["studies"]] == ["writes"]
     events = hpod_cli("events", tmp_path).stdout
     for name in ("metrics.json", "losses.json", "pyproject.toml"):
