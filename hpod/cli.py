@@ -14,7 +14,8 @@ from typing import Any
 from hpod import __version__
 from hpod.config import (EXECUTORS, SPARES_MODES, DaemonConfig, default_db_path,
                          default_slots)
-from hpod.errors import DaemonError, HpodError, NotAStudyFile, StudySpecError
+from hpod.errors import (DaemonError, HpodError, NotAStudyFile, StudyFileSyntaxError,
+                         StudySpecError)
 from hpod.simulate_cli import positive_int
 from hpod.store.errors import StoreError
 from hpod.store.records import EventLevel, TrialState
@@ -147,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_folder(events)
     events.add_argument("--study", help="only this study's events")
     events.add_argument("--level", choices=["info", "warning", "error"], default="info",
-                        help="only events of this level and above: `warning` leaves out "
-                        "the trials a scheduler stopped (default info: every event)")
+                        help="only events of this level and above: `warning` leaves out the "
+                        "routine info events (studies added or complete, trials stopped by a "
+                        "scheduler or by you, retries, clean interruptions) (default: info, "
+                        "every event)")
     events.add_argument("--limit", type=positive_int, default=50, metavar="N",
                         help="the newest N events (default 50)")
 
@@ -383,6 +386,8 @@ def _check(args: argparse.Namespace) -> int:
     # file, so a broken link or a folder named x.toml gets the error the daemon records.
     paths = [found for path in args.files
              for found in (scan(path) if path.is_dir() else [path])]
+    # Once each, in the order a daemon reads them (sorted): the first to take a name keeps it.
+    paths = sorted({path.resolve(): path for path in paths}.values(), key=Path.resolve)
     for path in paths:
         try:
             spec = load_study_file(path)
@@ -398,6 +403,9 @@ def _check(args: argparse.Namespace) -> int:
         except StudySpecError as error:
             print(f"error: {error}", file=sys.stderr if args.json else sys.stdout)
             failures += 1
+            if not isinstance(error, StudyFileSyntaxError):
+                # Read, but invalid: the daemon records it under its stem, which it then holds.
+                owners.setdefault((path.parent.resolve(), path.stem), path)
             continue
         owner = owners.setdefault((path.parent.resolve(), spec.name), path)
         if owner != path:

@@ -61,6 +61,9 @@ class StudyIntake:
         self._unparsed: set[Path] = set()
         self._stop = asyncio.Event()
         self.initial_scan_done = asyncio.Event()
+        # One file event at a time: the watcher's and a `hpod resume`'s (restart) would
+        # otherwise interleave at their awaits over the same study record.
+        self._one_at_a_time = asyncio.Lock()
 
     def stop(self) -> None:
         self._stop.set()
@@ -110,6 +113,10 @@ class StudyIntake:
         return True
 
     async def handle(self, event: StudyFileEvent) -> None:
+        async with self._one_at_a_time:
+            await self._handle(event)
+
+    async def _handle(self, event: StudyFileEvent) -> None:
         path = event.path
         if not event.present or not os.path.lexists(path):
             await self._removed(path)
@@ -156,9 +163,18 @@ class StudyIntake:
                        if study.path == str(path)), None)
         seen_as_study = path in self._names and path not in self._unparsed
         why = f"{path} could not be read when it was recorded, and now holds no study"
-        if seen_as_study or (record is not None and not await self._forget(record, path, why)):
+        if not seen_as_study and record is not None and record.spec is None \
+                and await self._forget(record, path, why):
+            record = None
+        if seen_as_study or record is not None:
             await self._invalid(path, str(error))
-        elif path not in self._not_studies:
+            return
+        # Whatever name its failures were recorded under, it claims it no more.
+        name = self._names.pop(path, None)
+        self._unparsed.discard(path)
+        if name is not None:
+            await self._free_name(name)
+        if path not in self._not_studies:
             self._not_studies.add(path)
             logger.info("%s (ignored)", error)
             await self._store.record_event(
@@ -170,6 +186,9 @@ class StudyIntake:
         which is never deleted."""
         if record.spec is not None or self._live.get(record.name) is not None:
             return False
+        if any(n == record.name and p != path and os.path.lexists(p)
+               for p, n in self._names.items()):
+            return False  # another file, still broken, is recorded under it too
         if not await self._store.forget_study(record.id):
             return False
         if path is not None:
@@ -183,6 +202,11 @@ class StudyIntake:
     async def _valid(self, path: Path, spec: StudySpec, *, initial: bool) -> None:
         name = spec.name
         owner = next((p for p, n in self._names.items() if n == name and p != path), None)
+        if owner is not None and owner in self._unparsed:
+            # A file that never parsed only took this name from its stem: a study that names
+            # it takes it, and that file's failures go under its own file name from now on.
+            self._names[owner] = owner.name
+            owner = None
         if owner is not None and owner.exists():
             self._name_clashes[path] = name
             await self._invalid(
@@ -281,7 +305,7 @@ class StudyIntake:
         await self._event(EventLevel.ERROR, message, record)
 
     async def _invalid(self, path: Path, message: str) -> None:
-        name = self._names.get(path, path.stem)
+        name = await self._broken_name(path)
         logger.warning("%s", message)
         controller = self._live.get(name)
         if controller is not None:
@@ -302,6 +326,30 @@ class StudyIntake:
         self._names[path] = name
         await self._event(EventLevel.ERROR, message, record)
 
+    async def _broken_name(self, path: Path) -> str:
+        """The study a file that does not validate is recorded under: the one it was read as
+        before, else its stem, unless another file defines that study. A broken `results.json`
+        a trial writes beside `results.toml` must neither put its error on that file's study
+        nor block it, so it is recorded under its own file name."""
+        known = self._names.get(path)
+        if known is not None:
+            return known
+        stem = path.stem
+        if any(n == stem and p != path and os.path.lexists(p) for p, n in self._names.items()):
+            return path.name
+        record = await self._store.find_study(stem)
+        if record is not None and record.spec is not None and record.path != str(path) \
+                and os.path.lexists(record.path):
+            return path.name  # read before that file, at a start
+        return stem
+
+    async def _free_name(self, name: str) -> None:
+        """A file refused because another one held `name` may now take it."""
+        for other, wanted in list(self._name_clashes.items()):
+            if wanted == name:
+                self._fingerprints.pop(other, None)
+                await self._handle(StudyFileEvent(other, present=os.path.lexists(other)))
+
     async def _removed(self, path: Path) -> None:
         self._fingerprints.pop(path, None)
         self._not_studies.discard(path)
@@ -316,11 +364,7 @@ class StudyIntake:
             return
         self._start_when_ended.discard(name)
         await self._retire(name, f"its study file {path.name} was removed")
-        # A file refused because this one held its study's name may now take it.
-        for other, wanted in list(self._name_clashes.items()):
-            if wanted == name:
-                self._fingerprints.pop(other, None)
-                await self.handle(StudyFileEvent(other, present=os.path.lexists(other)))
+        await self._free_name(name)
 
     async def _retire(self, name: str, why: str) -> None:
         controller = self._live.get(name)

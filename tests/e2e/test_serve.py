@@ -688,6 +688,14 @@ def test_check_reports_two_files_of_one_folder_that_name_the_same_study(tmp_path
     other.mkdir()
     (tmp_path / "b.toml").rename(other / "b.toml")
     assert hpod_cli("check", tmp_path / "a.toml", other / "b.toml").returncode == 0
+    # The same file named twice is one file; a file the daemon records as invalid (it parses)
+    # holds its stem, so a study naming that stem is refused, as the daemon does.
+    assert hpod_cli("check", tmp_path / "a.toml", f"{tmp_path}/../{tmp_path.name}/a.toml",
+                    check=False).returncode == 0
+    write_study(other, "c", 'paralel = 2\n' + quadratic_study())
+    write_study(other, "d", 'name = "c"\n' + quadratic_study())
+    held = hpod_cli("check", other, check=False)
+    assert "d.toml: field `name`: the study name `c` is already used by c.toml" in held.stdout
 
 
 def test_two_databases_in_one_folder_keep_their_trials_apart(tmp_path: Path) -> None:

@@ -128,3 +128,63 @@ def test_a_daemon_forgets_a_file_it_caught_half_written(tmp_path: Path, start_da
     wait_until(lambda: study_status(tmp_path, "results") is None,
                what="the broken study forgotten", timeout=30)
     assert daemon.terminate() == 0, daemon.log()
+
+
+async def test_a_trials_half_written_file_named_like_its_study_neither_marks_nor_blocks_it(
+        tmp_path: Path) -> None:
+    # results.json took the stem `results`: its syntax error went onto study `results`, and
+    # once it was whole, a save of results.toml was refused as a second file of that name.
+    study = write_study(tmp_path, "results", quadratic_study(trials=2))
+    side = tmp_path / "results.json"
+    async with open_store(tmp_path / ".hpod" / "hpod.db") as store:
+        intake, started = await _intake(tmp_path, store)
+        await intake.handle(StudyFileEvent(study, present=True))
+        side.write_text(HALF)
+        await intake.handle(StudyFileEvent(side, present=True))
+        results = await store.find_study("results")
+        assert results is not None and results.error is None
+        broken = await store.find_study("results.json")
+        assert broken is not None and broken.state is StudyState.INVALID
+        side.write_text(WHOLE)
+        await intake.handle(StudyFileEvent(side, present=True))
+        assert [s.name for s in await store.list_studies()] == ["results"]
+        study.write_text(quadratic_study(trials=4))  # more budget: applied, not refused
+        await intake.handle(StudyFileEvent(study, present=True))
+        assert started == ["results", "results"]
+        results = await store.find_study("results")
+        assert results is not None and results.error is None
+
+
+async def test_at_a_start_a_half_written_file_read_first_does_not_take_its_studys_name(
+        tmp_path: Path) -> None:
+    study = write_study(tmp_path, "results", quadratic_study(trials=2))
+    db = tmp_path / ".hpod" / "hpod.db"
+    async with open_store(db) as store:
+        intake, _ = await _intake(tmp_path, store)
+        await intake.handle(StudyFileEvent(study, present=True, initial=True))
+    side = tmp_path / "results.json"
+    side.write_text(HALF)  # a killed trial's, found at the next start, read first (sorted)
+    async with open_store(db) as store:
+        intake, started = await _intake(tmp_path, store)
+        for path in (side, study):
+            await intake.handle(StudyFileEvent(path, present=True, initial=True))
+        assert started == ["results"]
+        results = await store.find_study("results")
+        assert results is not None and results.error is None
+
+
+async def test_a_file_caught_half_written_beside_a_broken_one_of_its_stem_leaves_that_one(
+        tmp_path: Path) -> None:
+    broken = tmp_path / "exp.toml"
+    broken.write_text('command = ["python", "x.py"]\nparalel = 2\n')
+    side = tmp_path / "exp.json"
+    async with open_store(tmp_path / ".hpod" / "hpod.db") as store:
+        intake, _ = await _intake(tmp_path, store)
+        await intake.handle(StudyFileEvent(broken, present=True))
+        side.write_text(HALF)
+        await intake.handle(StudyFileEvent(side, present=True))
+        side.write_text(WHOLE)
+        await intake.handle(StudyFileEvent(side, present=True))
+        (exp,) = await store.list_studies()
+        assert (exp.name, exp.state, exp.path) == ("exp", StudyState.INVALID, str(broken))
+        assert "paralel" in (exp.error or "")
