@@ -149,6 +149,10 @@ class StudyController:
         self._policy = self._policy.updated(spec)
         self.progress.budget_runs = _budget_runs(spec)
         self._enqueued.from_file(spec.enqueue)
+        if self._enqueued.file_waiting():
+            # Points to run in a finite space every point of which was proposed: they run
+            # (what a partial one leaves out drawn at random, _next_trial), then it ends again.
+            self._exhausted = False
         self._wake()
 
     def stop(self, reason: str, *, grace: float | None = None) -> None:

@@ -130,6 +130,14 @@ gate = "{gate}"
 """
 
 
+def _gated_grid(gate: Path, *, parallel: int) -> str:
+    """A grid of 4 points (x, y in {0, 1}) whose trials wait at `gate`."""
+    return _gated_study(gate, trials=10).replace("parallel = 1", f"parallel = {parallel}").replace(
+        'x = { type = "float", low = 0.0, high = 1.0 }',
+        'x = { type = "int", low = 0, high = 1 }\ny = { type = "int", low = 0, high = 1 }'
+    ) + '[suggester]\nkind = "grid"\n'
+
+
 def test_a_point_enqueued_during_the_last_trial_runs_before_the_study_completes(
         tmp_path: Path, start_daemon) -> None:
     # The budget is spent once the last trial has started; the study completed when it
@@ -209,10 +217,7 @@ def test_a_partial_point_enqueued_once_the_grid_is_exhausted_runs(tmp_path: Path
                                                                  start_daemon) -> None:
     # The suggester has nothing left to complete the point with; it was dropped unrun.
     gate = tmp_path / "gate"
-    grid = _gated_study(gate, trials=10).replace("parallel = 1", "parallel = 4").replace(
-        'x = { type = "float", low = 0.0, high = 1.0 }',
-        'x = { type = "int", low = 0, high = 1 }\ny = { type = "int", low = 0, high = 1 }')
-    write_study(tmp_path, "grid", grid + '[suggester]\nkind = "grid"\n')
+    write_study(tmp_path, "grid", _gated_grid(gate, parallel=4))
     daemon = start_daemon(tmp_path, "--exit-when-idle", "--slots", "4")
     wait_until(lambda: (study_status(tmp_path, "grid") or {}).get("trials", {})
                .get("running") == 4, what="every grid point running")
@@ -223,3 +228,21 @@ def test_a_partial_point_enqueued_once_the_grid_is_exhausted_runs(tmp_path: Path
     assert len(rows) == 5 and rows[4]["params"]["x"] == 1, rows
     assert (_origins(tmp_path, "grid")[4] or "").startswith("user:")
     assert "are drawn at random" in hpod_cli("events", tmp_path).stdout
+
+
+def test_a_point_added_to_the_file_of_an_exhausted_grid_runs(tmp_path: Path,
+                                                             start_daemon) -> None:
+    # Every grid point proposed: the study took no point of the file any more, and ended
+    # without running it, or saying so.
+    gate = tmp_path / "gate"
+    grid = _gated_grid(gate, parallel=5)
+    write_study(tmp_path, "grid", grid)
+    daemon = start_daemon(tmp_path, "--exit-when-idle", "--slots", "5")
+    wait_until(lambda: "search space is exhausted" in daemon.log(), what="the grid exhausted")
+    write_study(tmp_path, "grid", grid + "[[enqueue]]\nx = 1\n")
+    wait_until(lambda: len(_rows(tmp_path, "grid")) == 5, what="the file's point made a trial")
+    gate.touch()
+    assert daemon.wait() == 0, daemon.log()
+    rows = _rows(tmp_path, "grid")
+    assert len(rows) == 5 and rows[4]["params"]["x"] == 1, rows
+    assert (_origins(tmp_path, "grid")[4] or "").startswith("file:")
