@@ -59,11 +59,21 @@ def where_best_ran(reader: StoreReader, study: StudyRecord,
                    best: dict[str, Any]) -> dict[str, Any]:
     """`hpod best`'s answer to the morning's next questions: where the best trial's files are
     (its folder, its last checkpoint) and the shell line that runs it again by hand, outside
-    hpod (hpod.trial then reads its params from HPOD_PARAMS and reports nowhere)."""
+    hpod (hpod.trial then reads its params from HPOD_PARAMS and reports nowhere). With
+    `[trial] repeats`, the best configuration's best complete run. The environment is the
+    study's as it is now (a live edit may have changed it since)."""
     spec = study.spec or {}
     trial = reader.get_trial_by_number(study.id, best["trial"])
+    repeated = "runs" in best  # the best configuration: its best complete run
+    if repeated:
+        runs = [t for t in reader.list_trials(study.id, [TrialState.COMPLETE])
+                if t.config_number == best["trial"] and t.value is not None]
+        pick = min if study.direction.value == "minimize" else max
+        trial = pick(runs, key=lambda t: cast(float, t.value), default=trial)
     env = {**(spec.get("env") or {}), "HPOD_PARAMS": json.dumps(trial.params),
            "HPOD_SEED": str(run_seed(spec.get("seed"), trial.config_number, trial.repeat))}
+    if repeated:
+        env["HPOD_REPEAT"] = str(trial.repeat)
     command = [str(word) for word in spec.get("command") or ()]
     workdir = spec.get("workdir")
     line = " ".join([*(f"{name}={shlex.quote(str(value))}" for name, value in env.items()),

@@ -64,6 +64,13 @@ def test_each_configuration_runs_n_times_and_counts_as_its_mean(tmp_path: Path,
     assert best["std"] == pytest.approx(statistics.stdev(run.value for run in configs[best_number]))
     text = hpod_cli("best", tmp_path, "rep").stdout
     assert "mean of 3 of 3 runs" in text and "±" in text
+    # Its files and the line to run it again are its best run's, with that run's seed.
+    best_run = min(configs[best_number], key=lambda run: run.value)
+    assert best["folder"].endswith(f"{best_run.number:05d}")
+    seen_best = json.loads((Path(best["folder"]) / "seen.json").read_text())
+    assert seen_best["repeat"] == best_run.repeat
+    assert f"HPOD_REPEAT={best_run.repeat} " in best["rerun"]
+    assert f"HPOD_SEED={seen_best['seed']} " in best["rerun"]
 
     # The budget counts configurations: one more, across a restart, is three more runs, and the
     # same run keeps its seed.
