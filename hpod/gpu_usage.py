@@ -101,7 +101,11 @@ class GpuUsage:
         next_prune = 0.0  # at once: a daemon restarted after weeks starts by trimming
         rounds_held = -1  # the first round is written at once: the GPUs show from the start
         while True:
-            await self._collected.wait()
+            try:
+                await self._collected.wait()
+            except asyncio.CancelledError:
+                await self._write_held()
+                raise
             self._collected.clear()
             idle = not self._groups and not self._peaks
             rounds_held += 1
@@ -123,6 +127,17 @@ class GpuUsage:
                 raise
             except Exception:  # a bug here must not end a night of trials: this round is lost
                 logger.exception("recording GPU utilisation failed")
+
+
+    async def _write_held(self) -> None:
+        """At the daemon's stop: the rounds held while idle, so none is lost. Best effort: the
+        store may be what is failing."""
+        if not self._samples and not self._peaks:
+            return
+        try:
+            await self._store.add_gpu_samples(self._samples, self._peaks)
+        except Exception:  # noqa: BLE001 - stopping anyway; the rounds are what is lost
+            logger.warning("the last GPU samples could not be recorded", exc_info=True)
 
 
 def _group_alive(pgid: int) -> bool:

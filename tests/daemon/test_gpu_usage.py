@@ -165,6 +165,14 @@ async def test_while_no_trial_runs_rounds_are_written_together_and_all_kept(
         await eventually(batched, "two idle writes")
         # The first round at once, then whole batches: never a round on its own.
         assert all((n - 1) % IDLE_ROUNDS_PER_WRITE == 0 for n in seen if n), seen
+        # Rounds held when the daemon stops are written as it stops, not lost.
+        stored = rounds_stored()
+        await eventually(lambda: rounds_stored() > stored, "another idle write")
+        stored, queries = rounds_stored(), nvml.queries
+        await eventually(lambda: nvml.queries >= queries + 3, "rounds held after it")
+    with open_reader(tmp_path / ".hpod" / "hpod.db") as after:
+        final = len({s.time for s in after.recent_gpu_samples(math.inf).get(0, [])})
+    assert final >= stored + 2, (stored, final)
 
 
 async def test_a_failing_probe_warns_once_and_the_daemon_goes_on(

@@ -26,7 +26,9 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 16
 ENTRY_WIDTH = 6 + 1 + SPARK_WIDTH + 5 + 16  # "gpu:12" sparkline " 100%" "  15.9/80.0 GiB"
 ENTRY_GAP = 3
-STALE_AFTER_S = 60.0  # an older newest sample means no daemon is sampling now: say when it was
+# An older newest sample means no daemon is sampling now: say when it was. Above a minute: a
+# daemon with no trial running writes a minute of rounds at once (hpod.gpu_usage).
+STALE_AFTER_S = 90.0
 
 
 def sparkline(values: Sequence[float | None], width: int = SPARK_WIDTH) -> str:
