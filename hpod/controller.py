@@ -346,10 +346,13 @@ class StudyController:
                    f"the budget has {room} trial{'' if room == 1 else 's'} left")
             fix = f"raise budget.trials to {self._n_created + waiting}"
         if left_out and left_out != self._said_points_left_out:
-            await self._store.record_event(
-                EventLevel.WARNING,
-                f"study {self.name}: {left_out} of its [[enqueue]] points will not run: {why}. "
-                f"Fix: {fix}", study_id=self.study.id)
+            said = f"study {self.name}: {left_out} of its [[enqueue]] points will not run"
+            # Not again at each start of a study that ended with the same points left out.
+            last = await self._store.list_events(study_id=self.study.id, limit=1, newest=True,
+                                                 levels=[EventLevel.WARNING])
+            if not last or not last[0].message.startswith(said + ":"):
+                await self._store.record_event(EventLevel.WARNING, f"{said}: {why}. Fix: {fix}",
+                                               study_id=self.study.id)
         self._said_points_left_out = left_out
 
     def _every_trial_started(self) -> bool:

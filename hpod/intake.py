@@ -83,7 +83,22 @@ class StudyIntake:
             # study must find its new file before it loses the old one (_removed).
             for event in sorted(batch, key=lambda event: not event.present):
                 await self.handle(event)
+            if not self.initial_scan_done.is_set():
+                await self._forget_broken_of_gone_files()
             self.initial_scan_done.set()
+
+    async def _forget_broken_of_gone_files(self) -> None:
+        """At a start: a broken study whose file was removed while no daemon ran goes, as it
+        would have gone had the daemon seen the removal."""
+        assert self._config.folder is not None  # only a watched folder has an initial scan
+        folder = self._config.folder.resolve()
+        async with self._one_at_a_time:
+            for record in await self._store.list_studies():
+                if record.state is StudyState.INVALID and record.spec is None \
+                        and not os.path.lexists(record.path) \
+                        and Path(record.path).parent.resolve() == folder:
+                    await self._forget(record, None, f"its study file {Path(record.path).name} "
+                                       "was removed while no daemon ran")
 
     async def restart(self, name: str) -> bool:
         """`hpod resume` on a study that is not running (failed, stopped): read its file again."""

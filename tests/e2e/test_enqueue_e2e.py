@@ -202,6 +202,11 @@ def test_points_added_beyond_a_spent_budget_are_said_not_to_run(tmp_path: Path,
                what="the warning")
     wait_until(lambda: study_status(tmp_path, "more")["trials"].get("complete") == 2,
                what="the point that fits to run")
+    assert daemon.terminate() == 0
+    # Started again with the point still left out: said once, not at every start.
+    assert start_daemon(tmp_path, "--exit-when-idle").wait() == 0
+    assert hpod_cli("events", tmp_path).stdout.count("will not run") == 1
+    daemon = start_daemon(tmp_path)
     write_study(tmp_path, "more", quadratic_study(trials=3, parallel=1) + ENQUEUED)
     wait_until(lambda: study_status(tmp_path, "more")["trials"].get("complete") == 3,
                what="the other point to run once the budget is raised")

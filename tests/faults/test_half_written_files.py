@@ -10,6 +10,7 @@ definition is never forgotten.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -188,3 +189,23 @@ async def test_a_file_caught_half_written_beside_a_broken_one_of_its_stem_leaves
         (exp,) = await store.list_studies()
         assert (exp.name, exp.state, exp.path) == ("exp", StudyState.INVALID, str(broken))
         assert "paralel" in (exp.error or "")
+
+
+async def test_a_broken_file_removed_while_no_daemon_ran_leaves_no_study_at_the_next_start(
+        tmp_path: Path) -> None:
+    gone, kept = tmp_path / "gone.toml", tmp_path / "kept.toml"
+    db = tmp_path / ".hpod" / "hpod.db"
+    async with open_store(db) as store:
+        intake, _ = await _intake(tmp_path, store)
+        for path in (gone, kept):
+            path.write_text('command = ["python", "x.py"]\nparalel = 2\n')
+            await intake.handle(StudyFileEvent(path, present=True))
+        assert [s.name for s in await store.list_studies()] == ["gone", "kept"]
+    gone.unlink()
+    async with open_store(db) as store:
+        intake, _ = await _intake(tmp_path, store)
+        watching = asyncio.create_task(intake.run())
+        await asyncio.wait_for(intake.initial_scan_done.wait(), 60)
+        intake.stop()
+        await asyncio.wait_for(watching, 60)
+        assert [s.name for s in await store.list_studies()] == ["kept"]
