@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -354,18 +355,28 @@ def _daemon(config: DaemonConfig, **kwargs: Any):  # -> Daemon
 def _run(args: argparse.Namespace) -> int:
     from hpod.run_once import run_study_file
 
+    file = _resolved(args.file)
     if not args.plain and sys.stdin.isatty() and sys.stdout.isatty():
         from hpod.run_once import run_with_tui
 
-        return run_with_tui(args.file.resolve(), _run_argv(args))
+        return run_with_tui(file, _run_argv(args))
     _configure_logging(args.log_level)
-    return run_study_file(args.file.resolve(), db=args.db, slots=args.slots, gpus=args.gpus,
+    return run_study_file(file, db=args.db, slots=args.slots, gpus=args.gpus,
                           min_free_memory_mb=args.min_free_memory)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except RuntimeError:  # Python 3.11 raises on a loop of symbolic links
+        raise StudySpecError("is a symbolic link that cannot be followed (a loop of links)",
+                             path=str(path), fix="point the link at a study file, or remove "
+                             "it") from None
 
 
 def _run_argv(args: argparse.Namespace) -> list[str]:
     """The same `hpod run`, plain, for the daemon child of the live UI."""
-    argv = ["run", str(args.file.resolve()), "--plain", "--log-level", args.log_level,
+    argv = ["run", str(_resolved(args.file)), "--plain", "--log-level", args.log_level,
             "--gpus", args.gpus, "--min-free-memory", str(args.min_free_memory)]
     if args.db is not None:
         argv += ["--db", str(args.db.resolve())]
@@ -381,13 +392,14 @@ def _check(args: argparse.Namespace) -> int:
     failures = skipped = 0
     specs = []
     # The daemon of a folder keeps one study per name: the first file to take a name keeps it.
-    owners: dict[tuple[Path, str], Path] = {}
+    owners: dict[tuple[str, str], Path] = {}
     # A folder stands for what the daemon would read in it: every entry named like a study
     # file, so a broken link or a folder named x.toml gets the error the daemon records.
     paths = [found for path in args.files
              for found in (scan(path) if path.is_dir() else [path])]
     # Once each, in the order a daemon reads them (sorted): the first to take a name keeps it.
-    paths = sorted({path.resolve(): path for path in paths}.values(), key=Path.resolve)
+    # realpath, not Path.resolve: a loop of links is an error to print, not to raise.
+    paths = [path for _, path in sorted({os.path.realpath(path): path for path in paths}.items())]
     for path in paths:
         try:
             spec = load_study_file(path)
@@ -405,9 +417,9 @@ def _check(args: argparse.Namespace) -> int:
             failures += 1
             if not isinstance(error, StudyFileSyntaxError):
                 # Read, but invalid: the daemon records it under its stem, which it then holds.
-                owners.setdefault((path.parent.resolve(), path.stem), path)
+                owners.setdefault((os.path.realpath(path.parent), path.stem), path)
             continue
-        owner = owners.setdefault((path.parent.resolve(), spec.name), path)
+        owner = owners.setdefault((os.path.realpath(path.parent), spec.name), path)
         if owner != path:
             print(f"error: {path}: field `name`: the study name `{spec.name}` is already used by "
                   f"{owner.name}. Fix: give this study another `name`.",

@@ -91,12 +91,12 @@ class StudyIntake:
         """At a start: a broken study whose file was removed while no daemon ran goes, as it
         would have gone had the daemon seen the removal."""
         assert self._config.folder is not None  # only a watched folder has an initial scan
-        folder = self._config.folder.resolve()
+        folder = os.path.realpath(self._config.folder)
         async with self._one_at_a_time:
             for record in await self._store.list_studies():
                 if record.state is StudyState.INVALID and record.spec is None \
                         and not os.path.lexists(record.path) \
-                        and Path(record.path).parent.resolve() == folder:
+                        and os.path.realpath(Path(record.path).parent) == folder:
                     await self._forget(record, None, f"its study file {Path(record.path).name} "
                                        "was removed while no daemon ran")
 
