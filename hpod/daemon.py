@@ -83,9 +83,6 @@ class Daemon:
         self._database: tuple[int, int] | None = None  # (device, inode) of the store's file
         self.controllers: dict[str, StudyController] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Studies whose controller has ended and that may start again right away (intake's
-        # study_ended): the idle watch must not end the daemon in between.
-        self._restarting: set[str] = set()
         self._intake: StudyIntake | None = None  # set once the store is open (_serve)
         self._idle_changed_event = asyncio.Event()
         # What trials launch through: the executor, or the GPU recorder's wrapper of it that
@@ -279,11 +276,7 @@ class Daemon:
             # Before the idle watch looks: a study whose file was saved while it stopped starts
             # again now, and a daemon run with --exit-when-idle must not end in between.
             if self._intake is not None and not self._stop_requested.is_set():
-                self._restarting.add(controller.name)
-                try:
-                    await self._intake.study_ended(controller.name)
-                finally:
-                    self._restarting.discard(controller.name)
+                await self._intake.study_ended(controller.name)
             self._idle_changed()
             if controller.name not in self.controllers:  # not restarted meanwhile
                 await retire_study(self._executor, controller.name)
@@ -317,8 +310,7 @@ class Daemon:
         # A study told to start again once its controller has ended (resumed, or its file
         # saved, while it stopped) is not idle: its ending controller may look idle as its
         # last trial leaves, before it has ended and the study started again.
-        while self._restarting or intake.restarts_waiting() \
-                or not all(c.idle for c in self.controllers.values()):
+        while intake.restarts_waiting() or not all(c.idle for c in self.controllers.values()):
             await self._idle_changed_event.wait()
             self._idle_changed_event.clear()
         logger.info("nothing left to run (--exit-when-idle): shutting down")

@@ -110,10 +110,14 @@ class StudyIntake:
         return name in self._live
 
     async def study_ended(self, name: str) -> None:
-        """A study's controller has finished: a file saved while it was stopping is read again."""
+        """A study's controller has finished: a file saved while it was stopping is read again.
+        The study counts as waiting to start (restarts_waiting) until its new controller is
+        there, so the idle watch of --exit-when-idle never sees it as done in between."""
         if name in self._start_when_ended:
-            self._start_when_ended.discard(name)
-            await self.restart(name)
+            try:
+                await self.restart(name)
+            finally:
+                self._start_when_ended.discard(name)
 
     def restarts_waiting(self) -> bool:
         """Some study will start again once its controller, now stopping, has ended."""
