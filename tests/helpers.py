@@ -96,6 +96,35 @@ def open_reader(db: Path) -> StoreReader | None:
         return None
 
 
+def slow_to_stop_study(gate: Path, *, trials: int, quick: bool = False) -> str:
+    """A study of one trial at a time whose trials, told to stop, end only once `gate` exists
+    (fixtures/trials/slow_to_stop.py); `quick`: trials started after that end at once."""
+    argv = ["python", str(FIXTURE_TRIALS / "slow_to_stop.py"), str(gate), *(["quick"] if quick
+                                                                             else [])]
+    return quadratic_study(trials=trials, parallel=1, extra="[trial]\ngrace = 600").replace(
+        f'["python", "{FIXTURE_TRIALS / "quadratic.py"}"]', json.dumps(argv))
+
+
+def study_and_trials(db: Path, name: str):  # -> (StudyRecord, list[TrialRecord]) | None
+    """Study `name` and its trials as the daemon stored them, None until it is recorded."""
+    reader = open_reader(db)
+    if reader is None:
+        return None
+    with reader:
+        study = reader.find_study(name)
+        return None if study is None else (study, reader.list_trials(study.id))
+
+
+def state_of(db: Path, name: str) -> str | None:
+    found = study_and_trials(db, name)
+    return None if found is None else found[0].state.value
+
+
+def trial_states(db: Path, name: str) -> list[str]:
+    found = study_and_trials(db, name)
+    return [] if found is None else [trial.state.value for trial in found[1]]
+
+
 def write_study(folder: Path, name: str, body: str, suffix: str = ".toml") -> Path:
     """Write a study file atomically, as a careful editor would (temp file, then rename)."""
     path = folder / f"{name}{suffix}"

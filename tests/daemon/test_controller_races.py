@@ -12,7 +12,8 @@ from hpod.daemon import Daemon
 from hpod.executor.base import RunningTrial
 from hpod.executor.local import LocalExecutor
 
-from helpers import FIXTURE_TRIALS, open_reader, quadratic_study, wait_until_async, write_study
+from helpers import (FIXTURE_TRIALS, quadratic_study, state_of, study_and_trials,
+                     wait_until_async, write_study)
 
 
 class Wrapped:
@@ -32,20 +33,6 @@ class Wrapped:
         return trial
 
 
-def _study(db: Path, name: str):
-    reader = open_reader(db)
-    if reader is None:
-        return None
-    with reader:
-        study = reader.find_study(name)
-        return None if study is None else (study, reader.list_trials(study.id))
-
-
-def _state_of(db: Path, name: str) -> str | None:
-    found = _study(db, name)
-    return None if found is None else found[0].state.value
-
-
 async def test_a_study_failing_while_it_waits_for_a_slot_gives_the_slot_back(
         tmp_path: Path) -> None:
     # One slot, two trials at a time: the broken study's controller waits for a second lease
@@ -61,9 +48,9 @@ async def test_a_study_failing_while_it_waits_for_a_slot_gives_the_slot_back(
                     executor=Wrapped(before=explode))
     running = asyncio.create_task(daemon.run())
     try:
-        await wait_until_async(lambda: _state_of(db, "broken") == "failed", "broken to fail")
+        await wait_until_async(lambda: state_of(db, "broken") == "failed", "broken to fail")
         write_study(tmp_path, "healthy", quadratic_study(trials=2, parallel=1))
-        await wait_until_async(lambda: _state_of(db, "healthy") == "complete",
+        await wait_until_async(lambda: state_of(db, "healthy") == "complete",
                                "the next study to get the slot and complete")
     finally:
         daemon.request_shutdown()
@@ -87,12 +74,12 @@ async def test_a_stop_in_the_turn_a_launch_returns_is_not_lost(tmp_path: Path) -
     running = asyncio.create_task(daemon.run())
 
     def stopped() -> bool:
-        found = _study(db, "hung")
+        found = study_and_trials(db, "hung")
         return found is not None and [t.state.value for t in found[1]] == ["stopped"]
 
     try:
         await wait_until_async(stopped, "the trial stopped by the user")
-        (trial,) = _study(db, "hung")[1]
+        (trial,) = study_and_trials(db, "hung")[1]
         assert trial.reason == "stopped by the user"
     finally:
         daemon.request_shutdown()
@@ -107,7 +94,7 @@ async def test_a_trial_folder_that_cannot_be_made_fails_that_trial_only(tmp_path
     (tmp_path / ".hpod" / "trials" / "blocked" / "00000").write_text("in the way")
     db = tmp_path / ".hpod" / "hpod.db"
     await Daemon(DaemonConfig(db_path=db, folder=tmp_path, slots=1, exit_when_idle=True)).run()
-    study, trials = _study(db, "blocked")
+    study, trials = study_and_trials(db, "blocked")
     assert study.state.value == "complete"
     assert [t.state.value for t in trials] == ["failed", "complete"]
     assert "cannot create its folder" in trials[0].reason

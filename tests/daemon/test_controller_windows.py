@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from hpod.store.commands import submit_command, wait_command
 from hpod.store.records import CommandAction, CommandRecord, CommandState
 from hpod.suggest.base import Suggester
 
-from helpers import FIXTURE_TRIALS, open_reader, quadratic_study, wait_until_async, write_study
+from helpers import (open_reader, quadratic_study, slow_to_stop_study, state_of, trial_states,
+                     wait_until_async, write_study)
 
 BOUND = 120.0  # seconds: only bounds a broken build; every wait ends on its condition
 
@@ -72,23 +74,25 @@ async def command(db: Path, action: CommandAction, study: str) -> CommandRecord:
     return await asyncio.to_thread(wait_command, db, command_id, BOUND)
 
 
-def study_and_trials(db: Path, name: str):
-    reader = open_reader(db)
-    if reader is None:
-        return None
-    with reader:
-        study = reader.find_study(name)
-        return None if study is None else (study, reader.list_trials(study.id))
-
-
-def state_of(db: Path, name: str) -> str | None:
-    found = study_and_trials(db, name)
-    return None if found is None else found[0].state.value
-
-
-def trial_states(db: Path, name: str) -> list[str]:
-    found = study_and_trials(db, name)
-    return [] if found is None else [trial.state.value for trial in found[1]]
+@asynccontextmanager
+async def daemon_on(folder: Path, *, exit_when_idle: bool = False,
+                    before_stop: Callable[[], object] = lambda: None,
+                    ) -> AsyncIterator[tuple[Daemon, asyncio.Task[None], Path]]:
+    """A real daemon with one slot on `folder`, in this loop: (daemon, its task, its database).
+    At the end of the block `before_stop` lets go of whatever the test held, and the daemon
+    is shut down unless it has ended by itself."""
+    db = folder / ".hpod" / "hpod.db"
+    daemon = Daemon(DaemonConfig(db_path=db, folder=folder, slots=1,
+                                 exit_when_idle=exit_when_idle))
+    running = asyncio.create_task(daemon.run())
+    try:
+        yield daemon, running, db
+    finally:
+        before_stop()
+        if not running.done():
+            daemon.request_shutdown()
+        async with asyncio.timeout(BOUND):
+            await running
 
 
 def events_of(db: Path) -> list[str]:
@@ -108,10 +112,7 @@ async def test_a_stop_or_pause_while_a_point_is_suggested_makes_no_trial(
     # started a trial, a stopped one made (and stopped) one.
     gate = SuggestGate(monkeypatch)
     write_study(tmp_path, "s", quadratic_study(trials=1, parallel=1))
-    db = tmp_path / ".hpod" / "hpod.db"
-    daemon = Daemon(DaemonConfig(db_path=db, folder=tmp_path, slots=1))
-    running = asyncio.create_task(daemon.run())
-    try:
+    async with daemon_on(tmp_path, before_stop=gate.release.set) as (_, _, db):
         await gate.wait_computing()
         done = await command(db, action, "s")
         assert done.state is CommandState.APPLIED, done.result
@@ -127,11 +128,6 @@ async def test_a_stop_or_pause_while_a_point_is_suggested_makes_no_trial(
             await wait_until_async(lambda: state_of(db, "s") == "complete",
                                    "the resumed study to complete", timeout=BOUND)
             assert trial_states(db, "s") == ["complete"]
-    finally:
-        gate.release.set()
-        daemon.request_shutdown()
-        async with asyncio.timeout(BOUND):
-            await running
 
 
 async def test_resume_of_a_stopping_study_whose_file_was_removed_is_refused(
@@ -141,10 +137,7 @@ async def test_resume_of_a_stopping_study_whose_file_was_removed_is_refused(
     gate = SuggestGate(monkeypatch)  # keeps the study stopping while the test asks
     path = write_study(tmp_path, "s", quadratic_study(trials=1, parallel=1))
     body = path.read_text()
-    db = tmp_path / ".hpod" / "hpod.db"
-    daemon = Daemon(DaemonConfig(db_path=db, folder=tmp_path, slots=1))
-    running = asyncio.create_task(daemon.run())
-    try:
+    async with daemon_on(tmp_path, before_stop=gate.release.set) as (daemon, _, db):
         await gate.wait_computing()
         controller = daemon.controllers["s"]
         path.unlink()
@@ -162,11 +155,6 @@ async def test_resume_of_a_stopping_study_whose_file_was_removed_is_refused(
         await wait_until_async(lambda: state_of(db, "s") == "complete",
                                "the study to start again and complete", timeout=BOUND)
         assert trial_states(db, "s") == ["complete"]
-    finally:
-        gate.release.set()
-        daemon.request_shutdown()
-        async with asyncio.timeout(BOUND):
-            await running
 
 
 async def test_exit_when_idle_waits_for_a_study_that_starts_again(
@@ -176,10 +164,8 @@ async def test_exit_when_idle_waits_for_a_study_that_starts_again(
     # ended the daemon, and the study never ran again.
     gate = SuggestGate(monkeypatch)  # the stop and the resume land while it suggests
     write_study(tmp_path, "s", quadratic_study(trials=1, parallel=1))
-    db = tmp_path / ".hpod" / "hpod.db"
-    daemon = Daemon(DaemonConfig(db_path=db, folder=tmp_path, slots=1, exit_when_idle=True))
-    running = asyncio.create_task(daemon.run())
-    try:
+    async with daemon_on(tmp_path, exit_when_idle=True, before_stop=gate.release.set) as (
+            daemon, running, db):
         await gate.wait_computing()
         done = await command(db, CommandAction.STOP_STUDY, "s")
         assert done.state is CommandState.APPLIED, done.result
@@ -192,12 +178,6 @@ async def test_exit_when_idle_waits_for_a_study_that_starts_again(
         assert daemon.ended_idle
         assert state_of(db, "s") == "complete"
         assert trial_states(db, "s") == ["complete"]
-    finally:
-        gate.release.set()
-        if not running.done():
-            daemon.request_shutdown()
-            async with asyncio.timeout(BOUND):
-                await running
 
 
 async def test_no_study_starts_once_the_daemon_is_stopping(
@@ -223,10 +203,12 @@ async def test_no_study_starts_once_the_daemon_is_stopping(
 
     monkeypatch.setattr(hpod.daemon, "StudyIntake", HeldIntake)
     write_study(tmp_path, "s", quadratic_study(trials=1, parallel=1))
-    db = tmp_path / ".hpod" / "hpod.db"
-    daemon = Daemon(DaemonConfig(db_path=db, folder=tmp_path, slots=1))
-    running = asyncio.create_task(daemon.run())
-    try:
+
+    def let_go() -> None:
+        gate.release.set()
+        study_ended_release.set()
+
+    async with daemon_on(tmp_path, before_stop=let_go) as (daemon, running, db):
         await gate.wait_computing()
         done = await command(db, CommandAction.STOP_STUDY, "s")
         assert done.state is CommandState.APPLIED, done.result
@@ -244,31 +226,6 @@ async def test_no_study_starts_once_the_daemon_is_stopping(
             await running
         assert trial_states(db, "s") == []
         assert "study s not started: the daemon is stopping" in caplog.text
-    finally:
-        gate.release.set()
-        study_ended_release.set()
-        if not running.done():
-            daemon.request_shutdown()
-            async with asyncio.timeout(BOUND):
-                await running
-
-
-SLOW_TO_STOP = """
-import signal, sys, time
-from pathlib import Path
-import hpod.trial as trial
-gate = Path(sys.argv[1])
-def finish(*_):
-    while not gate.exists():
-        time.sleep(0.01)
-    sys.exit(0)
-signal.signal(signal.SIGTERM, finish)
-trial.report(0, loss=trial.params()["x"])
-if gate.exists():
-    sys.exit(0)
-while True:
-    time.sleep(3600)
-"""
 
 
 async def test_exit_when_idle_waits_for_a_study_resumed_while_its_trial_stops(
@@ -276,16 +233,10 @@ async def test_exit_when_idle_waits_for_a_study_resumed_while_its_trial_stops(
     # The usual case of the one above: the study's last trial is still stopping when the
     # resume comes. As that trial left, the ending controller looked idle to the idle watch,
     # which ended the daemon before the controller had ended and the study started again.
-    code, gate = tmp_path / "code", tmp_path / "gate"
-    code.mkdir()
-    (code / "slow.py").write_text(SLOW_TO_STOP)
-    write_study(tmp_path, "s", quadratic_study(trials=2, parallel=1, extra="[trial]\ngrace = 600")
-                .replace(f'["python", "{FIXTURE_TRIALS / "quadratic.py"}"]',
-                         f'["python", "{code / "slow.py"}", "{gate}"]'))
-    db = tmp_path / ".hpod" / "hpod.db"
-    daemon = Daemon(DaemonConfig(db_path=db, folder=tmp_path, slots=1, exit_when_idle=True))
-    running = asyncio.create_task(daemon.run())
-    try:
+    gate = tmp_path / "gate"
+    write_study(tmp_path, "s", slow_to_stop_study(gate, trials=2, quick=True))
+    async with daemon_on(tmp_path, exit_when_idle=True, before_stop=gate.touch) as (
+            daemon, running, db):
         await wait_until_async(lambda: trial_states(db, "s") == ["running"], "a running trial",
                                timeout=BOUND)
         assert (await command(db, CommandAction.STOP_STUDY, "s")).state is CommandState.APPLIED
@@ -298,9 +249,3 @@ async def test_exit_when_idle_waits_for_a_study_resumed_while_its_trial_stops(
         assert daemon.ended_idle
         assert state_of(db, "s") == "complete"
         assert trial_states(db, "s") == ["stopped", "complete"]
-    finally:
-        gate.touch()
-        if not running.done():
-            daemon.request_shutdown()
-            async with asyncio.timeout(BOUND):
-                await running

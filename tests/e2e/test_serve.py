@@ -17,6 +17,7 @@ from helpers import (
     alive,
     hpod_cli,
     quadratic_study,
+    slow_to_stop_study,
     status_json,
     study_status,
     wait_until,
@@ -152,13 +153,13 @@ def test_shell_script_trial(tmp_path: Path, start_daemon) -> None:
         "done\n"
     )
     script.chmod(0o755)
-    write_study(tmp_path, "sh", f"""
+    write_study(tmp_path, "sh", """
 command = ["./trial.sh"]
-objective = {{ metric = "loss", direction = "minimize" }}
-budget = {{ trials = 6 }}
+objective = { metric = "loss", direction = "minimize" }
+budget = { trials = 6 }
 parallel = 2
 [space]
-x = {{ type = "float", low = 0.0, high = 1.0 }}
+x = { type = "float", low = 0.0, high = 1.0 }
 """)
     daemon = start_daemon(tmp_path, "--exit-when-idle")
     assert daemon.wait() == 0, daemon.log()
@@ -346,37 +347,12 @@ def test_commands_stop_a_trial_and_pause_resume_a_study(tmp_path: Path, start_da
     assert daemon.terminate() == 0
 
 
-_SLOW_TO_STOP = """
-import signal, sys, time
-from pathlib import Path
-import hpod.trial as trial
-
-gate = Path(sys.argv[1])
-
-
-def finish(*_):
-    while not gate.exists():
-        time.sleep(0.01)
-    sys.exit(0)
-
-
-signal.signal(signal.SIGTERM, finish)
-trial.report(0, loss=trial.params()["x"])
-while True:
-    time.sleep(3600)
-"""
-
-
 def test_resume_while_a_stopped_study_winds_down_runs_it_again(tmp_path: Path,
                                                                start_daemon) -> None:
     # `hpod resume` said "resumed" to a study whose last trial was still stopping, and the
     # study ended stopped all the same.
-    code, gate = tmp_path / "code", tmp_path / "gate"
-    code.mkdir()
-    (code / "slow.py").write_text(_SLOW_TO_STOP)
-    write_study(tmp_path, "s", quadratic_study(trials=5, parallel=1, extra="[trial]\ngrace = 600")
-                .replace(f'["python", "{FIXTURE_TRIALS / "quadratic.py"}"]',
-                         f'["python", "{code / "slow.py"}", "{gate}"]'))
+    gate = tmp_path / "gate"
+    write_study(tmp_path, "s", slow_to_stop_study(gate, trials=5))
     daemon = start_daemon(tmp_path)
     wait_until(lambda: (study_status(tmp_path, "s") or {}).get("trials", {}).get("running") == 1,
                what="a running trial")
