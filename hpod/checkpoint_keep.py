@@ -22,6 +22,7 @@ import shutil
 from enum import Enum
 from pathlib import Path
 
+from hpod.log_cap import LOG_NAMES
 from hpod.store.records import Direction, TrialRecord, TrialState
 
 
@@ -75,7 +76,7 @@ def remove_checkpoint(path: str, trial_dir: Path) -> Removal:
     # The link itself is what lies in the folder: its target is not followed.
     target = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
     if os.path.commonpath([folder, target]) != folder or target == folder \
-            or os.path.basename(target) in ("stdout.log", "stderr.log"):
+            or os.path.basename(target) in LOG_NAMES:
         return Removal.OUTSIDE
     if os.path.isdir(target) and not os.path.islink(target):
         shutil.rmtree(target)

@@ -388,8 +388,7 @@ class StudyController:
         self._finished[TrialState.PAUSED] -= 1
         self._finished[TrialState.STOPPED] += 1
         await self._observe(trial)
-        self._keeper.ended(trial)
-        await self._drop_checkpoints()
+        await self._ended_for_good(trial)
         self._publish()
 
     async def _acquire_lease(self) -> Lease | None:
@@ -644,8 +643,7 @@ class StudyController:
         elif outcome.state is TrialState.COMPLETE:
             self._consecutive_failures = 0
         if final.state.is_finished() and not retried:
-            self._keeper.ended(final)
-            await self._drop_checkpoints()
+            await self._ended_for_good(final)
         message = _describe(self.name, final, outcome)
         if outcome.state is TrialState.INTERRUPTED:
             message += "; it runs again when the daemon next starts"
@@ -704,6 +702,11 @@ class StudyController:
             trial_id=trial.id,
         )
         return True
+
+    async def _ended_for_good(self, trial: TrialRecord) -> None:
+        """A trial that will never run again: its checkpoint may go (keep_checkpoints)."""
+        self._keeper.ended(trial)
+        await self._drop_checkpoints()
 
     async def _drop_checkpoints(self) -> None:
         """Delete the checkpoints [trial] keep_checkpoints lets go (hpod.checkpoint_keep)."""

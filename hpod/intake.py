@@ -178,6 +178,8 @@ class StudyIntake:
         A file recorded as a broken study only because it did not parse (caught half-written),
         or before a restart, and never valid, is forgotten: its record held nothing but the
         error, and the file, read whole, shows it was never a study."""
+        if path in self._not_studies:
+            return  # said already: a trial rewriting its metrics.json each epoch costs nothing
         record = next((study for study in await self._store.list_studies()
                        if study.path == str(path)), None)
         seen_as_study = path in self._names and path not in self._unparsed
@@ -193,11 +195,9 @@ class StudyIntake:
         self._unparsed.discard(path)
         if name is not None:
             await self._free_name(name)
-        if path not in self._not_studies:
-            self._not_studies.add(path)
-            logger.info("%s (ignored)", error)
-            await self._store.record_event(
-                EventLevel.INFO, f"{path} is ignored: {error.message}")
+        self._not_studies.add(path)
+        logger.info("%s (ignored)", error)
+        await self._store.record_event(EventLevel.INFO, f"{path} is ignored: {error.message}")
 
     async def _forget(self, record: StudyRecord, path: Path | None, why: str) -> bool:
         """Delete a study that never had a valid definition, so holds nothing but its error (the
@@ -324,6 +324,7 @@ class StudyIntake:
         await self._event(EventLevel.ERROR, message, record)
 
     async def _invalid(self, path: Path, message: str) -> None:
+        self._not_studies.discard(path)  # recorded now: holding no study again is news
         name = await self._broken_name(path)
         logger.warning("%s", message)
         controller = self._live.get(name)

@@ -43,16 +43,19 @@ def look_at_logs(trial_dir: Path, limit_mb: float) -> tuple[int, list[str], list
     """One look while the trial runs (one trip off the event loop): the bytes its logs held,
     the names trimmed, and their sizes after."""
     before = log_sizes(trial_dir)
-    trimmed = trim_logs(trial_dir, limit_mb)
+    trimmed = trim_logs(trial_dir, limit_mb, before)
     return sum(before), trimmed, log_sizes(trial_dir) if trimmed else before
 
 
-def trim_logs(trial_dir: Path, limit_mb: float) -> list[str]:
-    """Trim the trial's logs that are over `limit_mb` MiB (0: no limit); the names trimmed."""
+def trim_logs(trial_dir: Path, limit_mb: float, sizes: list[int] | None = None) -> list[str]:
+    """Trim the trial's logs that are over `limit_mb` MiB (0: no limit); the names trimmed.
+    `sizes` (log_sizes, just read) spares a second look at logs under the limit."""
     if limit_mb <= 0:
         return []
     limit = int(limit_mb * 1024 * 1024)
-    return [name for name in LOG_NAMES if trim_log(trial_dir / name, limit)]
+    sizes = sizes if sizes is not None else [limit + 1] * len(LOG_NAMES)
+    return [name for name, size in zip(LOG_NAMES, sizes)
+            if size > limit and trim_log(trial_dir / name, limit)]
 
 
 def trim_log(path: Path, limit: int) -> bool:

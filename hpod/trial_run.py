@@ -22,6 +22,7 @@ from typing import Any
 from hpod.decision import Decision
 from hpod.errors import LaunchError
 from hpod.executor.base import Executor, RunningTrial, TrialExit
+from hpod.executor.leftovers import trial_dir_value
 from hpod.executor.select import spare_slot
 from hpod.ingest import MetricSink
 from hpod.log_cap import LOG_CHECK_SOONEST, look_at_logs, next_check, trim_logs
@@ -145,7 +146,7 @@ class TrialRun:
                 "HPOD_TRIAL_ID": str(self.trial.id),
                 "HPOD_TRIAL_NUMBER": str(self.trial.number),
                 "HPOD_STUDY": self.spec.name,
-                "HPOD_TRIAL_DIR": os.path.abspath(self.trial_dir),
+                "HPOD_TRIAL_DIR": trial_dir_value(self.trial_dir),
                 "HPOD_ATTEMPT": str(self.trial.attempt),
                 # Which run of its configuration this is ([trial] repeats), and the seed that
                 # makes the runs differ (the same for a retry of the same run).

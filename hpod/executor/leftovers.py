@@ -23,13 +23,18 @@ logger = logging.getLogger(__name__)
 _VARIABLE = b"HPOD_TRIAL_DIR="
 
 
+def trial_dir_value(trial_dir: Path) -> str:
+    """HPOD_TRIAL_DIR as every trial gets it, and as the sweeps here look for it: absolute."""
+    return os.path.abspath(trial_dir)
+
+
 def find_leftovers(trial_dir: Path, *, under: bool = False) -> list[int]:
     """Pids of live processes whose HPOD_TRIAL_DIR is `trial_dir` (or, with `under`, any
     folder inside it: every trial of a state folder). Linux only; elsewhere none are found."""
     proc = Path("/proc")
     if not proc.is_dir():
         return []
-    wanted = os.fsencode(os.path.abspath(trial_dir))
+    wanted = os.fsencode(trial_dir_value(trial_dir))
     me = os.getpid()
     found = []
     for entry in os.scandir(proc):

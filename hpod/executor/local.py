@@ -26,7 +26,7 @@ from hpod.decision import Decision
 from hpod.errors import LaunchError
 from hpod.executor.base import TrialExit
 from hpod.executor.fd_slots import ChildFdSlots
-from hpod.executor.leftovers import kill_leftovers
+from hpod.executor.leftovers import kill_leftovers, trial_dir_value
 from hpod.executor.process import (child_setup, classify_exit, group_alive, launch_error,
                                    load_prctl, settle, signal_group, stderr_tail)
 from hpod.executor.spawn import direct_program, with_pdeathsig
@@ -138,7 +138,7 @@ class LocalExecutor:
         logger.debug("launched pid %d: %s", proc.pid, argv)
         trial = LocalTrial(proc, reader, transport, control_w, trial_dir / "stderr.log",
                            stderr_start)
-        if env.get("HPOD_TRIAL_DIR") == os.path.abspath(trial_dir):
+        if env.get("HPOD_TRIAL_DIR") == trial_dir_value(trial_dir):
             trial.sweeps(trial_dir)
         return trial
 

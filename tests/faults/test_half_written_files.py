@@ -55,6 +55,13 @@ async def test_a_file_caught_half_written_that_holds_no_study_is_forgotten(tmp_p
         await intake.handle(StudyFileEvent(path, present=True))
         assert len(await store.list_events()) == len(messages)
         assert await store.list_studies() == []
+        # Caught half-written again at its next write: recorded, and forgotten again.
+        path.write_text(HALF)
+        await intake.handle(StudyFileEvent(path, present=True))
+        assert [s.name for s in await store.list_studies()] == ["metrics"]
+        path.write_text(WHOLE)
+        await intake.handle(StudyFileEvent(path, present=True))
+        assert await store.list_studies() == []
 
 
 async def test_a_file_seen_as_a_broken_study_is_still_reported_once_it_fails_to_parse(
