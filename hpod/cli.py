@@ -17,7 +17,7 @@ from hpod.config import (EXECUTORS, SPARES_MODES, DaemonConfig, default_db_path,
                          default_slots)
 from hpod.errors import (DaemonError, HpodError, NotAStudyFile, StudyFileSyntaxError,
                          StudySpecError)
-from hpod.simulate_cli import positive_int
+from hpod.simulate_cli import non_negative_int, positive_int
 from hpod.store.errors import StoreError
 from hpod.store.records import EventLevel, TrialState
 
@@ -127,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_folder(best, optional=False)
     best.add_argument("study", help="the study's name")
     best.add_argument("--json", action="store_true", help="machine-readable output")
+
+    importance = sub.add_parser(
+        "importance", help="which parameters mattered, as shares of the results' variation",
+        description="Fit a Gaussian process to STUDY's results and split the variation of the "
+        "fitted surface among the parameters (Sobol indices): `alone` is the share a "
+        "parameter explains by itself, `with interactions` adds every interaction it is in. "
+        "The results are the complete trials' final values, or with --step the value every "
+        "trial reported at that step (under a scheduler, where few trials complete).")
+    _add_folder(importance, optional=False)
+    importance.add_argument("study", help="the study's name")
+    importance.add_argument("--step", type=non_negative_int, metavar="N",
+                            help="compare the values reported at step N (a rung level, say) "
+                            "instead of the complete trials' final values")
+    importance.add_argument("--json", action="store_true", help="machine-readable output")
 
     trials = sub.add_parser("trials", help="list a study's trials (table, CSV or JSON)",
                             description="List STUDY's trials: state, value, last step, "
@@ -261,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": _check,
         "status": _status,
         "best": _best,
+        "importance": _importance,
         "trials": _trials,
         "events": _events,
         "stop": _command,
@@ -481,6 +496,27 @@ def _best(args: argparse.Namespace) -> int:
         print(json.dumps({**best, **where}))
     else:
         print(report.format_best(args.study, best) + "\n" + report.format_where(where))
+    return 0
+
+
+def _importance(args: argparse.Namespace) -> int:
+    from hpod.importance import NotEnoughResults, format_importance, study_importance
+
+    with _reader(args) as reader:
+        study = _find_study(reader, args.study)
+        try:
+            imp, results = study_importance(reader, study, args.step)
+        except NotEnoughResults as e:  # like `hpod best` before a trial completes: 1, not 2
+            print(f"hpod: {e}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps({"study": study.name, "metric": study.metric, "step": args.step,
+                          "left_out": results.left_out, **imp.as_dict()}))
+    else:
+        print(format_importance(study.name, study.metric, imp, source=results.source))
+        if results.left_out:
+            print(f"left out: {results.left_out} results whose params do not fit the space "
+                  f"as it is now")
     return 0
 
 

@@ -23,12 +23,21 @@ __all__ = ["add_simulate_parser", "run_simulate", "format_simulation", "simulati
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 (also for hpod.cli's --slots and --limit)."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (hpod.cli's --step: steps may count from 0)."""
+    return _whole_number(text, 0)
+
+
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {text!r}")
     return value
 
 

@@ -261,6 +261,29 @@ def metric_values(trial_id: int, name: str, *, since_id: int = 0) -> Query[list[
     return Query(sql, (trial_id, since_id, name), _metric_values)
 
 
+def values_at_step(study_id: int, name: str, step: int) -> Query[dict[int, float]]:
+    """{trial id: value} of one metric at one step, for every trial of a study that reported it
+    there; a step reported twice (a retried trial) keeps its latest report. NaN stays NaN."""
+    sql = (
+        "SELECT m.trial_id, m.value FROM metrics m JOIN trials t ON t.id = m.trial_id "
+        "WHERE t.study_id = ? AND m.name = ? AND m.step = ? ORDER BY m.id"
+    )
+    return Query(sql, (study_id, name, step), _latest_per_trial)
+
+
+def steps_reported(study_id: int, name: str) -> Query[dict[int, int]]:
+    """{step: how many of the study's trials reported metric `name` at it}."""
+    sql = (
+        "SELECT m.step, COUNT(DISTINCT m.trial_id) FROM metrics m JOIN trials t "
+        "ON t.id = m.trial_id WHERE t.study_id = ? AND m.name = ? GROUP BY m.step ORDER BY m.step"
+    )
+    return Query(sql, (study_id, name), lambda rows: {r[0]: r[1] for r in rows})
+
+
+def _latest_per_trial(rows: list[Row]) -> dict[int, float]:
+    return {r[0]: math.nan if r[1] is None else r[1] for r in rows}
+
+
 def _metric_values(rows: list[Row]) -> list[MetricValue]:
     # NULL is a NaN report (see the module docstring); the other rows are returned as they are.
     return [r if r[2] is not None else (r[0], r[1], math.nan) for r in rows]  # type: ignore[misc]

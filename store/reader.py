@@ -275,6 +275,14 @@ class StoreReader:
         than metrics() for a reader that follows a running trial."""
         return self._run(q.metric_values(trial_id, name, since_id=since_id))
 
+    def values_at_step(self, study_id: int, name: str, step: int) -> dict[int, float]:
+        """{trial id: the latest value of metric `name` reported at `step`} over a study."""
+        return self._run(q.values_at_step(study_id, name, step))
+
+    def steps_reported(self, study_id: int, name: str) -> dict[int, int]:
+        """{step: how many of the study's trials reported metric `name` at it}."""
+        return self._run(q.steps_reported(study_id, name))
+
     def list_commands(self, *, since_id: int = 0) -> list[CommandRecord]:
         return self._run(q.list_commands(since_id=since_id))
 

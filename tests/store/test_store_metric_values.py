@@ -30,3 +30,26 @@ async def test_metric_values_are_one_metrics_new_rows_in_report_order(
         assert reader.metric_values(trial.id, "loss", since_id=rows[-1][0]) == []
         assert reader.metric_values(trial.id, "missing") == []
         assert reader.metric_values(other.id, "loss")[0][1:] == (0, 9.0)
+
+
+async def test_values_at_step_are_each_trials_latest_report_at_that_step_in_one_study(
+    store, db_path, make_trial
+) -> None:
+    trial = await make_trial(TrialState.RUNNING)
+    retried = await make_trial(TrialState.RUNNING, study_id=trial.study_id)
+    silent = await make_trial(TrialState.RUNNING, study_id=trial.study_id)
+    elsewhere = await make_trial(TrialState.RUNNING)  # another study
+    points = [MetricPoint(trial.id, 3, "loss", 0.5, 1.0),
+              MetricPoint(trial.id, 3, "acc", 0.9, 1.0),
+              MetricPoint(trial.id, 4, "loss", 0.4, 2.0),
+              MetricPoint(retried.id, 3, "loss", 0.8, 1.0),
+              MetricPoint(retried.id, 3, "loss", math.nan, 5.0),  # its retry, reported later
+              MetricPoint(silent.id, 2, "loss", 0.1, 1.0),
+              MetricPoint(elsewhere.id, 3, "loss", 0.2, 1.0)]  # fmt: skip
+    await store.add_metrics(points, {})
+    with StoreReader(db_path) as reader:
+        at3 = reader.values_at_step(trial.study_id, "loss", 3)
+        assert set(at3) == {trial.id, retried.id}
+        assert at3[trial.id] == 0.5 and math.isnan(at3[retried.id])
+        assert reader.values_at_step(trial.study_id, "acc", 3) == {trial.id: 0.9}
+        assert reader.values_at_step(trial.study_id, "loss", 7) == {}

@@ -1,0 +1,267 @@
+"""Which parameters mattered: the share of a study's variation each parameter explains.
+
+The question a user asks the morning after, before narrowing the space for the next night. The
+answer here is a variance decomposition (Sobol indices) of a Gaussian process fitted to the
+study's results, the same model the `gp` suggester uses, so it needs no scikit-learn (Optuna's
+fANOVA fits a random forest) and handles log scales, integers and categoricals as the suggester
+does. For each parameter:
+- `alone`: the first-order index, the share of the variance of the fitted surface that the
+  parameter explains by itself (fANOVA's main effect);
+- `with_interactions`: the total index, that share plus every interaction the parameter is in.
+The shares are over the space as the study defines it: a log-scaled parameter is spread evenly
+in its log, a categorical evenly over its choices.
+
+Estimated on the GP's posterior mean by quasi-Monte Carlo (Saltelli's first-order and Jansen's
+total estimator on scrambled Sobol points; Saltelli et al. 2010, "Variance based sensitivity
+analysis of model output"), so the answer is deterministic for a given set of results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hpod.errors import HpodError, SpaceError
+from hpod.space import Space
+from hpod.store.reader import StoreReader
+from hpod.store.records import Direction, StudyRecord, TrialRecord, TrialState
+from hpod.suggest._lattice import Lattice, sobol
+from hpod.suggest.gp.model import BlasThreads, GPModel
+
+# 2**12 base points: the indices of a smooth surface settle to within about 0.01 of their limit;
+# each costs (d + 2) * 4096 posterior means against at most 500 fitted points.
+_BASE_POINTS = 1 << 12
+_CHUNK = 8192  # query rows per kernel matrix: (8192, 500) floats is 32 MB
+# Cut finite values above q90 + this many (q90 - q10). On 10 seeds of the example `quick` after
+# 200 TPE trials (docs/benchmarks.md) the error of the shares was 21.5 points with the
+# suggester's winsorisation, 8.8 with a cut at 1 spread, 3.0 at 3 and 0.2 with none; a cut is
+# kept for the trial that diverged to 1e12.
+_OUTLIER_SPREADS = 3.0
+Surface = Callable[[np.ndarray], np.ndarray]  # encoded points (m, d) -> values (m,)
+# Fewer results than this per parameter and the fitted surface is mostly the prior's guess.
+ROUGH_BELOW_PER_PARAM = 5
+
+
+class NotEnoughResults(HpodError, ValueError):
+    """Too few usable results to fit a surface; the message says how many there are, how many
+    are needed and, for a study, where more are."""
+
+
+@dataclass(frozen=True)
+class ParamImportance:
+    name: str
+    alone: float  # first-order Sobol index, in [0, 1]
+    with_interactions: float  # total Sobol index, in [0, 1]
+
+
+@dataclass(frozen=True)
+class Importance:
+    params: tuple[ParamImportance, ...]  # most important first
+    interactions: float  # the share in no single parameter: 1 - sum of the first-order indices
+    results: int  # how many results the surface was fitted to
+    varies: bool  # False: every result is the same, and no parameter explains anything
+
+    @property
+    def rough(self) -> bool:
+        return self.results < ROUGH_BELOW_PER_PARAM * len(self.params)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"results": self.results, "rough": self.rough, "varies": self.varies,
+                "interactions": self.interactions,
+                "params": [{"name": p.name, "alone": p.alone,
+                            "with_interactions": p.with_interactions} for p in self.params]}
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    """What a study's importance is computed from."""
+
+    space: Space
+    points: list[dict[str, object]]
+    values: list[float]  # in minimisation form
+    kind: str  # which results, in words: "complete trials"
+    left_out: int  # results whose params do not fit the study's space as it is now
+
+    @property
+    def source(self) -> str:
+        """For the table's first line: "its 48 complete trials"."""
+        return f"its {len(self.values)} {self.kind}"
+
+
+def study_results(reader: StoreReader, study: StudyRecord, step: int | None = None,
+                  ) -> StudyResults:
+    """The complete trials' final values of the study's metric, or with `step` the value every
+    trial (also a stopped or running one) reported at that step: under a scheduler few trials
+    complete, and a rung level is where all the trials that reached it can be compared."""
+    at_step = None if step is None else reader.values_at_step(study.id, study.metric, step)
+    return results_of_trials(study, reader.list_trials(study.id), at_step, step)
+
+
+def results_of_trials(study: StudyRecord, trials: Iterable[TrialRecord],
+                      at_step: Mapping[int, float] | None = None,
+                      step: int | None = None) -> StudyResults:
+    """study_results over trials already read (the TUI holds them): the complete ones' final
+    values, or `at_step`'s {trial id: value at `step`}."""
+    if study.spec is None:
+        raise HpodError(f"study {study.name} has no valid definition: its file was never "
+                        f"valid, so hpod knows no search space for it")
+    space = Space.from_dict(study.spec["space"])
+    sign = 1.0 if study.direction is Direction.MINIMIZE else -1.0  # to minimisation form
+    if at_step is None:
+        pairs = [(t.params, math.nan if t.value is None else sign * t.value)
+                 for t in trials if t.state is TrialState.COMPLETE]
+        kind = "complete trials"
+    else:
+        pairs = [(t.params, sign * at_step[t.id]) for t in trials if t.id in at_step]
+        kind = f"trials that reported step {step}"
+    points, values = [], []
+    for params, value in pairs:
+        try:
+            space.to_unit(params)
+        except (SpaceError, KeyError, TypeError, ValueError):
+            continue  # a trial of an earlier version of the space
+        points.append(params)
+        values.append(value)
+    return StudyResults(space, points, values, kind, len(pairs) - len(points))
+
+
+def study_importance(reader: StoreReader, study: StudyRecord, step: int | None = None,
+                     ) -> tuple[Importance, StudyResults]:
+    """`hpod importance`: the study's results and their importance, or NotEnoughResults saying
+    which step has enough when the complete trials are too few."""
+    results = study_results(reader, study, step)
+    need = min_results(results.space)
+    if len(results.values) < need:
+        raise NotEnoughResults(_not_enough(reader, study, results, step, need))
+    return importance(results.space, results.points, results.values), results
+
+
+def _not_enough(reader: StoreReader, study: StudyRecord, results: StudyResults,
+                step: int | None, need: int) -> str:
+    text = (f"study {study.name}: its {results.kind} are {len(results.values)}; "
+            f"{results.space.dim} parameters need at least {need} results")
+    if results.left_out:
+        text += (f" ({results.left_out} more do not fit the space as it is now: the file's "
+                 f"space changed since they ran)")
+    counts = reader.steps_reported(study.id, study.metric)
+    enough = [s for s, n in counts.items() if n >= need and s != step]
+    if enough:
+        best = max(enough)
+        text += (f". Fix: compare the trials where more of them got, at a step: "
+                 f"--step {best} ({counts[best]} trials reported {study.metric} there)")
+    else:
+        text += ". Fix: wait for more trials to report"
+    return text
+
+
+def min_results(space: Space) -> int:
+    """The fewest results a surface is fitted to: one more than the parameters, and at least 4."""
+    return max(4, space.dim + 1)
+
+
+def importance(space: Space, points: Sequence[Mapping[str, object]], values: Sequence[float],
+               *, seed: int = 0, base_points: int = _BASE_POINTS,
+               blas_threads: int | None = 1) -> Importance:
+    """Sobol indices of each parameter of `space` from results (points[i], values[i]).
+
+    `values` are in minimisation form (negate a maximised metric): as in the suggester, NaN and
+    inf count as the worst finite value, and outliers far above the bulk are cut, so that a few
+    diverged trials do not become the whole story.
+    """
+    if len(points) != len(values):
+        raise ValueError(f"{len(points)} points but {len(values)} values")
+    if len(points) < min_results(space):
+        raise NotEnoughResults(f"{len(points)} results for {space.dim} parameters; a surface "
+                               f"needs at least {min_results(space)}")
+    v = np.asarray(values, dtype=float)
+    lattice = Lattice(space)
+    X = space.to_unit_many(points)
+    rng = np.random.default_rng(seed)
+    finite = v[np.isfinite(v)]
+    # NaN and inf count as the worst finite value, so only the finite ones can vary.
+    if finite.size == 0 or np.ptp(finite) == 0:
+        flat = tuple(ParamImportance(p.name, 0.0, 0.0) for p in space.params)
+        return Importance(flat, 0.0, len(v), varies=False)
+    # Not the suggester's winsorisation (q3 + 1.5 IQR): an optimiser's results crowd its
+    # optimum, so their IQR is narrow and that cut flattens the very slopes that say which
+    # parameter matters (the example `quick` after 200 TPE trials: lr's share 0.98 read as
+    # 0.76). Only outliers far beyond the bulk are cut.
+    model = GPModel(lattice.is_cat, lattice.n_choices, winsorize=False)
+    with BlasThreads(blas_threads).limit():
+        post, _, _ = model.posterior(X, _clip_outliers(v), rng)
+        first, total = _sobol_indices(post.mean, lattice, rng, base_points)
+    ranked = sorted((ParamImportance(p.name, float(f), float(t))
+                     for p, f, t in zip(space.params, first, total)),
+                    key=lambda p: (-p.with_interactions, -p.alone, p.name))
+    interactions = max(0.0, 1.0 - float(np.sum(first)))
+    return Importance(tuple(ranked), interactions, len(v), varies=True)
+
+
+def _clip_outliers(v: np.ndarray) -> np.ndarray:
+    """v with finite values above q90 + 3 (q90 - q10) cut there: one diverged trial at 1e12
+    among losses near 1 must not become the whole variance. NaN and inf are left to the GP's
+    targets, which count them as the worst finite value."""
+    finite = v[np.isfinite(v)]
+    if finite.size < 4:
+        return v
+    q10, q90 = np.percentile(finite, [10.0, 90.0])
+    if not q90 > q10:
+        return v
+    return np.where(np.isfinite(v), np.minimum(v, q90 + _OUTLIER_SPREADS * (q90 - q10)), v)
+
+
+def _sobol_indices(mean: Surface, lattice: Lattice, rng: np.random.Generator,
+                   base_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first-order (d,), total (d,)) indices of `mean` over the lattice, clipped to [0, 1].
+
+    Two independent halves A and B of one 2d-dimensional Sobol sample; AB_j is A with column j
+    taken from B. With f_A, f_B, f_ABj the surface at those points (Saltelli 2010, Table 2):
+    first_j = mean(f_B (f_ABj - f_A)) / V and total_j = mean((f_A - f_ABj)^2) / (2 V).
+    """
+    d = lattice.dim
+    U = sobol(2 * d, base_points, rng)
+    A, B = lattice.from_uniform(U[:, :d]), lattice.from_uniform(U[:, d:])
+    f_A, f_B = _evaluate(mean, A), _evaluate(mean, B)
+    variance = float(np.var(np.concatenate([f_A, f_B])))
+    if not variance > 0:
+        return np.zeros(d), np.zeros(d)
+    first, total = np.empty(d), np.empty(d)
+    for j in range(d):
+        AB = A.copy()
+        AB[:, j] = B[:, j]
+        f_AB = _evaluate(mean, AB)
+        first[j] = np.mean(f_B * (f_AB - f_A)) / variance
+        total[j] = 0.5 * np.mean((f_A - f_AB) ** 2) / variance
+    return np.clip(first, 0.0, 1.0), np.clip(total, 0.0, 1.0)
+
+
+def _evaluate(mean: Surface, X: np.ndarray) -> np.ndarray:
+    return np.concatenate([mean(X[i:i + _CHUNK]) for i in range(0, len(X), _CHUNK)])
+
+
+def format_importance(study: str, metric: str, imp: Importance, *, source: str,
+                      width: int = 24) -> str:
+    """The table `hpod importance` prints: a bar per parameter, most important first."""
+    lines = [f"study {study}: what {source} say about {metric}"]
+    if not imp.varies:
+        lines.append("every result is the same: no parameter explains anything")
+        return "\n".join(lines)
+    name_width = max(9, *(len(p.name) for p in imp.params))
+    lines.append(f"{'parameter':<{name_width}}  alone  with interactions")
+    for p in imp.params:
+        bar = "█" * int(round(p.alone * width))
+        bar += "░" * max(0, int(round(p.with_interactions * width)) - len(bar))
+        lines.append(f"{p.name:<{name_width}}  {_percent(p.alone):>5}  "
+                     f"{_percent(p.with_interactions):>5}  {bar}")
+    lines.append(f"in interactions, no parameter alone: {_percent(imp.interactions)}")
+    if imp.rough:
+        lines.append(f"rough: {imp.results} results for {len(imp.params)} parameters; the "
+                     f"shares firm up from about {ROUGH_BELOW_PER_PARAM * len(imp.params)}")
+    return "\n".join(lines)
+
+
+def _percent(share: float) -> str:
+    return f"{share:.0%}" if math.isfinite(share) else "?"

@@ -1,0 +1,75 @@
+"""`hpod importance` on studies run by the real daemon: which parameter mattered, from the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.helpers import hpod_cli, write_study
+
+# x decides the score; y barely; z not at all.
+TRAINER = """
+import hpod.trial as trial
+p = trial.params()
+trial.report(1, score=-4 * (p["x"] - 0.3) ** 2 - 0.05 * p["y"])  # z: no part in it
+"""
+
+
+def test_importance_names_the_parameter_that_decided_a_maximised_score(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(TRAINER)
+    path = write_study(tmp_path, "which", f"""
+command = ["python", "{tmp_path / 'train.py'}"]
+objective = {{ metric = "score", direction = "maximize" }}
+budget = {{ trials = 14 }}
+parallel = 2
+seed = 3
+[suggester]
+kind = "random"
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+y = {{ type = "float", low = 0.0, high = 1.0 }}
+z = {{ type = "categorical", choices = ["a", "b", "c"] }}
+""")
+    hpod_cli("run", path, "--plain")
+    doc = json.loads(hpod_cli("importance", tmp_path, "which", "--json").stdout)
+    assert doc["study"] == "which" and doc["metric"] == "score" and doc["results"] == 14
+    ranked = [p["name"] for p in doc["params"]]
+    assert ranked[0] == "x", doc
+    x = doc["params"][0]
+    assert x["alone"] > 0.8 and x["with_interactions"] >= x["alone"]
+    text = hpod_cli("importance", tmp_path, "which").stdout
+    assert text.splitlines()[0] == "study which: what its 14 complete trials say about score"
+    assert text.splitlines()[2].startswith("x ")
+
+
+def test_with_few_complete_trials_it_points_at_the_step_where_more_can_be_compared(
+        tmp_path: Path) -> None:
+    # Every trial reports step 1; only those with x = 0 go on to complete: 2 of the grid's 10.
+    (tmp_path / "train.py").write_text("""
+import sys
+import hpod.trial as trial
+p = trial.params()
+trial.report(1, loss=(p["x"] - 0.3) ** 2 + (0.01 if p["y"] == "q" else 0.0))
+if p["x"] > 0:
+    sys.exit(1)
+trial.report(2, loss=0.0)
+""")
+    path = write_study(tmp_path, "few", f"""
+command = ["python", "{tmp_path / 'train.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+max_failures = 100
+[suggester]
+kind = "grid"
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0, step = 0.25 }}
+y = {{ type = "categorical", choices = ["p", "q"] }}
+""")
+    hpod_cli("run", path, "--plain", check=False)  # most trials fail, by design
+    refused = hpod_cli("importance", tmp_path, "few", check=False)
+    assert refused.returncode == 1
+    assert "its complete trials are 2; 2 parameters need at least 4 results" in refused.stderr
+    assert "Fix: compare the trials where more of them got, at a step: --step 1 (10 trials " \
+        "reported loss there)" in refused.stderr
+    doc = json.loads(hpod_cli("importance", tmp_path, "few", "--step", "1", "--json").stdout)
+    assert doc["step"] == 1 and doc["results"] == 10
+    assert doc["params"][0]["name"] == "x", doc
