@@ -83,9 +83,11 @@ def best_plot(study: StudyRecord, trials: Iterable[TrialRecord], now: float) -> 
 
 
 def params_plot(
-    study: StudyRecord, trials: Iterable[TrialRecord], name: str | None, best_id: int | None
+    study: StudyRecord, trials: Iterable[TrialRecord], name: str | None, best_id: int | None,
+    note: str = "",
 ) -> Plot:
-    """The objective of each completed trial against one parameter; the best trial stands out."""
+    """The objective of each completed trial against one parameter; the best trial stands out.
+    `note` follows the parameter's name in the title (its importance)."""
     if name is None:
         return Plot(title="no searched parameters", empty="this study searches no parameter")
     choices = param_choices(study, name)
@@ -105,7 +107,7 @@ def params_plot(
         (Series("", points, lines=False), Series("best", best, lines=False, emphasis=True)),
         x_log=param_is_log(study, name) and choices is None,
         x_ticks=ticks,
-        title=f"{study.metric} vs {name} · [ ] other parameter",
+        title=f"{study.metric} vs {name}{note} · [ ] other parameter",
         empty=f"no completed trial yet to plot against {name}",
     )
 

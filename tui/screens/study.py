@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import logging
+import time
+from typing import Any, ClassVar
 
 from hpod.store import CommandAction, StudyRecord
 from textual import on
@@ -11,8 +13,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Header, Input, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
 
 from .. import format as fmt
+from .. import param_importance
 from ..context import TuiContext
 from ..controls import CommandRequest, confirm_and_send, toggle_pause
 from ..messages import CurvesUpdated, StudyUpdated, TrialsUpdated
@@ -26,6 +30,8 @@ from ..widgets.status import CommandBar
 from ..widgets.table import VirtualTable
 from ..widgets.trial_table import TrialTable
 from .trial import TrialScreen
+
+logger = logging.getLogger(__name__)
 
 LAYOUTS = ("split", "table", "charts")
 CHART_TABS = ("curves", "best", "params")
@@ -60,6 +66,10 @@ class StudyScreen(Screen[None]):
         self.summary: StudySummary | None = None
         self._params = param_names(study)
         self._param_index = 0
+        self._param_chosen = False  # by the user with [ ]: importance no longer picks it
+        self._importance: Any = None  # hpod.importance.Importance, once computed
+        self._importance_for = -1  # complete trials it was computed from (-1: never)
+        self._importance_at = -float("inf")  # time.monotonic() of its last computation
         self._marked: set[int] = set()
         # Columns, not lists of points: a running trial's curve grows by thousands a second
         # and is redrawn on every update (see widgets/decimate.py).
@@ -137,6 +147,40 @@ class StudyScreen(Screen[None]):
         self._show_summary()
         if self._charts_dirty:
             self._draw_charts()
+        elif self.query_one("#charts", TabbedContent).active == "params":
+            self._refresh_importance()
+
+    # --- parameter importance -----------------------------------------------------------------
+
+    def _refresh_importance(self) -> None:
+        """Compute it again in a worker once more trials completed, at most every REFRESH_S."""
+        complete = self.summary.counts.complete if self.summary else 0
+        now = time.monotonic()
+        if complete == self._importance_for or now - self._importance_at < \
+                param_importance.REFRESH_S:
+            return
+        if any(w.group == "importance" and w.is_running for w in self.workers):
+            return
+        self._importance_for, self._importance_at = complete, now
+        study, trials = self.study, list(self.table.trials())
+        self.run_worker(lambda: param_importance.compute(study, trials), thread=True,
+                        group="importance", exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "importance":
+            return
+        if event.state is WorkerState.ERROR:
+            logger.warning("parameter importance failed: %s", worker.error)
+        elif event.state is WorkerState.SUCCESS and worker.result is not None:
+            self._importance = worker.result
+            current = self._params[self._param_index] if self._params else None
+            self._params = param_importance.ranked(self._params, self._importance)
+            if current is not None and self._param_chosen:
+                self._param_index = self._params.index(current)
+            else:
+                self._param_index = 0  # the most important first, until the user picks
+            self._charts_dirty = True
 
     # --- drawing ------------------------------------------------------------------------------
 
@@ -175,8 +219,10 @@ class StudyScreen(Screen[None]):
             self.query_one("#best-chart", Chart).show(plot)
         elif active == "params":
             name = self._params[self._param_index] if self._params else None
-            plot = params_plot(self.study, self.table.trials(), name, best_id)
+            plot = params_plot(self.study, self.table.trials(), name, best_id,
+                               param_importance.note(self._importance, name or ""))
             self.query_one("#params-chart", Chart).show(plot)
+            self._refresh_importance()
         else:
             self._draw_curves()
 
@@ -285,6 +331,7 @@ class StudyScreen(Screen[None]):
 
     def action_param(self, delta: int) -> None:
         if self._params:
+            self._param_chosen = True
             self._param_index = (self._param_index + delta) % len(self._params)
             self.query_one("#charts", TabbedContent).active = "params"
             self._draw_charts()
