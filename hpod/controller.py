@@ -106,6 +106,9 @@ class StudyController:
         self._said_points_left_out = 0  # [[enqueue]] points an event said will not run
         self._hook: asyncio.Future[Any] | None = None  # on_finish / on_failure, while it runs
         self._changed = asyncio.Event()
+        # Set at the first wait of its run: for a lease, for a change, or the end. The daemon's
+        # start waits for every study's before its pool grants anything (Daemon._open_pool).
+        self.settled = asyncio.Event()
         self._suggest_lock = asyncio.Lock()
         self._n_created = 0
         self._consecutive_failures = 0
@@ -193,6 +196,12 @@ class StudyController:
     # -- the life of the study -----------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.settled.set()
+
+    async def _run(self) -> None:
         await self._restore()
         async with asyncio.TaskGroup() as tg:
             while True:
@@ -252,6 +261,7 @@ class StudyController:
                 # Registered before the task runs, so the next turn of this loop counts it.
                 run = self._runs[trial.id] = self._new_run(trial, lease)
                 tg.create_task(self._run_trial(run, lease), name=f"{self.name}#{trial.number}")
+        self.settled.set()  # before a hook, which may run for minutes
         end = self._end
         if end.study_state is not None:
             failure = end.reason if end.study_state is StudyState.FAILED else None
@@ -288,6 +298,7 @@ class StudyController:
         self._changed.set()
 
     async def _wait_change(self, timeout: float | None = None) -> None:
+        self.settled.set()
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except TimeoutError:
@@ -401,6 +412,9 @@ class StudyController:
             resources.min_free_memory_mb,
             memory_limit_mb=resources.gpu_memory_limit_mb,
         ))
+        # After the request's task is scheduled: it runs, and is in the pool, before anything
+        # this wakes (the daemon opening its pool) does.
+        self.settled.set()
         changed = asyncio.ensure_future(self._changed.wait())
         try:
             done, _ = await asyncio.wait({acquire, changed}, timeout=_SAY_WHY_WAITING_AFTER,

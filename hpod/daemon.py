@@ -130,6 +130,11 @@ class Daemon:
         # Which file the store opened: one deleted or replaced later is noticed (commands loop).
         self._database = _file_identity(self.config.db_path)
         await self._reconcile(store)
+        # What each study ran before this start decides between studies holding as many
+        # leases (hpod.resources): otherwise every start would favour the files read first.
+        for study, placement, seconds in await store.run_seconds():
+            self._pool.count_past_run(study, placement, seconds)
+        self._pool.hold()  # till the studies found now have asked (_open_pool)
         self._log_placement()
         sink = MetricSink(store, interval=self.config.flush_interval)
         restore_signals = self._install_signal_handlers()
@@ -146,9 +151,10 @@ class Daemon:
                 commands = tg.create_task(self._command_loop(store, intake), name="commands")
                 intake_task = tg.create_task(intake.run(), name="intake")
                 idle = tg.create_task(self._exit_when_idle(intake), name="idle-watch")
+                opening = tg.create_task(self._open_pool(intake), name="pool-opening")
                 wal = tg.create_task(WalWatch(store).run(), name="wal-watch")
                 await self._stop_requested.wait()
-                await self._shutdown(intake, intake_task, commands, idle)
+                await self._shutdown(intake, intake_task, commands, idle, opening)
                 flusher.cancel()
                 wal.cancel()
                 if gpu_usage is not None:
@@ -162,6 +168,15 @@ class Daemon:
             await self._pool.aclose()
             self._inventory.close()
         logger.info("daemon stopped; %d report(s) written this run", sink.written)
+
+    async def _open_pool(self, intake: StudyIntake) -> None:
+        """Let the pool grant once each study found at the start has asked for its first lease
+        (or shown it wants none yet). Served as they asked, the studies whose files were read
+        first would take the free slots at every start; served together, the fair order
+        decides, which counts what each study ran before (hpod.resources)."""
+        await intake.initial_scan_done.wait()
+        await asyncio.gather(*(c.settled.wait() for c in list(self.controllers.values())))
+        self._pool.open()
 
     def _start_gpu_usage(self, tg: asyncio.TaskGroup, store: Store) -> asyncio.Task[None] | None:
         """Record GPU utilisation and trials' peak GPU memory where NVML can say them."""

@@ -343,6 +343,10 @@ class Store:
     async def best_trial(self, study_id: int, direction: Direction) -> TrialRecord | None:
         return await self._run(q.best_trial(study_id, direction))
 
+    async def run_seconds(self) -> list[tuple[str, str | None, float]]:
+        """(study name, placement, seconds) its trials ran there (queries.run_seconds)."""
+        return await self._run(q.run_seconds())
+
     async def interrupt_running(self) -> list[TrialRecord]:
         """Startup reconciliation: trials left RUNNING by a dead daemon become INTERRUPTED."""
         changes = {"reason": q.INTERRUPTED_REASON}

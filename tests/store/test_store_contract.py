@@ -18,6 +18,7 @@ from hpod.store import (
     Direction,
     EventLevel,
     InvalidTransition,
+    MetricPoint,
     NotFound,
     StudyState,
     TrialCounts,
@@ -293,6 +294,30 @@ async def test_retry_and_requeue_count_attempts(store, make_trial, clock):
     # Running again, its last run's ending no longer describes it.
     resumed = await store.transition(trial.id, TrialState.RUNNING)
     assert (resumed.reason, resumed.exit_code) == (None, None)
+
+
+async def test_run_seconds_sum_each_study_s_runs_by_placement(store, make_study, clock):
+    a, b = await make_study("a"), await make_study("b")
+
+    async def run(study, placement, seconds, end, reported_for=None):
+        trial = await store.create_trial(study.id, {"lr": 0.01})
+        await store.transition(trial.id, TrialState.RUNNING, placement=placement)
+        if reported_for is not None:
+            report = MetricPoint(trial.id, 0, "loss", 0.5, clock.now + reported_for)
+            await store.add_metrics([report], {})
+        clock.advance(seconds)
+        return await store.transition(trial.id, end)
+
+    await run(a, "gpu:0", 100, TrialState.COMPLETE)
+    await run(a, "gpu:0", 50, TrialState.FAILED)
+    await run(a, "cpu:0", 10, TrialState.STOPPED)
+    # No end recorded: up to the last report, then requeued at the next start as ever.
+    interrupted = await run(b, "gpu:1(½)", 3600, TrialState.INTERRUPTED, reported_for=600)
+    await store.transition(interrupted.id, TrialState.QUEUED)
+    await run(b, "gpu:1(½)", 3600, TrialState.PAUSED)  # no report: nothing known of its run
+    await store.create_trial(b.id, {"lr": 0.1})  # never ran
+    assert sorted(await store.run_seconds()) == [
+        ("a", "cpu:0", 10.0), ("a", "gpu:0", 150.0), ("b", "gpu:1(½)", 600.0)]
 
 
 async def test_transition_of_a_missing_trial_raises(store):

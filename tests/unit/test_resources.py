@@ -345,6 +345,98 @@ async def test_a_large_request_holds_back_the_gpus_it_can_use_but_not_the_others
     blocked.cancel()
 
 
+class Clock:
+    """The pool's clock, moved by hand: a lease's time is what the test says it is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def use(pool: ResourcePool, clock: Clock, study: str, seconds: float,
+              gpus: float = 0.0) -> None:
+    """`study` holds a lease for `seconds`, then gives it back."""
+    lease = await get(pool, study, gpus)
+    clock.now += seconds
+    lease.release()
+
+
+async def test_between_studies_holding_as_many_the_one_that_has_used_less_goes_first() -> None:
+    clock = Clock()
+    pool = ResourcePool(gpus=[], slots=1, clock=clock)
+    await use(pool, clock, "a", 100)
+    await use(pool, clock, "b", 10)
+    busy = await get(pool, "c")
+    a = waiter(pool, "a")  # waits longest
+    await asyncio.sleep(0)
+    b = waiter(pool, "b")
+    await asyncio.sleep(0)
+    assert [study for study, _ in pool.waiting()] == ["b", "a"]
+    busy.release()
+    assert (await asyncio.wait_for(b, WAIT)).study == "b"
+    assert not a.done()
+    a.cancel()
+
+
+async def test_fewer_leases_held_still_goes_before_less_used() -> None:
+    clock = Clock()
+    pool = ResourcePool(gpus=[], slots=2, clock=clock)
+    await use(pool, clock, "a", 100)
+    await get(pool, "b")  # held to the end
+    busy = await get(pool, "c")
+    b2 = waiter(pool, "b")
+    await asyncio.sleep(0)
+    a = waiter(pool, "a")
+    await asyncio.sleep(0)
+    busy.release()
+    assert (await asyncio.wait_for(a, WAIT)).study == "a"
+    assert not b2.done()
+    b2.cancel()
+
+
+async def test_usage_weighs_what_a_lease_holds() -> None:
+    clock = Clock()
+    pool = ResourcePool(gpus=FakeProbe(2).gpus, slots=1, clock=clock)
+    await use(pool, clock, "two", 10, gpus=2)
+    await use(pool, clock, "half", 10, gpus=0.5)
+    await use(pool, clock, "cpu", 10)
+    assert (pool.used_by("two"), pool.used_by("half"), pool.used_by("cpu")) == (20, 5, 10)
+    assert pool.used_by("none") == 0
+
+
+@pytest.mark.parametrize("placement, weight", [
+    ("cpu:3", 1), ("gpu:1", 1), ("gpu:0,1", 2), ("gpu:2(¼)", Fraction(1, 4)),
+    ("gpu:0(1/7)", Fraction(1, 7)), ("node-3/gpu:1", 1), (None, 1), ("gpu:0(?)", 1),
+])
+def test_a_past_run_counts_as_its_stored_placement_weighs(placement, weight) -> None:
+    pool = ResourcePool(gpus=[], slots=1)
+    pool.count_past_run("s", placement, 3600)
+    pool.count_past_run("s", placement, 3600)
+    assert pool.used_by("s") == pytest.approx(float(weight) * 7200)
+
+
+async def test_held_requests_are_served_together_in_the_fair_order() -> None:
+    # A daemon's start: the past counts, and the first to ask is not the first served.
+    pool = ResourcePool(gpus=[], slots=1)
+    pool.count_past_run("a", "cpu:0", 36000)
+    pool.count_past_run("b", "cpu:0", 60)
+    pool.hold()
+    a = waiter(pool, "a")
+    await asyncio.sleep(0)
+    b = waiter(pool, "b")
+    c = waiter(pool, "c")  # never ran
+    await asyncio.sleep(0)
+    assert not (a.done() or b.done() or c.done())
+    pool.open()
+    assert (await asyncio.wait_for(c, WAIT)).study == "c"
+    c.result().release()
+    assert (await asyncio.wait_for(b, WAIT)).study == "b"
+    assert not a.done()
+    a.cancel()
+
+
 # -- leases always come back ------------------------------------------------------------------
 
 
