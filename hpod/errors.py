@@ -14,6 +14,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 class HpodError(Exception):
     """Base of every error hpod raises on purpose."""
@@ -51,6 +56,16 @@ class NotAStudyFile(StudySpecError):
     """A file named like a study file that holds none of a study's keys (a trial's
     `metrics.json`, a `pyproject.toml`): the daemon leaves it alone instead of recording an
     invalid study."""
+
+    @classmethod
+    def holding(cls, path: str | Path, held: str) -> NotAStudyFile:
+        """`held` says what the file holds instead of a study ("it is empty"). One fix for
+        every such file: hpod cannot tell a study still being written from a trial's output,
+        so the words serve both."""
+        return cls(f"not a study file: {held}", path=str(path),
+                   fix="a study needs `command`, `objective` and `space` (docs/study-file.md); "
+                       "keep other files (a trial's outputs, project files) out of the watched "
+                       "folder, or write them under HPOD_TRIAL_DIR")
 
 
 class SpaceError(StudySpecError, ValueError):

@@ -152,8 +152,8 @@ def load_study_file(path: str | Path) -> StudySpec:
     except StudySpecError as e:
         raise clean_error(e) from None
     if not isinstance(data, Mapping):
-        raise _not_a_study(path, f"it holds {describe(data)}, not a table of settings "
-                                 f"({_MARKS}, ...)")
+        raise NotAStudyFile.holding(path, f"it holds {describe(data)}, not a table of settings "
+                                        f"({_MARKS}, ...)")
     spec = parse_study(data, path=path)
     try:
         check_command(path, spec.command, spec.source_command)
@@ -202,18 +202,10 @@ def _looks_like_a_study(data: Mapping[str, Any]) -> bool:
                                for value in data.values())
 
 
-def _not_a_study(path: Path, held: str) -> NotAStudyFile:
-    return NotAStudyFile(
-        f"not a study file: {held}", path=str(path),
-        fix="a study needs `command`, `objective` and `space`; keep other files (a trial's "
-            "outputs, project files) out of the watched folder, or write them under "
-            "HPOD_TRIAL_DIR")
-
-
 def _parse(data: Mapping[str, Any], path: Path) -> StudySpec:
     if not _looks_like_a_study(data):
-        raise _not_a_study(path, f"none of the keys a study has ({_MARKS}, ...) at its top "
-                                 "level")
+        raise NotAStudyFile.holding(path, f"none of the keys a study has ({_MARKS}, ...) at "
+                                          "its top level")
     f = Fields(path=str(path))
     f.known_keys(data, "", TOP_LEVEL_KEYS)
     data = {k: v for k, v in data.items() if v is not None}  # null means "the default"

@@ -39,7 +39,7 @@ def _fail(path: Path, message: str, fix: str | None = None, field: str | None = 
 
 
 def read_study_data(path: Path) -> Any:
-    """The parsed content of a study file (normally a dict; checked by check_shape after).
+    """The parsed content of a study file (normally a dict: anything else holds no study).
 
     Refuses, before parsing, a file hpod must not trust (see hpod.safety): its commands would
     run as the daemon's user.
@@ -118,9 +118,7 @@ def _read_text(path: Path) -> str:
     if not text.strip():
         # No study in it: a file being created, or one a trial is writing (caught between its
         # truncation and its write). A study's own file emptied is still reported (intake).
-        raise NotAStudyFile("not a study file: it is empty", path=str(path),
-                            fix="write a study: command, objective, budget and [space] (see "
-                                "docs/study-file.md)")
+        raise NotAStudyFile.holding(path, "it is empty")
     return text
 
 
@@ -256,15 +254,13 @@ def _load_json(path: Path, text: str) -> Any:
         _fail(path, f"JSON error: duplicate key {e.args[0]!r}", "keep one of them")
 
 
-def check_shape(data: Any, path: Path) -> Mapping[str, Any]:
-    """Top level is a table; every key everywhere is a string; depth and size are bounded.
+def check_shape(data: Mapping[str, Any], path: Path) -> Mapping[str, Any]:
+    """Every key everywhere is a string; depth and size are bounded. The top level is a table
+    already: load_study_file says a file holding anything else is not a study.
 
     Iterative, so a hostile file (or a YAML structure that contains itself) cannot overflow the
     stack or loop forever.
     """
-    if not isinstance(data, Mapping):
-        _fail(path, f"must hold a table of settings at the top level, got {describe(data)}",
-              "start the file with `command = [...]` (TOML) or `command: [...]` (YAML)")
     stack: list[tuple[Any, str, int]] = [(data, "", 0)]
     nodes = 0
     while stack:
