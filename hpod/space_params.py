@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -49,23 +50,54 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _number(name: str, value: Any) -> float:
-    """A parameter value as a float; bools and strings are not numbers."""
+def real_float(value: Any, error: Callable[[str], Exception]) -> float:
+    """A real number (`_is_real`) as a Python float. Anything else raises error(got), `got`
+    saying what came instead: the value described, or an integer beyond the float range.
+    The caller phrases the error: a parameter's names its field, a suggester's its argument."""
     if not _is_real(value):
-        raise SpaceError(f"must be a number, got {describe(value)}", field=f"params.{name}")
+        raise error(describe(value))
     try:
         return float(value)
     except OverflowError:
-        raise SpaceError("is beyond the float range (about 1.8e308)", field=f"params.{name}") from None
+        raise error("an integer beyond the float range (about 1.8e308)") from None
+
+
+def _number(name: str, value: Any) -> float:
+    """A parameter value as a float; bools and strings are not numbers."""
+    return real_float(value, lambda got: SpaceError(f"must be a number, got {got}",
+                                                    field=f"params.{name}"))
+
+
+def _whole(value: Any) -> int | None:
+    """An integral number, or a real one with no fraction, as a Python int; None otherwise."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if _is_real(value):
+        try:
+            number = float(value)
+        except OverflowError:  # a Fraction beyond the float range
+            return None
+        if number.is_integer():
+            return int(number)
+    return None
+
+
+def _finite(value: Any) -> float | None:
+    """A real number as a Python float, None when no finite float holds it (inf, nan, an
+    integer beyond the float range)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _integer(name: str, value: Any) -> int:
     """A parameter value as an int: an integral number, or a real one with no fraction."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    if _is_real(value) and float(value).is_integer():
-        return int(float(value))
-    raise SpaceError(f"must be an integer, got {describe(value)}", field=f"params.{name}")
+    number = _whole(value)
+    if number is None:
+        raise SpaceError(f"must be an integer, got {describe(value)}", field=f"params.{name}")
+    return number
 
 
 def _to_unit(name: str, value: Any, bounds: tuple[float, float], log: bool) -> float:
@@ -96,13 +128,14 @@ class FloatParam:
         check_name(self.name)
         for attr in ("low", "high"):
             value = getattr(self, attr)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not _is_real(value):
                 raise _fail(self.name, attr, f"must be a number, got {describe(value)}",
                             "write a number (no quotes)")
-            if isinstance(value, int) and abs(value) > 1e300 or not math.isfinite(value):
+            number = _finite(value)
+            if number is None:
                 raise _fail(self.name, attr, f"must be a finite number, got {describe(value)}",
                             "write a finite number")
-            object.__setattr__(self, attr, float(value))
+            object.__setattr__(self, attr, number)
         if not isinstance(self.log, bool):
             raise _fail(self.name, "log", f"must be true or false, got {describe(self.log)}",
                         "write log = true or log = false (no quotes)")
@@ -118,16 +151,16 @@ class FloatParam:
             self._check_step()
 
     def _check_step(self) -> None:
-        step = self.step
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step):
-            raise _fail(self.name, "step", f"must be a finite number, got {describe(step)}",
+        step = _finite(self.step) if _is_real(self.step) else None
+        if step is None:
+            raise _fail(self.name, "step", f"must be a finite number, got {describe(self.step)}",
                         "write a positive number")
         if step <= 0:
-            raise _fail(self.name, "step", f"must be greater than 0, got {step!r}", "use a positive step")
+            raise _fail(self.name, "step", f"must be greater than 0, got {self.step!r}",
+                        "use a positive step")
         if self.log:
             raise _fail(self.name, "step", "`step` and `log` cannot be combined on a float",
                         "drop one of them, or list the values with type = \"categorical\"")
-        step = float(step)
         object.__setattr__(self, "step", step)
         with localcontext() as ctx:
             ctx.prec = 60
@@ -219,15 +252,14 @@ class FloatParam:
 
 
 def _as_int(name: str, attr: str, value: Any) -> int:
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = _whole(value)
+    if number is None:
         raise _fail(name, attr, f"must be an integer, got {describe(value)}",
                     "write a whole number, or use type = \"float\"")
-    if abs(value) > INT_LIMIT:
-        raise _fail(name, attr, f"is too large: {describe(value)} (the limit is 2**53)",
+    if abs(number) > INT_LIMIT:
+        raise _fail(name, attr, f"is too large: {describe(number)} (the limit is 2**53)",
                     "use a smaller bound")
-    return value
+    return number
 
 
 @dataclass(frozen=True)

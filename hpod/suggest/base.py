@@ -10,7 +10,6 @@ the daemon saves its state with each trial and hands it back after a restart.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -18,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from hpod.space import Space
+from hpod.space_params import real_float
 from hpod.store.records import Direction
 
 _DIRECTIONS = {"minimize": Direction.MINIMIZE, "min": Direction.MINIMIZE,
@@ -101,16 +101,9 @@ def draw_rng(entropy: int, index: int) -> np.random.Generator:
 
 
 def as_float(name: str, value: Any, expected: str) -> float:
-    """A real number, Python's or numpy's (numpy registers its scalars with `numbers`), as a
-    float; a bool is not a number. ValueError naming `name` and what was `expected` otherwise,
-    also for an int beyond the float range (10**309)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    try:
-        return float(value)
-    except OverflowError:
-        raise ValueError(f"{name} must be {expected}, got an integer beyond the float range "
-                         f"(about 1.8e308)") from None
+    """A real number as a float (hpod.space_params.real_float); otherwise a ValueError naming
+    the argument `name` and what was `expected`."""
+    return real_float(value, lambda got: ValueError(f"{name} must be {expected}, got {got}"))
 
 
 class History:

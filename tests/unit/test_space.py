@@ -328,3 +328,36 @@ def test_constructed_spaces_are_checked_too() -> None:
         Space((IntParam("a", 0, 1),), {"a": 3})
     with pytest.raises(SpaceError, match="must be less than high"):
         IntParam("a", 5, 1)
+
+
+# -- numbers from numpy ----------------------------------------------------------------------
+
+def test_bounds_and_steps_may_be_numpy_numbers_and_are_stored_as_python_ones() -> None:
+    """A space built in Python often gets its bounds from numpy (np.linspace, an array's max)."""
+    stepped = FloatParam("x", np.float32(0.5), np.int64(3), step=np.float32(0.25))
+    assert (stepped.low, stepped.high, stepped.step) == (0.5, 3.0, 0.25)
+    assert {type(stepped.low), type(stepped.high), type(stepped.step)} == {float}
+    n = IntParam("n", np.int64(1), np.float32(9.0), step=np.int32(2))
+    assert (n.low, n.high, n.step) == (1, 9, 2)
+    assert {type(n.low), type(n.high), type(n.step)} == {int}
+    space = Space.from_dict({"lr": {"type": "float", "low": np.float64(1e-4),
+                                    "high": np.float32(0.5), "log": True},
+                             "units": {"type": "int", "low": np.uint8(8), "high": np.int16(64)}})
+    table = json.loads(json.dumps(space.to_dict()))  # what the store keeps
+    assert Space.from_dict(table) == space
+
+
+@pytest.mark.parametrize("make, field, fragment", [
+    (lambda: FloatParam("x", np.bool_(True), 2.0), "space.x.low", "must be a number, got a bool"),
+    (lambda: FloatParam("x", 0.0, True), "space.x.high", "must be a number, got boolean true"),
+    (lambda: FloatParam("x", 0.0, np.float32("inf")), "space.x.high", "must be a finite number"),
+    (lambda: FloatParam("x", np.float64("nan"), 1.0), "space.x.low", "must be a finite number"),
+    (lambda: FloatParam("x", 0.0, 1.0, step=np.bool_(True)), "space.x.step", "finite number"),
+    (lambda: FloatParam("x", 0.0, 1.0, step=10**400), "space.x.step", "finite number"),
+    (lambda: IntParam("n", np.bool_(False), 3), "space.n.low", "must be an integer"),
+    (lambda: IntParam("n", 0, np.float64(2.5)), "space.n.high", "must be an integer"),
+])
+def test_numpy_bools_and_non_finite_bounds_are_still_refused(make, field, fragment) -> None:
+    with pytest.raises(SpaceError) as info:
+        make()
+    assert info.value.field == field and fragment in str(info.value), str(info.value)
