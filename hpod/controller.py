@@ -49,6 +49,8 @@ from hpod.trial_run import TrialOutcome, TrialRun
 logger = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 600.0  # seconds: the backoff doubles up to this
+_LOG_LEVELS = {EventLevel.INFO: logging.INFO, EventLevel.WARNING: logging.WARNING,
+               EventLevel.ERROR: logging.ERROR}
 
 
 @dataclass(slots=True)
@@ -450,9 +452,8 @@ class StudyController:
         why = asking(self.name) if asking is not None else None
         if why:
             self._said_why_waiting = True
-            text = f"study {self.name}: no trial can be placed yet, {why}"
-            logger.info("%s", text)
-            await self._store.record_event(EventLevel.INFO, text, study_id=self.study.id)
+            await self._event(EventLevel.INFO,
+                              f"study {self.name}: no trial can be placed yet, {why}")
 
     async def _next_trial(self) -> TrialRecord | None:
         """What runs next: a requeued trial, a promoted paused one, else a new point."""
@@ -661,16 +662,15 @@ class StudyController:
         message = _describe(self.name, final, outcome)
         if outcome.state is TrialState.INTERRUPTED:
             message += "; it runs again when the daemon next starts"
-        logger.log(logging.WARNING if level is EventLevel.WARNING else logging.INFO, "%s", message)
         # Trials that did not end by themselves are worth a line in the night's record.
         if level is not EventLevel.INFO or outcome.state in (TrialState.STOPPED,
                                                              TrialState.INTERRUPTED):
-            await self._store.record_event(level, message, study_id=self.study.id,
-                                           trial_id=trial.id)
+            await self._event(level, message, trial)
+        else:
+            logger.info("%s", message)
         streak = None if self._first_rung_watch is None else self._first_rung_watch.on_end(final)
         if streak is not None:
-            logger.warning("%s", streak)
-            await self._store.record_event(EventLevel.WARNING, streak, study_id=self.study.id)
+            await self._event(EventLevel.WARNING, streak)
         if self._consecutive_failures >= self.spec.max_failures and self._end is None:
             last = reason_in_one_line(outcome.reason or "")
             reason = (
@@ -678,6 +678,8 @@ class StudyController:
                 f"{self.spec.max_failures}); the last one: {last}. Fix the trial, then "
                 "save the study file again (or run `hpod resume`) to continue"
             )
+            # Two texts, not one _event: the log line must name the study, which the event
+            # (like the study's error) shows in a column of its own.
             logger.error("study %s stopped: %s", self.name, reason)
             await self._store.record_event(EventLevel.ERROR, reason, study_id=self.study.id)
             self._finish(StudyState.FAILED, TrialState.STOPPED, reason, None)
@@ -690,11 +692,8 @@ class StudyController:
                                      value=outcome.value)
         requeued = await self._store.transition(trial.id, TrialState.QUEUED)
         self._queue.append(requeued)
-        message = (f"trial {self.name}#{trial.number} was interrupted ({outcome.reason}); "
-                   "it will run again")
-        logger.warning("%s", message)
-        await self._store.record_event(EventLevel.WARNING, message, study_id=self.study.id,
-                                       trial_id=trial.id)
+        await self._event(EventLevel.WARNING, f"trial {self.name}#{trial.number} was "
+                          f"interrupted ({outcome.reason}); it will run again", trial)
         self._publish()
 
     async def _maybe_retry(self, trial: TrialRecord, outcome: TrialOutcome) -> bool:
@@ -731,14 +730,15 @@ class StudyController:
                 removal = await asyncio.to_thread(remove_checkpoint, trial.checkpoint,
                                                   self._trial_dir(trial))
             except OSError as e:
-                await self._warn(f"cannot delete the checkpoint {trial.checkpoint} of trial "
-                                 f"{self.name}#{trial.number} ([trial] keep_checkpoints): {e}",
-                                 trial)
+                await self._event(EventLevel.WARNING, f"cannot delete the checkpoint "
+                                  f"{trial.checkpoint} of trial {self.name}#{trial.number} "
+                                  f"([trial] keep_checkpoints): {e}", trial)
                 continue
             if removal is Removal.OUTSIDE:
                 if "checkpoint_outside" not in self._warned:
                     self._warned.add("checkpoint_outside")
-                    await self._warn(
+                    await self._event(
+                        EventLevel.WARNING,
                         f"trial {self.name}#{trial.number}'s checkpoint {trial.checkpoint} is "
                         "not inside its trial folder, so [trial] keep_checkpoints keeps it (and "
                         "any other such); save checkpoints under hpod.trial.trial_dir() for "
@@ -748,10 +748,12 @@ class StudyController:
             logger.info("deleted the checkpoint of trial %s#%d (%s; keep_checkpoints = %d)",
                         self.name, trial.number, trial.state, keep)
 
-    async def _warn(self, message: str, trial: TrialRecord) -> None:
-        logger.warning("%s", message)
-        await self._store.record_event(EventLevel.WARNING, message, study_id=self.study.id,
-                                       trial_id=trial.id)
+    async def _event(self, level: EventLevel, message: str,
+                     trial: TrialRecord | None = None) -> None:
+        """Said in the daemon's log and in the study's events (`hpod events`, the TUI)."""
+        logger.log(_LOG_LEVELS[level], "%s", message)
+        await self._store.record_event(level, message, study_id=self.study.id,
+                                       trial_id=None if trial is None else trial.id)
 
     async def _observe(self, trial: TrialRecord) -> None:
         async with self._suggest_lock:
