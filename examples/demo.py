@@ -106,6 +106,7 @@ def main() -> int:
     print(f"\ndemo finished (daemon exit code {code}). Results: {db}")
     print(f"  .venv/bin/hpod status {folder}")
     print(f"  .venv/bin/hpod best {folder} quick")
+    print(f"  .venv/bin/hpod importance {folder} quick")
     print(f"  .venv/bin/hpod trials {folder} digits --format csv")
     print(f"  trial logs: {folder / '.hpod' / 'trials'}")
     return code

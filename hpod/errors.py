@@ -9,7 +9,8 @@
     ├── WireError           a trial wrote something that is not the pipe protocol
     ├── SuggestError        a suggester could not propose a point
     │   └── SearchExhausted every point of a finite space was proposed
-    └── DaemonError         the daemon cannot run (another daemon holds the database, ...)
+    ├── DaemonError         the daemon cannot run (another daemon holds the database, ...)
+    └── NotEnoughResults    too few results for `hpod importance` (hpod.importance)
 """
 
 from __future__ import annotations
