@@ -29,11 +29,14 @@ from hpod.space import Space
 from hpod.store.reader import StoreReader
 from hpod.store.records import Direction, StudyRecord, TrialRecord, TrialState
 from hpod.suggest._lattice import Lattice, sobol
+from hpod.suggest.gp.linalg import inverse_from_cholesky
 from hpod.suggest.gp.model import BlasThreads, GPModel
+from hpod.suggest.gp.regressor import GPPosterior
 
 # 2**12 base points: the indices of a smooth surface settle to within about 0.01 of their limit;
 # each costs (d + 2) * 4096 posterior means against at most 500 fitted points.
 _BASE_POINTS = 1 << 12
+_MAX_POINTS = 500  # the suggester's data cap: an O(n^3) fit stays under a second or two
 _CHUNK = 8192  # query rows per kernel matrix: (8192, 500) floats is 32 MB
 # Cut finite values above q90 + this many (q90 - q10). On 10 seeds of the example `quick` after
 # 200 TPE trials (docs/benchmarks.md) the error of the shares was 21.5 points with the
@@ -59,8 +62,12 @@ class ParamImportance:
 
 @dataclass(frozen=True)
 class Importance:
+    """Shares of the results' variation. The parameters' `alone` shares, `interactions` and
+    `unexplained` add up to 1."""
+
     params: tuple[ParamImportance, ...]  # most important first
-    interactions: float  # the share in no single parameter: 1 - sum of the first-order indices
+    interactions: float  # explained, but by no single parameter alone
+    unexplained: float  # what the surface does not predict: noise between runs, or a misfit
     results: int  # how many results the surface was fitted to
     varies: bool  # False: every result is the same, and no parameter explains anything
 
@@ -70,7 +77,7 @@ class Importance:
 
     def as_dict(self) -> dict[str, object]:
         return {"results": self.results, "rough": self.rough, "varies": self.varies,
-                "interactions": self.interactions,
+                "interactions": self.interactions, "unexplained": self.unexplained,
                 "params": [{"name": p.name, "alone": p.alone,
                             "with_interactions": p.with_interactions} for p in self.params]}
 
@@ -149,8 +156,10 @@ def _not_enough(reader: StoreReader, study: StudyRecord, results: StudyResults,
     counts = reader.steps_reported(study.id, study.metric)
     enough = [s for s, n in counts.items() if n >= need and s != step]
     if enough:
-        best = max(enough)
-        text += (f". Fix: compare the trials where more of them got, at a step: "
+        # The step most trials reported (of those, the furthest): a rung where only the
+        # promoted few remain has the least spread to learn from.
+        best = max(enough, key=lambda s: (counts[s], s))
+        text += (f". Fix: compare the trials at the step most of them reported: "
                  f"--step {best} ({counts[best]} trials reported {study.metric} there)")
     else:
         text += ". Fix: wait for more trials to report"
@@ -165,8 +174,11 @@ def min_results(space: Space) -> int:
 def importance(space: Space, points: Sequence[Mapping[str, object]], values: Sequence[float],
                *, seed: int = 0, base_points: int = _BASE_POINTS,
                blas_threads: int | None = 1) -> Importance:
-    """Sobol indices of each parameter of `space` from results (points[i], values[i]).
+    """Each parameter's share of the variation of results (points[i], values[i]).
 
+    The Sobol indices of the fitted surface, scaled by the share of the results' variation the
+    surface predicts (its leave-one-out R^2): a GP fits noise too, and on results that are
+    mostly noise the indices of its surface alone would give the noise to the parameters.
     `values` are in minimisation form (negate a maximised metric): as in the suggester, NaN and
     inf count as the worst finite value, and outliers far above the bulk are cut, so that a few
     diverged trials do not become the whole story.
@@ -183,21 +195,49 @@ def importance(space: Space, points: Sequence[Mapping[str, object]], values: Seq
     finite = v[np.isfinite(v)]
     # NaN and inf count as the worst finite value, so only the finite ones can vary.
     if finite.size == 0 or np.ptp(finite) == 0:
-        flat = tuple(ParamImportance(p.name, 0.0, 0.0) for p in space.params)
-        return Importance(flat, 0.0, len(v), varies=False)
+        return _flat(space, len(v))
+    if len(v) > _MAX_POINTS:
+        # A uniform subset: the model's own cap keeps the best quarter, which suits a search
+        # for the optimum but would weigh a variance decomposition towards it.
+        keep = np.sort(rng.choice(len(v), size=_MAX_POINTS, replace=False))
+        X, v = X[keep], v[keep]
     # Not the suggester's winsorisation (q3 + 1.5 IQR): an optimiser's results crowd its
     # optimum, so their IQR is narrow and that cut flattens the very slopes that say which
     # parameter matters (the example `quick` after 200 TPE trials: lr's share 0.98 read as
     # 0.76). Only outliers far beyond the bulk are cut.
-    model = GPModel(lattice.is_cat, lattice.n_choices, winsorize=False)
+    # The noise as the results show it (prior.py "vague-noise"), not the suggester's belief in
+    # little noise, which books a noisy objective's noise as effects of the parameters.
+    model = GPModel(lattice.is_cat, lattice.n_choices, winsorize=False,
+                    max_points=_MAX_POINTS, prior="vague-noise")
     with BlasThreads(blas_threads).limit():
         post, _, _ = model.posterior(X, _clip_outliers(v), rng)
-        first, total = _sobol_indices(post.mean, lattice, rng, base_points)
-    ranked = sorted((ParamImportance(p.name, float(f), float(t))
+        indices = _sobol_indices(post.mean, lattice, rng, base_points)
+        explained = _loo_r2(post)
+    if indices is None:  # the surface is flat: the variation is all noise to it
+        return _flat(space, len(v))
+    first, total = indices
+    ranked = sorted((ParamImportance(p.name, explained * float(f), explained * float(t))
                      for p, f, t in zip(space.params, first, total)),
                     key=lambda p: (-p.with_interactions, -p.alone, p.name))
-    interactions = max(0.0, 1.0 - float(np.sum(first)))
-    return Importance(tuple(ranked), interactions, len(v), varies=True)
+    interactions = explained * max(0.0, 1.0 - float(np.sum(first)))
+    return Importance(tuple(ranked), interactions, 1.0 - explained, len(v), varies=True)
+
+
+def _flat(space: Space, results: int) -> Importance:
+    return Importance(tuple(ParamImportance(p.name, 0.0, 0.0) for p in space.params), 0.0, 1.0,
+                      results, varies=False)
+
+
+def _loo_r2(post: GPPosterior) -> float:
+    """The share of the targets' variance the surface predicts for results it did not see, in
+    [0, 1]: 1 - mean(r_i^2) / var(y), with r_i the leave-one-out residuals, in closed form
+    r_i = [K^-1 y]_i / [K^-1]_ii (Rasmussen & Williams 2006, eq. 5.12)."""
+    y = np.asarray(post.y, dtype=float)
+    variance = float(np.var(y))
+    if not variance > 0:
+        return 0.0
+    residuals = post.alpha / np.diag(inverse_from_cholesky(post.L))
+    return float(np.clip(1.0 - np.mean(residuals ** 2) / variance, 0.0, 1.0))
 
 
 def _clip_outliers(v: np.ndarray) -> np.ndarray:
@@ -214,8 +254,9 @@ def _clip_outliers(v: np.ndarray) -> np.ndarray:
 
 
 def _sobol_indices(mean: Surface, lattice: Lattice, rng: np.random.Generator,
-                   base_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """(first-order (d,), total (d,)) indices of `mean` over the lattice, clipped to [0, 1].
+                   base_points: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first-order (d,), total (d,)) indices of `mean` over the lattice, clipped to [0, 1];
+    None when the surface does not vary.
 
     Two independent halves A and B of one 2d-dimensional Sobol sample; AB_j is A with column j
     taken from B. With f_A, f_B, f_ABj the surface at those points (Saltelli 2010, Table 2):
@@ -226,8 +267,8 @@ def _sobol_indices(mean: Surface, lattice: Lattice, rng: np.random.Generator,
     A, B = lattice.from_uniform(U[:, :d]), lattice.from_uniform(U[:, d:])
     f_A, f_B = _evaluate(mean, A), _evaluate(mean, B)
     variance = float(np.var(np.concatenate([f_A, f_B])))
-    if not variance > 0:
-        return np.zeros(d), np.zeros(d)
+    if not variance > 1e-12 * max(1.0, float(np.mean(np.abs(f_A)))):  # rounding, not signal
+        return None
     first, total = np.empty(d), np.empty(d)
     for j in range(d):
         AB = A.copy()
@@ -257,6 +298,11 @@ def format_importance(study: str, metric: str, imp: Importance, *, source: str,
         lines.append(f"{p.name:<{name_width}}  {_percent(p.alone):>5}  "
                      f"{_percent(p.with_interactions):>5}  {bar}")
     lines.append(f"in interactions, no parameter alone: {_percent(imp.interactions)}")
+    lines.append(f"not explained (noise between runs, or what the fit missed): "
+                 f"{_percent(imp.unexplained)}")
+    if imp.unexplained > 0.5:
+        lines.append("mostly noise: the parameters predict less than half of the variation, "
+                     "so rank them with care (more results, or repeats, would tell)")
     if imp.rough:
         lines.append(f"rough: {imp.results} results for {len(imp.params)} parameters; the "
                      f"shares firm up from about {ROUGH_BELOW_PER_PARAM * len(imp.params)}")

@@ -44,15 +44,18 @@ z = {{ type = "categorical", choices = ["a", "b", "c"] }}
 
 def test_with_few_complete_trials_it_points_at_the_step_where_more_can_be_compared(
         tmp_path: Path) -> None:
-    # Every trial reports step 1; only those with x = 0 go on to complete: 2 of the grid's 10.
+    # All 10 points of the grid report step 1, the 4 with x <= 0.25 step 2, and the 2 with
+    # x = 0 complete at step 3. Step 2 has enough results too, but fewer than step 1.
     (tmp_path / "train.py").write_text("""
 import sys
 import hpod.trial as trial
 p = trial.params()
 trial.report(1, loss=(p["x"] - 0.3) ** 2 + (0.01 if p["y"] == "q" else 0.0))
+if p["x"] <= 0.25:
+    trial.report(2, loss=(p["x"] - 0.3) ** 2)
 if p["x"] > 0:
     sys.exit(1)
-trial.report(2, loss=0.0)
+trial.report(3, loss=0.0)
 """)
     path = write_study(tmp_path, "few", f"""
 command = ["python", "{tmp_path / 'train.py'}"]
@@ -68,7 +71,7 @@ y = {{ type = "categorical", choices = ["p", "q"] }}
     refused = hpod_cli("importance", tmp_path, "few", check=False)
     assert refused.returncode == 1
     assert "its complete trials are 2; 2 parameters need at least 4 results" in refused.stderr
-    assert "Fix: compare the trials where more of them got, at a step: --step 1 (10 trials " \
+    assert "Fix: compare the trials at the step most of them reported: --step 1 (10 trials " \
         "reported loss there)" in refused.stderr
     doc = json.loads(hpod_cli("importance", tmp_path, "few", "--step", "1", "--json").stdout)
     assert doc["step"] == 1 and doc["results"] == 10

@@ -21,7 +21,7 @@ def _data(n: int = 25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, (y - y.mean()) / y.std()
 
 
-@pytest.mark.parametrize("prior", ["hvarfner", "botorch", "optuna"])
+@pytest.mark.parametrize("prior", ["hvarfner", "botorch", "optuna", "vague-noise"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_marginal_likelihood_gradient_matches_finite_differences(prior, seed):
     X, y = _data(seed=seed)

@@ -116,3 +116,17 @@ def test_a_value_far_above_the_bulk_is_cut_to_a_few_spreads_of_it() -> None:
     assert np.array_equal(np.delete(cut, 7), np.delete(values, 7))
     with_nan = _clip_outliers(np.array([0.1, math.nan, 0.2, math.inf, 0.3, 0.4]))
     assert math.isnan(with_nan[1]) and math.isinf(with_nan[3])  # left to the GP's targets
+
+
+def test_noise_is_said_as_noise_not_given_to_the_parameters() -> None:
+    rng = np.random.default_rng(7)
+    points, _ = results(UNIT3, lambda p: 0.0, 80)
+    pure = importance(UNIT3, points, list(rng.normal(size=80)))
+    assert pure.unexplained > 0.8
+    assert all(p.with_interactions < 0.15 for p in pure.params)
+    # a explains half the variance (Var(a) = 1/12), the noise the other half.
+    half = importance(UNIT3, points, [p["a"] + rng.normal(scale=12 ** -0.5) for p in points])
+    got = shares(half)
+    assert got["a"][0] == pytest.approx(0.5, abs=0.2)
+    assert half.unexplained == pytest.approx(0.5, abs=0.2)
+    assert got["b"][1] < 0.15 and got["c"][1] < 0.15
