@@ -151,9 +151,6 @@ def load_study_file(path: str | Path) -> StudySpec:
         data = read_study_data(path)
     except StudySpecError as e:
         raise clean_error(e) from None
-    if not isinstance(data, Mapping):
-        raise NotAStudyFile.holding(path, f"it holds {describe(data)}, not a table of settings "
-                                        f"({_MARKS}, ...)")
     spec = parse_study(data, path=path)
     try:
         check_command(path, spec.command, spec.source_command)
@@ -184,6 +181,9 @@ def parse_study(data: Mapping[str, Any], *, path: Path) -> StudySpec:
     """Validate already-loaded data as if it came from the file at `path` (relative paths in it
     resolve against that file's folder). Raises StudySpecError, and nothing else."""
     path = Path(path)
+    if not isinstance(data, Mapping):  # a file's list or scalar, or a caller's mistake
+        raise NotAStudyFile.holding(path, f"it holds {describe(data)}, not a table of settings "
+                                          f"({_MARKS}, ...)")
     try:
         return _parse(check_shape(data, path), path)
     except StudySpecError as e:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpod.errors import StudySpecError
+from hpod.errors import NotAStudyFile, StudySpecError
 from hpod.space import FloatParam, Space
 from hpod.spec import TOP_LEVEL_KEYS, StudySpec, load_study_file, parse_study
 from hpod.store.records import Direction
@@ -644,3 +644,9 @@ def test_a_file_is_taken_for_a_study_by_the_keys_only_a_study_has(tmp_path, data
     with pytest.raises(StudySpecError) as info:
         load_study_file(path)
     assert isinstance(info.value, NotAStudyFile) is not study, str(info.value)
+
+
+def test_parse_study_says_data_that_is_no_table_holds_no_study(tmp_path: Path) -> None:
+    # Public: a caller's list or scalar is a StudySpecError like a file's, never AttributeError.
+    with pytest.raises(NotAStudyFile, match="it holds a list, not a table of settings"):
+        parse_study([1, 2], path=tmp_path / "s.toml")  # type: ignore[arg-type]
