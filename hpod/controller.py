@@ -108,8 +108,9 @@ class StudyController:
         self._said_points_left_out = 0  # [[enqueue]] points an event said will not run
         self._hook: asyncio.Future[Any] | None = None  # on_finish / on_failure, while it runs
         self._changed = asyncio.Event()
-        # Set at the first wait of its run: for a lease, for a change, or the end. The daemon's
-        # start waits for every study's before its pool grants anything (Daemon._open_pool).
+        # Set at the first wait of its run: once its request for a lease is in line, or as it
+        # waits for a change or the end. The daemon's start waits for every study's before its
+        # pool grants anything (Daemon._open_pool).
         self.settled = asyncio.Event()
         self._suggest_lock = asyncio.Lock()
         self._n_created = 0
@@ -413,10 +414,10 @@ class StudyController:
             resources.gpus_per_trial,
             resources.min_free_memory_mb,
             memory_limit_mb=resources.gpu_memory_limit_mb,
+            # Set by the pool once the request is in line, not here: the daemon's start must
+            # not open the pool before it is (whatever order asyncio runs the two tasks in).
+            queued=self.settled,
         ))
-        # After the request's task is scheduled: it runs, and is in the pool, before anything
-        # this wakes (the daemon opening its pool) does.
-        self.settled.set()
         changed = asyncio.ensure_future(self._changed.wait())
         try:
             done, _ = await asyncio.wait({acquire, changed}, timeout=_SAY_WHY_WAITING_AFTER,

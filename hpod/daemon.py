@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +49,12 @@ from hpod.store.store import Store
 from hpod.wal_watch import WalWatch
 
 logger = logging.getLogger(__name__)
+
+# The longest a daemon's start keeps its pool closed for a study that has not asked for its
+# first lease yet (Daemon._open_pool). A study starts in well under a second, but one whose
+# history is slow to replay must not hold every other study's first trial behind it; past this,
+# it takes its turn like a study whose file came later.
+OPEN_POOL_WITHIN = 10.0
 
 
 class Daemon:
@@ -130,10 +137,12 @@ class Daemon:
         # Which file the store opened: one deleted or replaced later is noticed (commands loop).
         self._database = _file_identity(self.config.db_path)
         await self._reconcile(store)
-        # What each study ran before this start decides between studies holding as many
-        # leases (hpod.resources): otherwise every start would favour the files read first.
-        for study, placement, seconds in await store.run_seconds():
-            self._pool.count_past_run(study, placement, seconds)
+        # When each study was last served before this start decides between studies holding
+        # as many leases (hpod.resources): otherwise every start would favour the files read
+        # first. The store's times are the wall clock's, the pool's its own.
+        now = time.time()
+        for study, started_at in (await store.last_trial_starts()).items():
+            self._pool.served_before(study, now - started_at)
         self._pool.hold()  # till the studies found now have asked (_open_pool)
         self._log_placement()
         sink = MetricSink(store, interval=self.config.flush_interval)
@@ -171,12 +180,32 @@ class Daemon:
 
     async def _open_pool(self, intake: StudyIntake) -> None:
         """Let the pool grant once each study found at the start has asked for its first lease
-        (or shown it wants none yet). Served as they asked, the studies whose files were read
-        first would take the free slots at every start; served together, the fair order
-        decides, which counts what each study ran before (hpod.resources)."""
-        await intake.initial_scan_done.wait()
-        await asyncio.gather(*(c.settled.wait() for c in list(self.controllers.values())))
+        (or shown it wants none yet), or OPEN_POOL_WITHIN seconds after the start. Served as
+        they asked, the studies whose files were read first would take the free slots at every
+        start; served together, the fair order decides, which knows when each study was last
+        served before (hpod.resources)."""
+        try:
+            async with asyncio.timeout(OPEN_POOL_WITHIN):
+                await intake.initial_scan_done.wait()
+                if self._contended():
+                    await asyncio.gather(*(c.settled.wait()
+                                           for c in list(self.controllers.values())))
+        except TimeoutError:
+            late = [f"study {name}" for name, c in sorted(self.controllers.items())
+                    if not c.settled.is_set()]
+            if not intake.initial_scan_done.is_set():
+                late = ["the study files to be read"]
+            logger.info("placing trials without waiting any longer (%g s) for %s to start",
+                        OPEN_POOL_WITHIN, ", ".join(late) or "the studies")
         self._pool.open()
+
+    def _contended(self) -> bool:
+        """Whether the studies found at the start may want more than the pool has at once: only
+        then does the order they are served in matter. Without GPUs every trial takes a CPU slot
+        and no study runs more than its `parallel` at once."""
+        if self._pool.gpu_indices:
+            return True
+        return sum(c.spec.parallel for c in self.controllers.values()) > self._pool.slots
 
     def _start_gpu_usage(self, tg: asyncio.TaskGroup, store: Store) -> asyncio.Task[None] | None:
         """Record GPU utilisation and trials' peak GPU memory where NVML can say them."""

@@ -11,14 +11,19 @@ memory, then lowest index). A GPU with less free memory than the study's `min_fr
 read when the lease is made, is skipped: other people's jobs are left alone.
 
 Fair share: when resources free, the waiter of the study holding the fewest leases goes first;
-ties go to the study that has used the least resource-time (its leases' seconds, each weighed by
-what it holds: `_weight`), counting its runs before a restart (`count_past_run`, from the
-store), then to the one waiting longest. A daemon's start holds the pool (`hold`) until each
-study has asked, so the first requests too are served in that order, not as they come. A waiter
-that cannot fit yet holds back the GPUs it could use, so smaller requests behind it do not
-starve it; a waiter blocked only by memory (someone else's job) holds nothing back. Waiting is
-on futures resolved by `release`; the only timer is a re-probe every `reprobe_interval` seconds,
-armed only while someone waits for memory to free.
+ties go to the study served least recently (granted its last lease longest ago; never served
+first), its trials before a restart included (`served_before`, from the store), then to the one
+waiting longest. Between equals this is a rotation. It is not usage (resource-seconds) on
+purpose: the store keeps only the start of a trial's latest run, which is exactly when its study
+was last served, while the seconds a trial ran cannot be read back (a paused trial's time till
+it is retired, a daemon's downtime, a resumed trial's earlier runs would all be miscounted by
+hours); and usage, never forgotten, would make a study with a long history wait until the others
+caught up, days later, where a rotation serves each in turn. A daemon's start holds the pool
+(`hold`) until each study has asked, so the first requests too are served in that order, not as
+they come. A waiter that cannot fit yet holds back the GPUs it could use, so smaller requests
+behind it do not starve it; a waiter blocked only by memory (someone else's job) holds nothing
+back. Waiting is on futures resolved by `release`; the only timer is a re-probe every
+`reprobe_interval` seconds, armed only while someone waits for memory to free.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MIN_FREE_MB = 1024  # a desktop session fits under it; another job's training does not
 DEFAULT_REPROBE_INTERVAL = 5.0
 _GLYPHS = {2: "½", 3: "⅓", 4: "¼", 5: "⅕", 6: "⅙", 8: "⅛"}
-_DENOMINATORS = {glyph: n for n, glyph in _GLYPHS.items()}
+_HELD = "waiting for the other studies to start"  # a waiter's `why` while the pool is held
 
 
 class PlacementError(StudySpecError):
@@ -60,11 +65,6 @@ class Lease:
     env: dict[str, str]
     slot: int | None = None
     _pool: ResourcePool | None = field(default=None, repr=False)
-    _granted_at: float = field(default=0.0, repr=False)  # on the pool's clock
-
-    @property
-    def weight(self) -> Fraction:
-        return _weight(len(self.gpu_indices), self.share)
 
     @property
     def released(self) -> bool:
@@ -108,8 +108,8 @@ class ResourcePool:
                  reprobe_interval: float = DEFAULT_REPROBE_INTERVAL,
                  hide_gpus: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         """`hide_gpus`: CPU trials see no GPU even when hpod uses none (`--gpus none` on a
-        machine that has some: TensorFlow would otherwise take them all). `clock` times the
-        leases (seconds)."""
+        machine that has some: TensorFlow would otherwise take them all). `clock` says when a
+        study was served (seconds)."""
         if slots < 1:
             raise ValueError(f"a resource pool needs at least one CPU slot, got {slots}")
         if not reprobe_interval > 0:
@@ -124,7 +124,7 @@ class ResourcePool:
         self._clock = clock
         self._holding = False  # grants wait for `open` (hold)
         self._held: Counter[str] = Counter()
-        self._used: dict[str, float] = {}  # resource-seconds of the leases given back
+        self._served: dict[str, float] = {}  # study -> its last grant, on `clock`
         self._waiters: list[_Waiter] = []
         self._order = itertools.count()
         self._round: asyncio.Task[None] | None = None
@@ -146,10 +146,6 @@ class ResourcePool:
 
     def held_by(self, study: str) -> int:
         return self._held[study]
-
-    def used_by(self, study: str) -> float:
-        """Resource-seconds `study` has had: its leases given back and the past runs counted."""
-        return self._used.get(study, 0.0)
 
     def gpu_load(self, index: int) -> tuple[Fraction, int]:
         """(share in use, number of leases) of one GPU."""
@@ -184,13 +180,17 @@ class ResourcePool:
 
     async def acquire(self, study: str, gpus_per_trial: float = 0.0,
                       min_free_memory_mb: int | None = None, *,
-                      memory_limit_mb: int | None = None) -> Lease:
-        """Wait for a lease. Raises PlacementError at once when it can never be granted."""
+                      memory_limit_mb: int | None = None,
+                      queued: asyncio.Event | None = None) -> Lease:
+        """Wait for a lease. Raises PlacementError at once when it can never be granted.
+        `queued` is set once the request is in line (granted or not)."""
         request = self._request(study, gpus_per_trial, min_free_memory_mb, memory_limit_mb)
         waiter = _Waiter(study, next(self._order), request,
                          asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         self._kick()
+        if queued is not None:
+            queued.set()
         try:
             return await waiter.future
         except asyncio.CancelledError:
@@ -212,12 +212,14 @@ class ResourcePool:
 
     def open(self) -> None:
         self._holding = False
+        for waiter in self._waiters:
+            waiter.why = ""  # till a round says what it waits for now
         self._kick()
 
-    def count_past_run(self, study: str, placement: str | None, seconds: float) -> None:
-        """Count a run this pool never saw (before a restart) as `study`'s: `seconds` on the
-        placement the store recorded for it (a lease's label)."""
-        self._use(study, _label_weight(placement) * max(seconds, 0.0))
+    def served_before(self, study: str, seconds_ago: float) -> None:
+        """`study` was last served `seconds_ago` by another pool (before a restart). A negative
+        age (the wall clock set back since) counts as now: served, and last in line."""
+        self._served[study] = self._clock() - max(seconds_ago, 0.0)
 
     async def aclose(self) -> None:
         """Stop the re-probe timer and any round in flight (daemon shutdown)."""
@@ -272,10 +274,6 @@ class ResourcePool:
         raise PlacementError(f"study {study!r} {what}", field=field, fix=fix)
 
     def _give_back(self, lease: Lease) -> None:
-        # Counted when given back, not while held: the fair key is then a number that moves
-        # only with grants and give-backs, the moments waiters are served, and studies tied on
-        # `held` each have as many leases running, whose time counts once they end.
-        self._use(lease.study, lease.weight * (self._clock() - lease._granted_at))
         self._held[lease.study] -= 1
         if self._held[lease.study] <= 0:
             del self._held[lease.study]
@@ -289,19 +287,19 @@ class ResourcePool:
 
     # -- granting ----------------------------------------------------------------------------
 
-    def _use(self, study: str, resource_seconds: float) -> None:
-        self._used[study] = self._used.get(study, 0.0) + resource_seconds
-
     def _fair_key(self, waiter: _Waiter) -> tuple[int, float, int]:
-        # Usage only breaks ties: `held` keeps a study with `parallel = 8` from starving one
-        # with `parallel = 1` whatever their past; the past decides between equals, as at a
-        # start, where every study holds nothing and arrival order would favour the file names
-        # read first, night after night.
-        return self._held[waiter.study], self.used_by(waiter.study), waiter.order
+        # When a study was served only breaks ties: `held` keeps a study with `parallel = 8`
+        # from starving one with `parallel = 1`; between equals, as at a start, where every
+        # study holds nothing, arrival order would favour the file names read first, night
+        # after night.
+        return (self._held[waiter.study], self._served.get(waiter.study, -math.inf),
+                waiter.order)
 
     def _kick(self) -> None:
         """Serve what can be served now: CPU slots at once, GPUs after a fresh memory reading."""
         if self._holding:
+            for waiter in self._waiters:
+                waiter.why = _HELD
             return
         self._serve_cpu()
         if not any(w.request.gpus for w in self._waiters):
@@ -416,10 +414,11 @@ class ResourcePool:
     def _grant(self, waiter: _Waiter, label: str, indices: tuple[int, ...], slot: int | None,
                share: Fraction = Fraction(0), env: dict[str, str] | None = None) -> Lease:
         self._held[waiter.study] += 1
+        self._served[waiter.study] = self._clock()
         if env is None:
             # A CPU-only trial must not touch the GPUs hpod hands out to others.
             env = {"CUDA_VISIBLE_DEVICES": ""} if self._hide_gpus else {}
-        return Lease(waiter.study, label, indices, share, env, slot, self, self._clock())
+        return Lease(waiter.study, label, indices, share, env, slot, self)
 
     def _grant_gpus(self, waiter: _Waiter, chosen: list[_Gpu]) -> Lease:
         req = waiter.request
@@ -450,29 +449,6 @@ class ResourcePool:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-def _weight(gpus: int, share: Fraction) -> Fraction:
-    """What a lease holds, in the units usage is counted in: GPUs times the share of each, and 1
-    for a CPU slot. A study running four quarter-GPU trials has the same use of the card as one
-    running one whole-GPU trial, so ties between them are decided by GPU time, not trial count.
-    A slot counts as a whole GPU: one whole unit of what the pool hands out. The two kinds
-    seldom meet (a CPU waiter never waits for a GPU, nor a GPU waiter for a slot), so the rate
-    matters only for a study that changed kinds, where one unit each is the plainest choice."""
-    return gpus * share if gpus else Fraction(1)
-
-
-def _label_weight(label: str | None) -> Fraction:
-    """`_weight` of the lease a stored placement names (`_label`'s format); 1 for a CPU slot,
-    a Ray node's label or none."""
-    if label is None or not label.startswith("gpu:"):
-        return Fraction(1)
-    indices, _, share = label.removeprefix("gpu:").removesuffix(")").partition("(")
-    try:
-        fraction = Fraction(1, _DENOMINATORS.get(share) or int(share.removeprefix("1/") or 1))
-    except (ValueError, ZeroDivisionError):  # not a label this hpod writes: a whole GPU each
-        fraction = Fraction(1)
-    return _weight(indices.count(",") + 1, fraction)
 
 
 def _label(indices: tuple[int, ...], share: Fraction) -> str:

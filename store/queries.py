@@ -209,20 +209,15 @@ def best_trial(study_id: int, direction: Direction) -> Query[TrialRecord | None]
     return Query(sql, params, _optional(trial_from_row))
 
 
-def run_seconds() -> Query[list[tuple[str, str | None, float]]]:
-    """(study name, placement, seconds) for each study and placement its trials ran on: each
-    trial's last run, from its start to its end. A run with no end recorded (interrupted by a
-    daemon's stop, paused by the scheduler, failed and queued to retry) counts to its last
-    report, the last moment the store knows it ran: a trial the daemon's stop interrupted
-    after running all night counts its night, and never the hours no daemon ran. A trial's
-    earlier runs are not kept (its start is that of its last run), so they are not counted."""
-    last_report = "(SELECT time FROM metrics WHERE trial_id = t.id ORDER BY id DESC LIMIT 1)"
+def last_trial_starts() -> Query[dict[str, float]]:
+    """Study name -> when its latest trial run started: when it was last given a place to run.
+    A trial's started_at is that of its latest run (a resumed or retried trial's too), so the
+    newest one is exact."""
     sql = (
-        f"SELECT s.name, t.placement, SUM(MAX(0, COALESCE(t.finished_at, {last_report}, "
-        "t.started_at) - t.started_at)) FROM trials AS t JOIN studies AS s ON s.id = t.study_id "
-        "WHERE t.started_at IS NOT NULL GROUP BY s.name, t.placement"
+        "SELECT s.name, MAX(t.started_at) FROM trials AS t JOIN studies AS s "
+        "ON s.id = t.study_id WHERE t.started_at IS NOT NULL GROUP BY s.name"
     )
-    return Query(sql, (), lambda rows: [(r[0], r[1], float(r[2])) for r in rows])
+    return Query(sql, (), lambda rows: {r[0]: float(r[1]) for r in rows})
 
 
 def list_events(

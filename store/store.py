@@ -343,9 +343,9 @@ class Store:
     async def best_trial(self, study_id: int, direction: Direction) -> TrialRecord | None:
         return await self._run(q.best_trial(study_id, direction))
 
-    async def run_seconds(self) -> list[tuple[str, str | None, float]]:
-        """(study name, placement, seconds) its trials ran there (queries.run_seconds)."""
-        return await self._run(q.run_seconds())
+    async def last_trial_starts(self) -> dict[str, float]:
+        """Study name -> the start of its latest trial run (queries.last_trial_starts)."""
+        return await self._run(q.last_trial_starts())
 
     async def interrupt_running(self) -> list[TrialRecord]:
         """Startup reconciliation: trials left RUNNING by a dead daemon become INTERRUPTED."""

@@ -275,10 +275,14 @@ class RayLeases:
 
     async def acquire(self, study: str, gpus_per_trial: float = 0.0,
                       min_free_memory_mb: int | None = None, *,
-                      memory_limit_mb: int | None = None) -> Lease:
+                      memory_limit_mb: int | None = None,
+                      queued: asyncio.Event | None = None) -> Lease:
         """A placed actor for one trial of `study`. `min_free_memory_mb` is not checked on Ray
-        nodes (Ray counts GPUs, not their memory). Raises PlacementError for what can never be
-        granted: another cluster than the daemon's, an unreachable one, a request too big."""
+        nodes (Ray counts GPUs, not their memory); `queued` is set at once: Ray keeps the line.
+        Raises PlacementError for what can never be granted: another cluster than the daemon's,
+        an unreachable one, a request too big."""
+        if queued is not None:
+            queued.set()
         cluster = self._cluster
         if self._address and cluster.address != self._address:
             raise PlacementError(

@@ -18,7 +18,6 @@ from hpod.store import (
     Direction,
     EventLevel,
     InvalidTransition,
-    MetricPoint,
     NotFound,
     StudyState,
     TrialCounts,
@@ -296,28 +295,28 @@ async def test_retry_and_requeue_count_attempts(store, make_trial, clock):
     assert (resumed.reason, resumed.exit_code) == (None, None)
 
 
-async def test_run_seconds_sum_each_study_s_runs_by_placement(store, make_study, clock):
-    a, b = await make_study("a"), await make_study("b")
-
-    async def run(study, placement, seconds, end, reported_for=None):
-        trial = await store.create_trial(study.id, {"lr": 0.01})
-        await store.transition(trial.id, TrialState.RUNNING, placement=placement)
-        if reported_for is not None:
-            report = MetricPoint(trial.id, 0, "loss", 0.5, clock.now + reported_for)
-            await store.add_metrics([report], {})
-        clock.advance(seconds)
-        return await store.transition(trial.id, end)
-
-    await run(a, "gpu:0", 100, TrialState.COMPLETE)
-    await run(a, "gpu:0", 50, TrialState.FAILED)
-    await run(a, "cpu:0", 10, TrialState.STOPPED)
-    # No end recorded: up to the last report, then requeued at the next start as ever.
-    interrupted = await run(b, "gpu:1(½)", 3600, TrialState.INTERRUPTED, reported_for=600)
-    await store.transition(interrupted.id, TrialState.QUEUED)
-    await run(b, "gpu:1(½)", 3600, TrialState.PAUSED)  # no report: nothing known of its run
-    await store.create_trial(b.id, {"lr": 0.1})  # never ran
-    assert sorted(await store.run_seconds()) == [
-        ("a", "cpu:0", 10.0), ("a", "gpu:0", 150.0), ("b", "gpu:1(½)", 600.0)]
+async def test_last_trial_starts_are_each_study_s_latest_run_start(store, make_study, clock):
+    a, b, c = await make_study("a"), await make_study("b"), await make_study("c")
+    first = await store.create_trial(a.id, {"lr": 0.01})
+    await store.transition(first.id, TrialState.RUNNING)  # at 1000
+    clock.advance(100)
+    second = await store.create_trial(a.id, {"lr": 0.02})
+    await store.transition(second.id, TrialState.RUNNING)  # at 1100
+    clock.advance(100)
+    await store.transition(second.id, TrialState.COMPLETE)
+    # Paused before a's latest, resumed after it: its latest run is what counts, here and for
+    # the study, not the start of its first run.
+    await store.transition(first.id, TrialState.PAUSED)
+    clock.advance(300)
+    await store.transition(first.id, TrialState.RUNNING)  # at 1500
+    clock.advance(50)
+    await store.transition(first.id, TrialState.STOPPED)
+    run_b = await store.create_trial(b.id, {"lr": 0.1})
+    await store.transition(run_b.id, TrialState.RUNNING)  # at 1550
+    await store.transition(run_b.id, TrialState.INTERRUPTED)  # a daemon's stop: its start stays
+    await store.create_trial(b.id, {"lr": 0.2})  # queued, never ran
+    await store.create_trial(c.id, {"lr": 0.3})  # c never ran: no entry
+    assert await store.last_trial_starts() == {"a": 1500.0, "b": 1550.0}
 
 
 async def test_transition_of_a_missing_trial_raises(store):

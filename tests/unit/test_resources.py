@@ -346,7 +346,7 @@ async def test_a_large_request_holds_back_the_gpus_it_can_use_but_not_the_others
 
 
 class Clock:
-    """The pool's clock, moved by hand: a lease's time is what the test says it is."""
+    """The pool's clock, moved by hand: when a study was served is what the test says."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -355,82 +355,87 @@ class Clock:
         return self.now
 
 
-async def use(pool: ResourcePool, clock: Clock, study: str, seconds: float,
-              gpus: float = 0.0) -> None:
-    """`study` holds a lease for `seconds`, then gives it back."""
-    lease = await get(pool, study, gpus)
-    clock.now += seconds
-    lease.release()
+async def serve(pool: ResourcePool, clock: Clock, study: str, then: float = 10) -> None:
+    """`study` is granted a lease and gives it back; the clock then moves on `then` seconds."""
+    (await get(pool, study)).release()
+    clock.now += then
 
 
-async def test_between_studies_holding_as_many_the_one_that_has_used_less_goes_first() -> None:
+async def in_line(pool: ResourcePool, *studies: str) -> list[asyncio.Task[Lease]]:
+    """A waiting request of each study, made in this order."""
+    tasks = []
+    for study in studies:
+        tasks.append(waiter(pool, study))
+        await asyncio.sleep(0)
+    return tasks
+
+
+async def test_between_studies_holding_as_many_the_least_recently_served_goes_first() -> None:
     clock = Clock()
     pool = ResourcePool(gpus=[], slots=1, clock=clock)
-    await use(pool, clock, "a", 100)
-    await use(pool, clock, "b", 10)
+    await serve(pool, clock, "a")
+    await serve(pool, clock, "b")
     busy = await get(pool, "c")
-    a = waiter(pool, "a")  # waits longest
-    await asyncio.sleep(0)
-    b = waiter(pool, "b")
-    await asyncio.sleep(0)
-    assert [study for study, _ in pool.waiting()] == ["b", "a"]
+    b, a, never = await in_line(pool, "b", "a", "never")  # b waits longest
+    assert [study for study, _ in pool.waiting()] == ["never", "a", "b"]
     busy.release()
-    assert (await asyncio.wait_for(b, WAIT)).study == "b"
-    assert not a.done()
-    a.cancel()
+    assert (await asyncio.wait_for(never, WAIT)).study == "never"
+    assert not (a.done() or b.done())
+    clock.now += 10
+    never.result().release()  # `never` now served last: a rotation, not a queue by name
+    assert (await asyncio.wait_for(a, WAIT)).study == "a"
+    assert not b.done()
+    b.cancel()
 
 
-async def test_fewer_leases_held_still_goes_before_less_used() -> None:
+async def test_fewer_leases_held_still_goes_before_served_longer_ago() -> None:
     clock = Clock()
     pool = ResourcePool(gpus=[], slots=2, clock=clock)
-    await use(pool, clock, "a", 100)
-    await get(pool, "b")  # held to the end
+    await get(pool, "b")  # at 1000, held to the end
+    clock.now += 100
+    await serve(pool, clock, "a")  # at 1100
     busy = await get(pool, "c")
-    b2 = waiter(pool, "b")
-    await asyncio.sleep(0)
-    a = waiter(pool, "a")
-    await asyncio.sleep(0)
+    b2, a = await in_line(pool, "b", "a")
     busy.release()
     assert (await asyncio.wait_for(a, WAIT)).study == "a"
     assert not b2.done()
     b2.cancel()
 
 
-async def test_usage_weighs_what_a_lease_holds() -> None:
+async def test_service_before_a_restart_counts_on_the_pool_s_own_clock() -> None:
     clock = Clock()
-    pool = ResourcePool(gpus=FakeProbe(2).gpus, slots=1, clock=clock)
-    await use(pool, clock, "two", 10, gpus=2)
-    await use(pool, clock, "half", 10, gpus=0.5)
-    await use(pool, clock, "cpu", 10)
-    assert (pool.used_by("two"), pool.used_by("half"), pool.used_by("cpu")) == (20, 5, 10)
-    assert pool.used_by("none") == 0
+    pool = ResourcePool(gpus=[], slots=1, clock=clock)
+    await serve(pool, clock, "in-run", then=500)  # at 1000 on the pool's clock; now 1500
+    pool.served_before("recent", 60)  # at 1440: after in-run
+    pool.served_before("long-ago", 36000)
+    pool.served_before("skewed", -30)  # the store's clock ahead of this one: as if just now
+    busy = await get(pool, "x")
+    tasks = await in_line(pool, "skewed", "recent", "in-run", "long-ago")
+    assert [study for study, _ in pool.waiting()] == ["long-ago", "in-run", "recent", "skewed"]
+    busy.release()
+    assert (await asyncio.wait_for(tasks[-1], WAIT)).study == "long-ago"
+    for task in tasks[:-1]:
+        assert not task.done()
+        task.cancel()
 
 
-@pytest.mark.parametrize("placement, weight", [
-    ("cpu:3", 1), ("gpu:1", 1), ("gpu:0,1", 2), ("gpu:2(¼)", Fraction(1, 4)),
-    ("gpu:0(1/7)", Fraction(1, 7)), ("node-3/gpu:1", 1), (None, 1), ("gpu:0(?)", 1),
-])
-def test_a_past_run_counts_as_its_stored_placement_weighs(placement, weight) -> None:
+async def test_requests_made_while_held_are_served_in_the_fair_order_at_open() -> None:
+    # A daemon's start: the first to ask is not the first served.
     pool = ResourcePool(gpus=[], slots=1)
-    pool.count_past_run("s", placement, 3600)
-    pool.count_past_run("s", placement, 3600)
-    assert pool.used_by("s") == pytest.approx(float(weight) * 7200)
-
-
-async def test_held_requests_are_served_together_in_the_fair_order() -> None:
-    # A daemon's start: the past counts, and the first to ask is not the first served.
-    pool = ResourcePool(gpus=[], slots=1)
-    pool.count_past_run("a", "cpu:0", 36000)
-    pool.count_past_run("b", "cpu:0", 60)
+    pool.served_before("a", 60)
+    pool.served_before("b", 36000)
     pool.hold()
-    a = waiter(pool, "a")
-    await asyncio.sleep(0)
-    b = waiter(pool, "b")
-    c = waiter(pool, "c")  # never ran
-    await asyncio.sleep(0)
+    queued = asyncio.Event()
+    a = waiter(pool, "a", queued=queued)
+    await asyncio.wait_for(queued.wait(), WAIT)  # in line, not granted
+    b, c = await in_line(pool, "b", "c")  # c never ran
     assert not (a.done() or b.done() or c.done())
+    assert pool.waiting() == [(study, "waiting for the other studies to start")
+                              for study in ("c", "b", "a")]
     pool.open()
     assert (await asyncio.wait_for(c, WAIT)).study == "c"
+    assert pool.waiting() == [("b", "all CPU slots are in use"),
+                              ("a", "all CPU slots are in use")]
     c.result().release()
     assert (await asyncio.wait_for(b, WAIT)).study == "b"
     assert not a.done()
