@@ -193,8 +193,11 @@ def importance(space: Space, points: Sequence[Mapping[str, object]], values: Seq
     X = space.to_unit_many(points)
     rng = np.random.default_rng(seed)
     finite = v[np.isfinite(v)]
-    # NaN and inf count as the worst finite value, so only the finite ones can vary.
-    if finite.size == 0 or np.ptp(finite) == 0:
+    # NaN and inf count as the worst finite value, so only the finite ones can vary. (A spread
+    # beyond the float range overflows to inf, which still says "varies".)
+    with np.errstate(over="ignore"):
+        flat = finite.size == 0 or np.ptp(finite) == 0
+    if flat:
         return _flat(space, len(v))
     if len(v) > _MAX_POINTS:
         # A uniform subset: the model's own cap keeps the best quarter, which suits a search
@@ -247,10 +250,11 @@ def _clip_outliers(v: np.ndarray) -> np.ndarray:
     finite = v[np.isfinite(v)]
     if finite.size < 4:
         return v
-    q10, q90 = np.percentile(finite, [10.0, 90.0])
-    if not q90 > q10:
-        return v
-    return np.where(np.isfinite(v), np.minimum(v, q90 + _OUTLIER_SPREADS * (q90 - q10)), v)
+    with np.errstate(over="ignore"):  # values near the float limit: an inf cap cuts nothing
+        q10, q90 = np.percentile(finite, [10.0, 90.0])
+        if not q90 > q10:
+            return v
+        return np.where(np.isfinite(v), np.minimum(v, q90 + _OUTLIER_SPREADS * (q90 - q10)), v)
 
 
 def _sobol_indices(mean: Surface, lattice: Lattice, rng: np.random.Generator,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -130,3 +131,11 @@ def test_noise_is_said_as_noise_not_given_to_the_parameters() -> None:
     assert got["a"][0] == pytest.approx(0.5, abs=0.2)
     assert half.unexplained == pytest.approx(0.5, abs=0.2)
     assert got["b"][1] < 0.15 and got["c"][1] < 0.15
+
+
+def test_values_near_the_float_limit_are_read_without_a_warning() -> None:
+    points, _ = results(UNIT3, lambda p: 0.0, 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        imp = importance(UNIT3, points, [1e308, -1e308] * 6)
+    assert imp.varies and 0.0 <= imp.unexplained <= 1.0
