@@ -185,6 +185,8 @@ def importance(space: Space, points: Sequence[Mapping[str, object]], values: Seq
     """
     if len(points) != len(values):
         raise ValueError(f"{len(points)} points but {len(values)} values")
+    if space.dim == 0:  # study files refuse such a space; a Space built in Python may not
+        raise ValueError("the space searches no parameter: there is nothing to split")
     if len(points) < min_results(space):
         raise NotEnoughResults(f"{len(points)} results for {space.dim} parameters; a surface "
                                f"needs at least {min_results(space)}")

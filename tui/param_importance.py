@@ -8,13 +8,17 @@ every REFRESH_S seconds.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from hpod.store import StudyRecord, TrialRecord
+
+if TYPE_CHECKING:  # the module itself loads numpy and scipy: only in the worker, when needed
+    from hpod.importance import Importance
 
 REFRESH_S = 10.0
 
 
-def compute(study: StudyRecord, trials: Iterable[TrialRecord]):  # -> Importance | None
+def compute(study: StudyRecord, trials: Iterable[TrialRecord]) -> Importance | None:
     """The importance of the study's parameters from its complete trials; None without a
     definition or with too few results (the chart then just says nothing about it)."""
     from hpod.importance import importance, min_results, results_of_trials
@@ -27,7 +31,7 @@ def compute(study: StudyRecord, trials: Iterable[TrialRecord]):  # -> Importance
     return importance(results.space, results.points, results.values)
 
 
-def ranked(names: Sequence[str], imp) -> list[str]:  # imp: Importance | None
+def ranked(names: Sequence[str], imp: Importance | None) -> list[str]:
     """The parameters most important first when known, else in the study file's order."""
     if imp is None or not imp.varies:
         return list(names)
@@ -35,7 +39,7 @@ def ranked(names: Sequence[str], imp) -> list[str]:  # imp: Importance | None
     return sorted(names, key=lambda name: rank.get(name, len(rank)))
 
 
-def note(imp, name: str) -> str:  # imp: Importance | None
+def note(imp: Importance | None, name: str) -> str:
     """What the params chart's title says of `name`: " · 61% alone, 70% with interactions"."""
     if imp is None or not imp.varies:
         return ""

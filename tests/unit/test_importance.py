@@ -92,6 +92,11 @@ def test_results_that_never_vary_explain_nothing() -> None:
     assert "every result is the same" in format_importance("s", "loss", imp, source="x")
 
 
+def test_a_space_that_searches_nothing_is_refused_in_words() -> None:
+    with pytest.raises(ValueError, match="searches no parameter"):
+        importance(Space((), fixed={"epochs": 3}), [{}] * 5, [1.0, 2.0, 3.0, 4.0, 5.0])
+
+
 def test_too_few_results_are_refused_with_how_many_are_needed() -> None:
     points, values = results(UNIT3, lambda p: p["a"], min_results(UNIT3) - 1)
     with pytest.raises(NotEnoughResults, match=f"needs at least {min_results(UNIT3)}"):

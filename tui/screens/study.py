@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from hpod.store import CommandAction, StudyRecord
 from textual import on
@@ -30,6 +30,9 @@ from ..widgets.status import CommandBar
 from ..widgets.table import VirtualTable
 from ..widgets.trial_table import TrialTable
 from .trial import TrialScreen
+
+if TYPE_CHECKING:  # loads numpy and scipy: the worker imports it when it first runs
+    from hpod.importance import Importance
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ class StudyScreen(Screen[None]):
         self._params = param_names(study)
         self._param_index = 0
         self._param_chosen = False  # by the user with [ ]: importance no longer picks it
-        self._importance: Any = None  # hpod.importance.Importance, once computed
+        self._importance: Importance | None = None
         self._importance_for = -1  # complete trials it was computed from (-1: never)
         self._importance_at = -float("inf")  # time.monotonic() of its last computation
         self._marked: set[int] = set()
