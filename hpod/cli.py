@@ -500,6 +500,7 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _importance(args: argparse.Namespace) -> int:
+    from hpod.best_region import best_region, format_best_region
     from hpod.importance import NotEnoughResults, format_importance, study_importance
 
     with _reader(args) as reader:
@@ -509,11 +510,17 @@ def _importance(args: argparse.Namespace) -> int:
         except NotEnoughResults as e:  # like `hpod best` before a trial completes: 1, not 2
             print(f"hpod: {e}", file=sys.stderr)
             return 1
+    region = best_region(results.space, results.points, results.values)
     if args.json:
+        where = None if region is None else {
+            "results": region.results, "of": region.of,
+            "params": {name: r.as_dict() for name, r in region.params.items()}}
         print(json.dumps({"study": study.name, "metric": study.metric, "step": args.step,
-                          "left_out": results.left_out, **imp.as_dict()}))
+                          "left_out": results.left_out, **imp.as_dict(), "best_region": where}))
     else:
         print(format_importance(study.name, study.metric, imp, source=results.source))
+        if region is not None:
+            print("\n" + format_best_region(region, [p.name for p in imp.params]))
         if results.left_out:
             print(f"left out: {results.left_out} results whose params do not fit the space "
                   f"as it is now")

@@ -37,9 +37,17 @@ z = {{ type = "categorical", choices = ["a", "b", "c"] }}
     assert ranked[0] == "x", doc
     x = doc["params"][0]
     assert x["alone"] > 0.8 and x["with_interactions"] >= x["alone"]
+    region = doc["best_region"]  # the 3 highest scores of 14
+    assert (region["results"], region["of"]) == (3, 14)
+    trials = json.loads(hpod_cli("trials", tmp_path, "which", "--format", "json").stdout)
+    best = sorted(trials, key=lambda t: -t["value"])[:3]
+    xs = [t["params"]["x"] for t in best]
+    assert region["params"]["x"] == {"low": min(xs), "high": max(xs)}
+    assert set(region["params"]["z"]["choices"]) == {t["params"]["z"] for t in best}
     text = hpod_cli("importance", tmp_path, "which").stdout
     assert text.splitlines()[0] == "study which: what its 14 complete trials say about score"
     assert text.splitlines()[2].startswith("x ")
+    assert "where the best 3 of 14 results lie" in text
 
 
 def test_with_few_complete_trials_it_points_at_the_step_where_more_can_be_compared(
