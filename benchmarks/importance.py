@@ -4,9 +4,11 @@
 
 Each function's true first-order indices are known in closed form (Ishigami, Sobol's G) or
 computed by quasi-Monte Carlo on the function itself with 2**15 base points (Hartmann-6, the
-example `quick`'s loss over its mixed space). Each method then sees n results, drawn at random
-over the space or proposed by an optimiser (Optuna's TPE, whose points crowd the optimum as a
-night's study does), and says each parameter's share.
+example `quick`'s loss over its mixed space). Two rows add noise with the function's own
+variance to every result (half of the results' variation is noise between runs); their true
+shares are the function's. Each method then sees n results, drawn at random over the space or
+proposed by an optimiser (Optuna's TPE, whose points crowd the optimum as a night's study
+does), and says each parameter's share.
 
 Optuna's fANOVA (`FanovaImportanceEvaluator`, its default: a random forest of 64 trees) returns
 main-effect shares normalised to sum to 1, so both methods are compared on normalised
@@ -44,6 +46,7 @@ class Function:
     space: Space
     f: Callable[[Mapping[str, Any]], float]
     truth: np.ndarray | None = None  # normalised first-order shares, when known in closed form
+    noise: float = 0.0  # standard deviation of the N(0, noise^2) added to each result
 
 
 def _ishigami(p: Mapping[str, Any], a: float = 7.0, b: float = 0.1) -> float:
@@ -70,6 +73,10 @@ def _g_truth() -> np.ndarray:
     return v / v.sum()
 
 
+def _hartmann6(p: Mapping[str, Any]) -> float:
+    return hartmann6(np.array([p[f"x{i}"] for i in range(6)]))
+
+
 _ACT = {"gelu": 0.0, "relu": 0.02, "tanh": 0.06}
 
 
@@ -90,7 +97,11 @@ def functions() -> list[Function]:
         Function("ishigami", Space(tuple(FloatParam(f"x{i}", -pi, pi) for i in (1, 2, 3))),
                  _ishigami, _ishigami_truth()),
         Function("sobol-g6", unit6, _g_function, _g_truth()),
-        Function("hartmann6", unit6, lambda p: hartmann6(np.array([p[f"x{i}"] for i in range(6)]))),
+        Function("hartmann6", unit6, _hartmann6),
+        # Noise with the function's own variance: half of every result's variation is noise
+        # between runs, as on a small validation set. The true shares are those of the function.
+        Function("sobol-g6 + noise", unit6, _g_function, _g_truth(), noise=0.76),
+        Function("hartmann6 + noise", unit6, _hartmann6, noise=0.38),
         Function("quick (mixed)", Space((
             FloatParam("lr", 1e-5, 1e-1, log=True), FloatParam("dropout", 0.0, 0.5, step=0.1),
             IntParam("units", 16, 512, log=True),
@@ -127,15 +138,21 @@ def _distributions(space: Space) -> dict[str, Any]:
 
 def draw(fn: Function, n: int, seed: int, how: str) -> tuple[list[dict[str, Any]], list[float]]:
     """n results of `fn`: uniform over the space, or the trials of an Optuna TPE run."""
+    noise = np.random.default_rng([seed, 1])
+
+    def measure(p: Mapping[str, Any]) -> float:
+        return fn.f(p) + (float(noise.normal(scale=fn.noise)) if fn.noise else 0.0)
+
     if how == "random":
         rng = np.random.default_rng(seed)
         points = [fn.space.sample(rng) for _ in range(n)]
-        return points, [fn.f(p) for p in points]
+        return points, [measure(p) for p in points]
     import optuna
 
     dists = _distributions(fn.space)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(lambda t: fn.f({k: t._suggest(k, d) for k, d in dists.items()}), n_trials=n)
+    study.optimize(lambda t: measure({k: t._suggest(k, d) for k, d in dists.items()}),
+                   n_trials=n)
     return [t.params for t in study.trials], [float(t.value) for t in study.trials]
 
 
@@ -165,6 +182,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--sizes", default="50,200", help="numbers of results, comma-separated")
     parser.add_argument("--data", default="random,tpe", help="random and/or tpe")
+    parser.add_argument("--functions", default="",
+                        help="only these functions, comma-separated (default: all)")
     args = parser.parse_args()
     import optuna
 
@@ -173,7 +192,10 @@ def main() -> None:
     print("| function | results | data | hpod error | fANOVA error | hpod / fANOVA | "
           "hpod top | fANOVA top | hpod s | fANOVA s |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    chosen = set(filter(None, args.functions.split(",")))
     for fn in functions():
+        if chosen and fn.name not in chosen:
+            continue
         truth = true_shares(fn)
         for n in sizes:
             for how in args.data.split(","):
