@@ -43,6 +43,7 @@ _CHUNK = 8192  # query rows per kernel matrix: (8192, 500) floats is 32 MB
 # suggester's winsorisation, 8.8 with a cut at 1 spread, 3.0 at 3 and 0.2 with none; a cut is
 # kept for the trial that diverged to 1e12.
 _OUTLIER_SPREADS = 3.0
+_GAP_SPREADS = 2.0  # an isolated value: this far from its neighbour towards the bulk
 Surface = Callable[[np.ndarray], np.ndarray]  # encoded points (m, d) -> values (m,)
 # Fewer results than this per parameter and the fitted surface is mostly the prior's guess.
 ROUGH_BELOW_PER_PARAM = 5
@@ -68,7 +69,7 @@ class Importance:
     params: tuple[ParamImportance, ...]  # most important first
     interactions: float  # explained, but by no single parameter alone
     unexplained: float  # what the surface does not predict: noise between runs, or a misfit
-    results: int  # how many results the surface was fitted to
+    results: int  # how many results it was given (a uniform _MAX_POINTS of more are fitted)
     varies: bool  # False: every result is the same, and no parameter explains anything
 
     @property
@@ -190,7 +191,11 @@ def importance(space: Space, points: Sequence[Mapping[str, object]], values: Seq
     if len(points) < min_results(space):
         raise NotEnoughResults(f"{len(points)} results for {space.dim} parameters; a surface "
                                f"needs at least {min_results(space)}")
+    # Every non-finite value counts as the worst, -inf too: a loss of -inf is a diverged run,
+    # not the best one (the GP's targets would take -inf as the best finite value).
     v = np.asarray(values, dtype=float)
+    v = np.where(np.isfinite(v), v, np.nan)
+    n = len(v)
     lattice = Lattice(space)
     X = space.to_unit_many(points)
     rng = np.random.default_rng(seed)
@@ -200,7 +205,7 @@ def importance(space: Space, points: Sequence[Mapping[str, object]], values: Seq
     with np.errstate(over="ignore"):
         flat = finite.size == 0 or np.ptp(finite) == 0
     if flat:
-        return _flat(space, len(v))
+        return _flat(space, n, varies=False)
     if len(v) > _MAX_POINTS:
         # A uniform subset: the model's own cap keeps the best quarter, which suits a search
         # for the optimum but would weigh a variance decomposition towards it.
@@ -209,7 +214,7 @@ def importance(space: Space, points: Sequence[Mapping[str, object]], values: Seq
     # Not the suggester's winsorisation (q3 + 1.5 IQR): an optimiser's results crowd its
     # optimum, so their IQR is narrow and that cut flattens the very slopes that say which
     # parameter matters (the example `quick` after 200 TPE trials: lr's share 0.98 read as
-    # 0.76). Only outliers far beyond the bulk are cut.
+    # 0.76). Only outliers beyond the bulk are cut (_clip_outliers).
     # The noise as the results show it (prior.py "vague-noise"), not the suggester's belief in
     # little noise, which books a noisy objective's noise as effects of the parameters.
     model = GPModel(lattice.is_cat, lattice.n_choices, winsorize=False,
@@ -218,19 +223,19 @@ def importance(space: Space, points: Sequence[Mapping[str, object]], values: Seq
         post, _, _ = model.posterior(X, _clip_outliers(v), rng)
         indices = _sobol_indices(post.mean, lattice, rng, base_points)
         explained = _loo_r2(post)
-    if indices is None:  # the surface is flat: the variation is all noise to it
-        return _flat(space, len(v))
+    if indices is None:  # the results differ, but the surface is flat: all noise to it
+        return _flat(space, n, varies=True)
     first, total = indices
     ranked = sorted((ParamImportance(p.name, explained * float(f), explained * float(t))
                      for p, f, t in zip(space.params, first, total)),
                     key=lambda p: (-p.with_interactions, -p.alone, p.name))
     interactions = explained * max(0.0, 1.0 - float(np.sum(first)))
-    return Importance(tuple(ranked), interactions, 1.0 - explained, len(v), varies=True)
+    return Importance(tuple(ranked), interactions, 1.0 - explained, n, varies=True)
 
 
-def _flat(space: Space, results: int) -> Importance:
+def _flat(space: Space, results: int, *, varies: bool) -> Importance:
     return Importance(tuple(ParamImportance(p.name, 0.0, 0.0) for p in space.params), 0.0, 1.0,
-                      results, varies=False)
+                      results, varies=varies)
 
 
 def _loo_r2(post: GPPosterior) -> float:
@@ -246,17 +251,34 @@ def _loo_r2(post: GPPosterior) -> float:
 
 
 def _clip_outliers(v: np.ndarray) -> np.ndarray:
-    """v with finite values above q90 + 3 (q90 - q10) cut there: one diverged trial at 1e12
-    among losses near 1 must not become the whole variance. NaN and inf are left to the GP's
-    targets, which count them as the worst finite value."""
-    finite = v[np.isfinite(v)]
+    """v with its outliers moved to the edge of the bulk, on both sides (NaN stays NaN, for the
+    GP's targets to count as the worst finite value). With s = q90 - q10:
+    - a value beyond q10 - 3 s or q90 + 3 s is cut there;
+    - then, from each end inwards through its outer tenth, a value separated from the next by
+      more than 2 s is moved onto that next one.
+    One trial that diverged to 1e12 among losses near 1 is a value nothing can predict: left
+    3 s out, it alone made the surface's leave-one-out R^2, and so every share, fall to nothing
+    (f = exp(3a) + b with one such result in 40: a's share read 0-44 % where it is ~100 %; with
+    the second rule 57-100 %). The tail an optimiser leaves (a few early, far worse points)
+    is not isolated like that, and stays (`quick` after 200 TPE trials: the same 3.0 points of
+    error either way, docs/benchmarks.md)."""
+    finite = np.sort(v[np.isfinite(v)])
     if finite.size < 4:
         return v
-    with np.errstate(over="ignore"):  # values near the float limit: an inf cap cuts nothing
+    with np.errstate(over="ignore"):  # values near the float limit: an inf cut cuts nothing
         q10, q90 = np.percentile(finite, [10.0, 90.0])
-        if not q90 > q10:
+        spread = q90 - q10
+        if not 0 < spread < math.inf:
             return v
-        return np.where(np.isfinite(v), np.minimum(v, q90 + _OUTLIER_SPREADS * (q90 - q10)), v)
+        low, high = q10 - _OUTLIER_SPREADS * spread, q90 + _OUTLIER_SPREADS * spread
+    finite = np.clip(finite, low, high)
+    tail = max(1, finite.size // 10)
+    top, bottom = finite.size - 1, 0
+    while top > finite.size - 1 - tail and finite[top] - finite[top - 1] > _GAP_SPREADS * spread:
+        top -= 1
+    while bottom < tail and finite[bottom + 1] - finite[bottom] > _GAP_SPREADS * spread:
+        bottom += 1
+    return np.where(np.isfinite(v), np.clip(v, finite[bottom], finite[top]), v)
 
 
 def _sobol_indices(mean: Surface, lattice: Lattice, rng: np.random.Generator,
@@ -304,11 +326,15 @@ def format_importance(study: str, metric: str, imp: Importance, *, source: str,
         lines.append(f"{p.name:<{name_width}}  {_percent(p.alone):>5}  "
                      f"{_percent(p.with_interactions):>5}  {bar}")
     lines.append(f"in interactions, no parameter alone: {_percent(imp.interactions)}")
+    if imp.results > _MAX_POINTS:
+        lines.append(f"(the surface is fitted to {_MAX_POINTS} of the {imp.results} results, "
+                     f"drawn at random)")
     lines.append(f"not explained (noise between runs, or what the fit missed): "
                  f"{_percent(imp.unexplained)}")
     if imp.unexplained > 0.5:
-        lines.append("mostly noise: the parameters predict less than half of the variation, "
-                     "so rank them with care (more results, or repeats, would tell)")
+        lines.append("mostly unexplained: the parameters predict less than half of the "
+                     "variation (noise between runs, or too few results for the fit), so rank "
+                     "them with care; more results, or repeats of a noisy trial, would tell")
     if imp.rough:
         lines.append(f"rough: {imp.results} results for {len(imp.params)} parameters; the "
                      f"shares firm up from about {ROUGH_BELOW_PER_PARAM * len(imp.params)}")
