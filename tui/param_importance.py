@@ -2,7 +2,7 @@
 
 Pure functions; the study screen runs `compute` in a worker thread (a GP fit takes a fraction of
 a second to a second, too long for the UI thread) each time more trials have completed, at most
-every REFRESH_S seconds.
+every `wait_after(cost)` seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +16,14 @@ if TYPE_CHECKING:  # the module itself loads numpy and scipy: only in the worker
     from hpod.importance import Importance
 
 REFRESH_S = 10.0
+# A computation may take this share of one core at most: the trials the screen watches need the
+# CPU more than a refreshed chart title does.
+MAX_CPU_SHARE = 0.05
+
+
+def wait_after(cost: float) -> float:
+    """Seconds until the next computation after one that took `cost` seconds."""
+    return max(REFRESH_S, cost / MAX_CPU_SHARE)
 
 
 def compute(study: StudyRecord, trials: Iterable[TrialRecord]) -> Importance | None:

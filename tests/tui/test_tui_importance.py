@@ -64,3 +64,8 @@ def test_without_enough_complete_trials_there_is_nothing_to_say() -> None:
     assert param_importance.compute(study, []) is None
     assert param_importance.note(None, "lr") == ""
     assert param_importance.ranked(["lr", "depth"], None) == ["lr", "depth"]
+
+
+def test_a_costly_computation_waits_longer_before_the_next() -> None:
+    assert param_importance.wait_after(0.1) == param_importance.REFRESH_S
+    assert param_importance.wait_after(2.0) == 2.0 / param_importance.MAX_CPU_SHARE

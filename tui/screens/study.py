@@ -72,7 +72,8 @@ class StudyScreen(Screen[None]):
         self._param_chosen = False  # by the user with [ ]: importance no longer picks it
         self._importance: Importance | None = None
         self._importance_for = -1  # complete trials it was computed from (-1: never)
-        self._importance_at = -float("inf")  # time.monotonic() of its last computation
+        self._importance_at = -float("inf")  # time.monotonic() its last computation started
+        self._importance_cost = 0.0  # seconds the last computation took
         self._marked: set[int] = set()
         # Columns, not lists of points: a running trial's curve grows by thousands a second
         # and is redrawn on every update (see widgets/decimate.py).
@@ -156,11 +157,12 @@ class StudyScreen(Screen[None]):
     # --- parameter importance -----------------------------------------------------------------
 
     def _refresh_importance(self) -> None:
-        """Compute it again in a worker once more trials completed, at most every REFRESH_S."""
+        """Compute it again in a worker once more trials completed, at most every
+        param_importance.wait_after(the last one's cost) seconds."""
         complete = self.summary.counts.complete if self.summary else 0
         now = time.monotonic()
         if complete == self._importance_for or now - self._importance_at < \
-                param_importance.REFRESH_S:
+                param_importance.wait_after(self._importance_cost):
             return
         if any(w.group == "importance" and w.is_running for w in self.workers):
             return
@@ -173,6 +175,8 @@ class StudyScreen(Screen[None]):
         worker = event.worker
         if worker.group != "importance":
             return
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            self._importance_cost = time.monotonic() - self._importance_at
         if event.state is WorkerState.ERROR:
             logger.warning("parameter importance failed: %s", worker.error)
         elif event.state is WorkerState.SUCCESS and worker.result is not None:
