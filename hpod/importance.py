@@ -149,7 +149,7 @@ def study_importance(reader: StoreReader, study: StudyRecord, step: int | None =
 
 def _not_enough(reader: StoreReader, study: StudyRecord, results: StudyResults,
                 step: int | None, need: int) -> str:
-    text = (f"study {study.name}: its {results.kind} are {len(results.values)}; "
+    text = (f"study {study.name} has {len(results.values)} {results.kind}, and "
             f"{results.space.dim} parameters need at least {need} results")
     if results.left_out:
         text += (f" ({results.left_out} more do not fit the space as it is now: the file's "

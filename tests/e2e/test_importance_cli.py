@@ -78,7 +78,8 @@ y = {{ type = "categorical", choices = ["p", "q"] }}
     hpod_cli("run", path, "--plain", check=False)  # most trials fail, by design
     refused = hpod_cli("importance", tmp_path, "few", check=False)
     assert refused.returncode == 1
-    assert "its complete trials are 2; 2 parameters need at least 4 results" in refused.stderr
+    assert "study few has 2 complete trials, and 2 parameters need at least 4 results" \
+        in refused.stderr
     assert "Fix: compare the trials at the step most of them reported: --step 1 (10 trials " \
         "reported loss there)" in refused.stderr
     doc = json.loads(hpod_cli("importance", tmp_path, "few", "--step", "1", "--json").stdout)
