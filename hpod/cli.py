@@ -34,6 +34,7 @@ typical session:
   cp digits.toml ~/studies/            the study starts within a second
   hpod status ~/studies                progress of every study (--json for scripts)
   hpod best ~/studies digits           the best trial's value and params
+  hpod importance ~/studies digits     which parameters mattered, and where the best lie
   hpod trials ~/studies digits --format csv > digits.csv
   hpod run digits.toml                 one study in the foreground, exits when done
   hpod check digits.toml               validate a study file without running anything
