@@ -5,11 +5,13 @@ answer here is a variance decomposition (Sobol indices) of a Gaussian process fi
 study's results, the same model the `gp` suggester uses, so it needs no scikit-learn (Optuna's
 fANOVA fits a random forest) and handles log scales, integers and categoricals as the suggester
 does. For each parameter:
-- `alone`: the first-order index, the share of the variance of the fitted surface that the
-  parameter explains by itself (fANOVA's main effect);
+- `alone`: the first-order index, the share of the variation the parameter explains by itself
+  (fANOVA's main effect);
 - `with_interactions`: the total index, that share plus every interaction the parameter is in.
-The shares are over the space as the study defines it: a log-scaled parameter is spread evenly
-in its log, a categorical evenly over its choices.
+Both are the surface's indices times the share of the results' variation the surface predicts
+(its leave-one-out R^2); the rest is `unexplained`: noise between runs, or a misfit. The shares
+are over the space as the study defines it: a log-scaled parameter is spread evenly in its log,
+a categorical evenly over its choices.
 
 Estimated on the GP's posterior mean by quasi-Monte Carlo (Saltelli's first-order and Jansen's
 total estimator on scrambled Sobol points; Saltelli et al. 2010, "Variance based sensitivity
@@ -38,10 +40,10 @@ from hpod.suggest.gp.regressor import GPPosterior
 _BASE_POINTS = 1 << 12
 _MAX_POINTS = 500  # the suggester's data cap: an O(n^3) fit stays under a second or two
 _CHUNK = 8192  # query rows per kernel matrix: (8192, 500) floats is 32 MB
-# Cut finite values above q90 + this many (q90 - q10). On 10 seeds of the example `quick` after
-# 200 TPE trials (docs/benchmarks.md) the error of the shares was 21.5 points with the
-# suggester's winsorisation, 8.8 with a cut at 1 spread, 3.0 at 3 and 0.2 with none; a cut is
-# kept for the trial that diverged to 1e12.
+# Cut finite values beyond q10 - / q90 + this many (q90 - q10). On 10 seeds of the example
+# `quick` after 200 TPE trials (docs/benchmarks.md) the error of the shares was 21.5 points with
+# the suggester's winsorisation, 8.8 with a cut at 1 spread, 3.0 at 3 and 0.2 with none; a cut
+# is kept for the trial that diverged to 1e12 (with _GAP_SPREADS, _clip_outliers).
 _OUTLIER_SPREADS = 3.0
 _GAP_SPREADS = 2.0  # an isolated value: this far from its neighbour towards the bulk
 Surface = Callable[[np.ndarray], np.ndarray]  # encoded points (m, d) -> values (m,)
@@ -180,9 +182,9 @@ def importance(space: Space, points: Sequence[Mapping[str, object]], values: Seq
     The Sobol indices of the fitted surface, scaled by the share of the results' variation the
     surface predicts (its leave-one-out R^2): a GP fits noise too, and on results that are
     mostly noise the indices of its surface alone would give the noise to the parameters.
-    `values` are in minimisation form (negate a maximised metric): as in the suggester, NaN and
-    inf count as the worst finite value, and outliers far above the bulk are cut, so that a few
-    diverged trials do not become the whole story.
+    `values` are in minimisation form (negate a maximised metric): NaN and +-inf count as the
+    worst finite value, and outliers away from the bulk are moved to its edge (_clip_outliers),
+    so that a few diverged trials do not become the whole story.
     """
     if len(points) != len(values):
         raise ValueError(f"{len(points)} points but {len(values)} values")
