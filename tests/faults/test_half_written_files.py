@@ -32,18 +32,22 @@ async def _intake(folder: Path, store) -> tuple[StudyIntake, list[str]]:
     return intake, started
 
 
+async def save(intake: StudyIntake, path: Path, text: str) -> None:
+    """Write the file and hand the intake the event the watcher would send for it."""
+    path.write_text(text)
+    await intake.handle(StudyFileEvent(path, present=True))
+
+
 async def test_a_file_caught_half_written_that_holds_no_study_is_forgotten(tmp_path: Path) -> None:
     path = tmp_path / "metrics.json"
     async with open_store(tmp_path / ".hpod" / "hpod.db") as store:
         intake, started = await _intake(tmp_path, store)
-        path.write_text(HALF)
-        await intake.handle(StudyFileEvent(path, present=True))
+        await save(intake, path, HALF)
         (broken,) = await store.list_studies()
         assert (broken.name, broken.state) == ("metrics", StudyState.INVALID)
         assert "JSON syntax error" in (broken.error or "")
 
-        path.write_text(WHOLE)
-        await intake.handle(StudyFileEvent(path, present=True))
+        await save(intake, path, WHOLE)
         assert await store.list_studies() == [] and started == []
         messages = [event.message for event in await store.list_events()]
         assert any("study metrics, which never had a valid definition, is removed" in m
@@ -51,16 +55,13 @@ async def test_a_file_caught_half_written_that_holds_no_study_is_forgotten(tmp_p
         assert messages[-1].startswith(f"{path} is ignored: not a study file")
 
         # Written again, and again whole: nothing more to record or say.
-        path.write_text(WHOLE.replace("3}", "4}"))
-        await intake.handle(StudyFileEvent(path, present=True))
+        await save(intake, path, WHOLE.replace("3}", "4}"))
         assert len(await store.list_events()) == len(messages)
         assert await store.list_studies() == []
         # Caught half-written again at its next write: recorded, and forgotten again.
-        path.write_text(HALF)
-        await intake.handle(StudyFileEvent(path, present=True))
+        await save(intake, path, HALF)
         assert [s.name for s in await store.list_studies()] == ["metrics"]
-        path.write_text(WHOLE)
-        await intake.handle(StudyFileEvent(path, present=True))
+        await save(intake, path, WHOLE)
         assert await store.list_studies() == []
 
 
@@ -73,8 +74,7 @@ async def test_a_file_seen_as_a_broken_study_is_still_reported_once_it_fails_to_
         intake, _ = await _intake(tmp_path, store)
         for text in ('{"command": ["python", "x.py"], "paralel": 2}', '{"command": ["py',
                      '{"title": "draft"}'):
-            path.write_text(text)
-            await intake.handle(StudyFileEvent(path, present=True))
+            await save(intake, path, text)
         (draft,) = await store.list_studies()
         assert draft.state is StudyState.INVALID
         assert "not a study file" in (draft.error or "")
@@ -100,8 +100,7 @@ async def test_a_broken_file_removed_leaves_no_study_behind(tmp_path: Path) -> N
     path = tmp_path / "typo.toml"
     async with open_store(tmp_path / ".hpod" / "hpod.db") as store:
         intake, _ = await _intake(tmp_path, store)
-        path.write_text('command = ["python", "x.py"]\nparalel = 2\n')
-        await intake.handle(StudyFileEvent(path, present=True))
+        await save(intake, path, 'command = ["python", "x.py"]\nparalel = 2\n')
         assert [s.name for s in await store.list_studies()] == ["typo"]
         path.unlink()
         await intake.handle(StudyFileEvent(path, present=False))
@@ -118,10 +117,8 @@ async def test_a_study_that_had_a_definition_is_kept_when_its_file_holds_none(
         intake, started = await _intake(tmp_path, store)
         await intake.handle(StudyFileEvent(path, present=True))
         assert started == ["kept"]
-        path.write_text('{"not": "toml"')
-        await intake.handle(StudyFileEvent(path, present=True))
-        path.write_text('title = "notes"\n')
-        await intake.handle(StudyFileEvent(path, present=True))
+        await save(intake, path, '{"not": "toml"')
+        await save(intake, path, 'title = "notes"\n')
         (kept,) = await store.list_studies()
         assert kept.spec is not None and "not a study file" in (kept.error or "")
 
@@ -147,17 +144,14 @@ async def test_a_trials_half_written_file_named_like_its_study_neither_marks_nor
     async with open_store(tmp_path / ".hpod" / "hpod.db") as store:
         intake, started = await _intake(tmp_path, store)
         await intake.handle(StudyFileEvent(study, present=True))
-        side.write_text(HALF)
-        await intake.handle(StudyFileEvent(side, present=True))
+        await save(intake, side, HALF)
         results = await store.find_study("results")
         assert results is not None and results.error is None
         broken = await store.find_study("results.json")
         assert broken is not None and broken.state is StudyState.INVALID
-        side.write_text(WHOLE)
-        await intake.handle(StudyFileEvent(side, present=True))
+        await save(intake, side, WHOLE)
         assert [s.name for s in await store.list_studies()] == ["results"]
-        study.write_text(quadratic_study(trials=4))  # more budget: applied, not refused
-        await intake.handle(StudyFileEvent(study, present=True))
+        await save(intake, study, quadratic_study(trials=4))  # more budget: applied, not refused
         assert started == ["results", "results"]
         results = await store.find_study("results")
         assert results is not None and results.error is None
@@ -189,10 +183,8 @@ async def test_a_file_caught_half_written_beside_a_broken_one_of_its_stem_leaves
     async with open_store(tmp_path / ".hpod" / "hpod.db") as store:
         intake, _ = await _intake(tmp_path, store)
         await intake.handle(StudyFileEvent(broken, present=True))
-        side.write_text(HALF)
-        await intake.handle(StudyFileEvent(side, present=True))
-        side.write_text(WHOLE)
-        await intake.handle(StudyFileEvent(side, present=True))
+        await save(intake, side, HALF)
+        await save(intake, side, WHOLE)
         (exp,) = await store.list_studies()
         assert (exp.name, exp.state, exp.path) == ("exp", StudyState.INVALID, str(broken))
         assert "paralel" in (exp.error or "")
@@ -205,8 +197,7 @@ async def test_a_broken_file_removed_while_no_daemon_ran_leaves_no_study_at_the_
     async with open_store(db) as store:
         intake, _ = await _intake(tmp_path, store)
         for path in (gone, kept):
-            path.write_text('command = ["python", "x.py"]\nparalel = 2\n')
-            await intake.handle(StudyFileEvent(path, present=True))
+            await save(intake, path, 'command = ["python", "x.py"]\nparalel = 2\n')
         assert [s.name for s in await store.list_studies()] == ["gone", "kept"]
     gone.unlink()
     async with open_store(db) as store:

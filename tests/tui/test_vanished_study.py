@@ -6,7 +6,10 @@ the cursor sensibly, survives a study screen whose study is gone, and keeps the 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from conftest import Clock, Seeded, wait_for
 from hpod.store import (
@@ -73,6 +76,19 @@ def healthy(app: HpodApp) -> None:
     assert errors == []
 
 
+@asynccontextmanager
+async def with_half_written(make_app, seeded: Seeded, size: tuple[int, int],
+                            ) -> AsyncIterator[tuple[HpodApp, Any, StudiesScreen, dict[str, int]]]:
+    """The seeded studies plus a half-written metrics.json recorded as a broken study, the app
+    running on them, its studies screen showing all four: (app, pilot, screen, study ids)."""
+    await add_invalid(seeded, HALF_NAME, HALF_ERROR)
+    ids = study_ids(seeded.db_path)
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        screen = await studies_screen(app, pilot, ["demo", "broken", "finished", HALF_NAME])
+        yield app, pilot, screen, ids
+
+
 async def studies_screen(app: HpodApp, pilot, names: list[str]) -> StudiesScreen:
     screen = app.screen
     assert isinstance(screen, StudiesScreen)
@@ -85,11 +101,7 @@ async def studies_screen(app: HpodApp, pilot, names: list[str]) -> StudiesScreen
 
 async def test_a_forgotten_invalid_study_leaves_the_table_the_details_and_the_invalid_line(
         make_app, seeded: Seeded) -> None:
-    await add_invalid(seeded, HALF_NAME, HALF_ERROR)
-    ids = study_ids(seeded.db_path)
-    app = make_app()
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await studies_screen(app, pilot, ["demo", "broken", "finished", HALF_NAME])
+    async with with_half_written(make_app, seeded, (100, 30)) as (app, pilot, screen, ids):
         table = screen.table
         assert table.cursor_key == "demo"
         assert "2 invalid study file(s): broken, metrics" in detail(screen)
@@ -117,11 +129,7 @@ async def test_a_forgotten_invalid_study_leaves_the_table_the_details_and_the_in
 
 async def test_the_highlighted_study_vanishing_moves_the_cursor_to_a_remaining_row(
         make_app, seeded: Seeded) -> None:
-    await add_invalid(seeded, HALF_NAME, HALF_ERROR)
-    ids = study_ids(seeded.db_path)
-    app = make_app()
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await studies_screen(app, pilot, ["demo", "broken", "finished", HALF_NAME])
+    async with with_half_written(make_app, seeded, (100, 30)) as (app, pilot, screen, ids):
         table = screen.table
         await pilot.press("down")
         assert table.cursor_key == "broken"
@@ -152,11 +160,7 @@ async def test_the_highlighted_study_vanishing_moves_the_cursor_to_a_remaining_r
 
 
 async def test_a_study_vanishing_from_a_sorted_table(make_app, seeded: Seeded) -> None:
-    await add_invalid(seeded, HALF_NAME, HALF_ERROR)
-    ids = study_ids(seeded.db_path)
-    app = make_app()
-    async with app.run_test(size=(120, 30)) as pilot:
-        screen = await studies_screen(app, pilot, ["demo", "broken", "finished", HALF_NAME])
+    async with with_half_written(make_app, seeded, (120, 30)) as (app, pilot, screen, ids):
         table = screen.table
         await pilot.click("#studies", offset=(2, 0))  # the "study" header: by name
         await pilot.pause()
