@@ -45,6 +45,10 @@ class BestRegion:
     of: int  # out of how many with a finite value
     params: dict[str, ParamRegion]
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"results": self.results, "of": self.of,
+                "params": {name: region.as_dict() for name, region in self.params.items()}}
+
 
 def best_region(space: Space, points: Sequence[Mapping[str, Any]], values: Sequence[float],
                 ) -> BestRegion | None:

@@ -513,11 +513,9 @@ def _importance(args: argparse.Namespace) -> int:
             return 1
     region = best_region(results.space, results.points, results.values)
     if args.json:
-        where = None if region is None else {
-            "results": region.results, "of": region.of,
-            "params": {name: r.as_dict() for name, r in region.params.items()}}
         print(json.dumps({"study": study.name, "metric": study.metric, "step": args.step,
-                          "left_out": results.left_out, **imp.as_dict(), "best_region": where}))
+                          "left_out": results.left_out, **imp.as_dict(),
+                          "best_region": None if region is None else region.as_dict()}))
     else:
         print(format_importance(study.name, study.metric, imp, source=results.source))
         if region is not None:
