@@ -413,9 +413,11 @@ def _check(args: argparse.Namespace) -> int:
     # file, so a broken link or a folder named x.toml gets the error the daemon records.
     paths = [found for path in args.files
              for found in (scan(path) if path.is_dir() else [path])]
-    # Once each, in the order a daemon reads them (sorted): the first to take a name keeps it.
-    # realpath, not Path.resolve: a loop of links is an error to print, not to raise.
-    paths = [path for _, path in sorted({os.path.realpath(path): path for path in paths}.items())]
+    # Once each, in the order a daemon reads them (sorted by path, as watcher.scan lists them,
+    # so a link sorts by its own name, not its target's): the first to take a name keeps it.
+    # abspath, not Path.resolve: a loop of links is an error to print, not to raise.
+    paths = sorted({os.path.abspath(path): path for path in paths}.values(),
+                   key=os.path.abspath)
     for path in paths:
         try:
             spec = load_study_file(path)

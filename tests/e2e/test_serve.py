@@ -672,6 +672,18 @@ def test_check_reports_two_files_of_one_folder_that_name_the_same_study(tmp_path
     write_study(other, "d", 'name = "c"\n' + quadratic_study())
     held = hpod_cli("check", other, check=False)
     assert "d.toml: field `name`: the study name `c` is already used by c.toml" in held.stdout
+    # A link reads under its own name, as the daemon lists it: a.toml (a link to shared/z.toml)
+    # comes before b.toml and keeps the name, whatever its target is called.
+    linked = tmp_path / "linked"
+    shared = tmp_path / "shared"
+    linked.mkdir()
+    shared.mkdir()
+    write_study(shared, "z", 'name = "same"\n' + quadratic_study())
+    (linked / "a.toml").symlink_to(shared / "z.toml")
+    write_study(linked, "b", 'name = "same"\n' + quadratic_study())
+    by_link = hpod_cli("check", linked, check=False)
+    assert "b.toml: field `name`: the study name `same` is already used by a.toml" \
+        in by_link.stdout, by_link.stdout
 
 
 def test_two_databases_in_one_folder_keep_their_trials_apart(tmp_path: Path) -> None:
