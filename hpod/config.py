@@ -28,6 +28,11 @@ def trials_dir_of(db_path: Path) -> Path:
     return db_path.parent / name
 
 
+def trial_dir(trials_dir: Path, study: str, number: int) -> Path:
+    """One trial's folder (its logs, checkpoints, HPOD_TRIAL_DIR) under `trials_dir`."""
+    return trials_dir / study / f"{number:05d}"
+
+
 def default_slots() -> int:
     """One CPU slot per core this process may run on (taskset, a container's cpuset), at
     least one."""

@@ -19,7 +19,7 @@ from typing import Any
 from pathlib import Path
 
 from hpod.checkpoint_keep import CheckpointKeeper, Removal, remove_checkpoint
-from hpod.config import DaemonConfig
+from hpod.config import DaemonConfig, trial_dir
 from hpod.decision import Decision
 from hpod.enqueue import complete_point, drawn_point, waiting_user_points
 from hpod.enqueued_points import EnqueuedPoints
@@ -625,7 +625,7 @@ class StudyController:
         self._wake()
 
     def _trial_dir(self, trial: TrialRecord) -> Path:
-        return self._config.trials_dir / self.name / f"{trial.number:05d}"
+        return trial_dir(self._config.trials_dir, self.name, trial.number)
 
     async def _record(self, trial: TrialRecord, outcome: TrialOutcome) -> None:
         if outcome.state is TrialState.INTERRUPTED and self._end is None:

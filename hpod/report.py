@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from hpod.config import trials_dir_of
+from hpod.config import trial_dir, trials_dir_of
 from hpod.gpus import format_memory
 from hpod.reasons import reason_in_one_line
 from hpod.store.reader import StoreReader
@@ -79,7 +79,7 @@ def where_best_ran(reader: StoreReader, study: StudyRecord,
     line = " ".join([*(f"{name}={shlex.quote(str(value))}" for name, value in env.items()),
                      shlex.join(command)])
     return {
-        "folder": str(trials_dir_of(reader.path) / study.name / f"{trial.number:05d}"),
+        "folder": str(trial_dir(trials_dir_of(reader.path), study.name, trial.number)),
         "checkpoint": trial.checkpoint,
         "rerun": f"cd {shlex.quote(str(workdir))} && {line}" if workdir else line,
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from hpod.config import trials_dir_of
+from hpod.config import trial_dir, trials_dir_of
 from hpod.store import (
     Direction,
     EventRecord,
@@ -214,4 +214,4 @@ def placements_in_use(running: Sequence[TrialRecord]) -> tuple[str, ...]:
 
 def trial_log_dir(db_path: Path, study: str, number: int) -> Path:
     """Where the daemon puts a trial's stdout.log / stderr.log."""
-    return trials_dir_of(db_path) / study / f"{number:05d}"
+    return trial_dir(trials_dir_of(db_path), study, number)

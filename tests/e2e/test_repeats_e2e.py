@@ -119,3 +119,17 @@ def test_hpod_run_ends_with_the_best_configuration_not_the_best_single_run(
     assert "] 9/9 ·" in result.stderr and "/3 ·" not in result.stderr  # the bar counts runs
     assert f"best loss = {best['value']:.6g} (configuration #{best['trial']}, mean of 3 runs)" \
         in last, last
+
+
+def test_hpod_best_never_points_at_a_run_that_diverged(tmp_path: Path) -> None:
+    # The configuration's mean leaves its diverged run out; the run `hpod best` points at (its
+    # folder, its rerun line) must be one that counted, not the -inf one that min() prefers.
+    (tmp_path / "train.py").write_text(
+        "import os\nimport hpod.trial as trial\n"
+        "repeat = int(os.environ['HPOD_REPEAT'])\n"
+        "trial.report(1, loss=float('-inf') if repeat == 1 else 0.5 + repeat)\n")
+    path = write_study(tmp_path, "rep", _study(trials=1, repeats=3, parallel=1).replace(
+        str(FIXTURE_TRIALS / "noisy.py"), str(tmp_path / "train.py")))
+    hpod_cli("run", path, "--plain")
+    best = json.loads(hpod_cli("best", tmp_path, "rep", "--json").stdout)
+    assert "HPOD_REPEAT=0 " in best["rerun"], best
