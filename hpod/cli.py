@@ -539,16 +539,14 @@ def _trials(args: argparse.Namespace) -> int:
     return 0
 
 
-_LEVELS = [EventLevel.INFO, EventLevel.WARNING, EventLevel.ERROR]
-
-
 def _events(args: argparse.Namespace) -> int:
     from hpod import report
 
     with _reader(args) as reader:
         names = {s.id: s.name for s in reader.list_studies()}
         study_id = _find_study(reader, args.study).id if args.study else None
-        levels = _LEVELS[_LEVELS.index(EventLevel(args.level)):]
+        ordered = list(EventLevel)  # info, warning, error: least to most severe
+        levels = ordered[ordered.index(EventLevel(args.level)):]
         events = reader.list_events(study_id=study_id, limit=args.limit, newest=True,
                                     levels=levels)
     print(report.format_events(events, names))

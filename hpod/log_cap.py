@@ -17,7 +17,8 @@ from pathlib import Path
 
 LOG_CHECK_EVERY = 10.0  # seconds, at most
 LOG_CHECK_SOONEST = 0.5  # seconds, for a trial that prints as fast as the disk takes it
-LOG_NAMES = ("stdout.log", "stderr.log")
+STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"  # in each trial's folder
+LOG_NAMES = (STDOUT_LOG, STDERR_LOG)
 
 
 def log_sizes(trial_dir: Path) -> list[int]:
@@ -53,9 +54,8 @@ def trim_logs(trial_dir: Path, limit_mb: float, sizes: list[int] | None = None) 
     if limit_mb <= 0:
         return []
     limit = int(limit_mb * 1024 * 1024)
-    sizes = sizes if sizes is not None else [limit + 1] * len(LOG_NAMES)
-    return [name for name, size in zip(LOG_NAMES, sizes)
-            if size > limit and trim_log(trial_dir / name, limit)]
+    return [name for i, name in enumerate(LOG_NAMES)
+            if (sizes is None or sizes[i] > limit) and trim_log(trial_dir / name, limit)]
 
 
 def trim_log(path: Path, limit: int) -> bool:

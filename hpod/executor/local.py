@@ -27,6 +27,7 @@ from hpod.errors import LaunchError
 from hpod.executor.base import TrialExit
 from hpod.executor.fd_slots import ChildFdSlots
 from hpod.executor.leftovers import kill_leftovers, trial_dir_value
+from hpod.log_cap import STDERR_LOG, STDOUT_LOG
 from hpod.executor.process import (child_setup, classify_exit, group_alive, launch_error,
                                    load_prctl, settle, signal_group, stderr_tail)
 from hpod.executor.spawn import direct_program, with_pdeathsig
@@ -82,7 +83,7 @@ class LocalExecutor:
         # not share the machine (or the GPU) with the run that starts now. Every run creates
         # stderr.log before its process exists (a spare's hand-off too), so without one no
         # process can carry this folder as its HPOD_TRIAL_DIR: the scan of /proc is skipped.
-        if (trial_dir / "stderr.log").exists():
+        if (trial_dir / STDERR_LOG).exists():
             await asyncio.to_thread(kill_leftovers, trial_dir)
         fast = self.fast and direct_program(argv[0], env, Path(cwd)) is not None
 
@@ -99,8 +100,8 @@ class LocalExecutor:
         spawned = False
         try:
             # Appending keeps a resumed trial's earlier output; the tail starts at this run.
-            with open(trial_dir / "stdout.log", "ab") as out, \
-                    open(trial_dir / "stderr.log", "ab") as err:
+            with open(trial_dir / STDOUT_LOG, "ab") as out, \
+                    open(trial_dir / STDERR_LOG, "ab") as err:
                 stderr_start = err.tell()
                 if fast:
                     proc = await self._spawn_fast(argv, env, cwd, out, err, report_w,
@@ -136,7 +137,7 @@ class LocalExecutor:
             signal_group(proc.pid, signal.SIGKILL)
             raise
         logger.debug("launched pid %d: %s", proc.pid, argv)
-        trial = LocalTrial(proc, reader, transport, control_w, trial_dir / "stderr.log",
+        trial = LocalTrial(proc, reader, transport, control_w, trial_dir / STDERR_LOG,
                            stderr_start)
         if env.get("HPOD_TRIAL_DIR") == trial_dir_value(trial_dir):
             trial.sweeps(trial_dir)

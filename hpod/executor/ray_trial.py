@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpod.decision import Decision
 from hpod.executor.base import TrialExit
+from hpod.log_cap import STDERR_LOG, STDOUT_LOG
 from hpod.wire import Message
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class RayTrial:
         self._lost: str | None = None
         self._closed = False
         # Appending keeps a resumed trial's earlier output, as the local executor does.
-        self._outputs = (open(trial_dir / "stdout.log", "ab"), open(trial_dir / "stderr.log", "ab"))
+        self._outputs = (open(trial_dir / STDOUT_LOG, "ab"), open(trial_dir / STDERR_LOG, "ab"))
         self._relay = loop.create_task(self._pump(), name=f"hpod-ray-relay-{pid}")
 
     def __repr__(self) -> str:

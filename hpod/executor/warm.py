@@ -33,6 +33,7 @@ from pathlib import Path
 
 from hpod.executor.leftovers import kill_leftovers
 from hpod.executor.local import LocalExecutor, LocalTrial
+from hpod.log_cap import STDERR_LOG
 from hpod.executor.spare_pool import (
     Spare,
     SpareConfig,
@@ -202,7 +203,7 @@ class WarmExecutor:
             trial_dir.mkdir(parents=True, exist_ok=True)
             # As LocalExecutor.launch: what an earlier run of this trial forked must be gone.
             await asyncio.to_thread(kill_leftovers, trial_dir)
-            stderr_path = trial_dir / "stderr.log"
+            stderr_path = trial_dir / STDERR_LOG
             start = stderr_path.stat().st_size if stderr_path.exists() else 0
             launch = {"argv": argv, "env": dict(env), "cwd": os.fspath(cwd),
                       "trial_dir": os.fspath(trial_dir)}
