@@ -126,10 +126,16 @@ class StudyIntake:
     def start_when_ended(self, name: str) -> bool:
         """Start study `name` again once its controller, now stopping, has ended; False when
         no file defines it any more (removed), so nothing could start."""
-        if not any(n == name and os.path.lexists(p) for p, n in self._names.items()):
+        if not self._claimed(name):
             return False
         self._start_when_ended.add(name)
         return True
+
+    def _claimed(self, name: str, *, besides: Path | None = None) -> bool:
+        """A file still there, other than `besides`, was last read as defining study `name`
+        (validly or not): the name is not free."""
+        return any(n == name and p != besides and os.path.lexists(p)
+                   for p, n in self._names.items())
 
     async def handle(self, event: StudyFileEvent) -> None:
         async with self._one_at_a_time:
@@ -205,8 +211,7 @@ class StudyIntake:
         which is never deleted."""
         if record.spec is not None or self._live.get(record.name) is not None:
             return False
-        if any(n == record.name and p != path and os.path.lexists(p)
-               for p, n in self._names.items()):
+        if self._claimed(record.name, besides=path):
             return False  # another file, still broken, is recorded under it too
         if not await self._store.forget_study(record.id):
             return False
@@ -355,7 +360,7 @@ class StudyIntake:
         if known is not None:
             return known
         stem = path.stem
-        if any(n == stem and p != path and os.path.lexists(p) for p, n in self._names.items()):
+        if self._claimed(stem, besides=path):
             return path.name
         record = await self._store.find_study(stem)
         if record is not None and record.spec is not None and record.path != str(path) \
@@ -378,7 +383,7 @@ class StudyIntake:
         name = self._names.pop(path, None)
         if name is None:
             return
-        if any(n == name and os.path.lexists(p) for p, n in self._names.items()):
+        if self._claimed(name):
             # Renamed (`mv a.toml b.toml`, an editor's save-as): the study is defined by the
             # file under its new name, which was read first, and goes on.
             return
