@@ -157,16 +157,21 @@ def _not_enough(reader: StoreReader, study: StudyRecord, results: StudyResults,
         text += (f" ({results.left_out} more do not fit the space as it is now: the file's "
                  f"space changed since they ran)")
     counts = reader.steps_reported(study.id, study.metric)
-    enough = [s for s, n in counts.items() if n >= need and s != step]
-    if enough:
-        # The step most trials reported (of those, the furthest): a rung where only the
-        # promoted few remain has the least spread to learn from.
-        best = max(enough, key=lambda s: (counts[s], s))
+    best = busiest_step(counts, besides=step)
+    if best is not None and counts[best] >= need:
         text += (f". Fix: compare the trials at the step most of them reported: "
                  f"--step {best} ({counts[best]} trials reported {study.metric} there)")
     else:
         text += ". Fix: wait for more trials to report"
     return text
+
+
+def busiest_step(counts: Mapping[int, int], *, besides: int | None = None) -> int | None:
+    """The step most trials reported, from {step: trials that reported it} (the furthest of
+    those tied): where the results to compare are, when too few trials completed. A rung
+    where only the promoted few remain has the least spread to learn from. None: no step."""
+    steps = [s for s, n in counts.items() if n > 0 and s != besides]
+    return max(steps, key=lambda s: (counts[s], s)) if steps else None
 
 
 def min_results(space: Space) -> int:

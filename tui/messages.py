@@ -57,6 +57,20 @@ class CurvesUpdated(Message):
 
 
 @dataclass
+class StepValues(Message):
+    """The objective at the step most of a study's trials reported, {trial id: value} (whole):
+    what parameter importance compares while too few trials completed (under a scheduler most
+    stop early). Sent only to a StudyInterest with `step_values`."""
+
+    study_id: int
+    step: int
+    values: Mapping[int, float]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StepValues) and message.study_id == self.study_id
+
+
+@dataclass
 class TrialUpdated(Message):
     trial: TrialRecord
 

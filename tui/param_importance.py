@@ -2,15 +2,20 @@
 
 Pure functions; the study screen runs `compute` in a worker thread (a GP fit takes a fraction of
 a second to a second, too long for the UI thread) each time more trials have completed, at most
-every `wait_after(cost)` seconds.
+every `wait_after(cost)` seconds. Like `hpod importance`, it compares the complete trials' final
+values; while they are too few (under a scheduler most trials stop early) it compares what the
+trials reported at the step most of them reached, as `hpod importance --step` would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hpod.store import StudyRecord, TrialRecord
+
+from .messages import StepValues
 
 if TYPE_CHECKING:  # the module itself loads numpy and scipy: only in the worker, when needed
     from hpod.importance import Importance
@@ -26,17 +31,36 @@ def wait_after(cost: float) -> float:
     return max(REFRESH_S, cost / MAX_CPU_SHARE)
 
 
-def compute(study: StudyRecord, trials: Iterable[TrialRecord]) -> Importance | None:
-    """The importance of the study's parameters from its complete trials; None without a
-    definition or with too few results (the chart then just says nothing about it)."""
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What `compute` found: the importance (None: too few results for one), the values at a
+    step it compared (None: the complete trials' final values), and whether values at a step
+    are wanted (the complete trials are too few)."""
+
+    importance: Importance | None = None
+    at_step: StepValues | None = None
+    wants_step_values: bool = False
+
+
+def compute(study: StudyRecord, trials: Sequence[TrialRecord],
+            at_step: StepValues | None = None) -> Reading:
+    """The importance of the study's parameters from its complete trials, or else from the
+    values `at_step`; nothing without a definition or with too few results of either kind
+    (the chart then just says nothing about it)."""
     from hpod.importance import importance, min_results, results_of_trials
 
     if study.spec is None:
-        return None
+        return Reading()
     results = results_of_trials(study, trials)
-    if len(results.values) < min_results(results.space):
-        return None
-    return importance(results.space, results.points, results.values)
+    need = min_results(results.space)
+    if len(results.values) >= need:
+        return Reading(importance(results.space, results.points, results.values))
+    if at_step is not None:
+        results = results_of_trials(study, trials, at_step.values, at_step.step)
+        if len(results.values) >= need:
+            return Reading(importance(results.space, results.points, results.values),
+                           at_step, wants_step_values=True)
+    return Reading(wants_step_values=True)
 
 
 def ranked(names: Sequence[str], imp: Importance | None) -> list[str]:
@@ -47,8 +71,10 @@ def ranked(names: Sequence[str], imp: Importance | None) -> list[str]:
     return sorted(names, key=lambda name: rank.get(name, len(rank)))
 
 
-def note(imp: Importance | None, name: str) -> str:
-    """What the params chart's title says of `name`: " · 61% alone, 70% with interactions"."""
+def note(reading: Reading | None, name: str) -> str:
+    """What the params chart's title says of `name`: " · explains 61% alone, 70% with
+    interactions"."""
+    imp = None if reading is None else reading.importance
     if imp is None or not imp.varies:
         return ""
     share = next((p for p in imp.params if p.name == name), None)

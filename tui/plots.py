@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from hpod.store import StudyRecord, TrialRecord, TrialState
 
 from . import format as fmt
+from .messages import StepValues
 from .model import (
     best_so_far,
     param_choices,
@@ -84,31 +85,36 @@ def best_plot(study: StudyRecord, trials: Iterable[TrialRecord], now: float) -> 
 
 def params_plot(
     study: StudyRecord, trials: Iterable[TrialRecord], name: str | None, best_id: int | None,
-    note: str = "",
+    note: str = "", at_step: StepValues | None = None,
 ) -> Plot:
-    """The objective of each completed trial against one parameter; the best trial stands out.
-    `note` follows the parameter's name in the title (its importance)."""
+    """The objective of each completed trial against one parameter, or what each trial
+    reported `at_step`; the best trial stands out. `note` follows the parameter's name in the
+    title (its importance)."""
     if name is None:
         return Plot(title="no searched parameters", empty="this study searches no parameter")
     choices = param_choices(study, name)
     points: list[tuple[float, float]] = []
     best: list[tuple[float, float]] = []
     for trial in trials:
-        if trial.state is not TrialState.COMPLETE or trial.value is None:
-            continue
+        if at_step is not None:
+            value = at_step.values.get(trial.id)
+        else:
+            value = trial.value if trial.state is TrialState.COMPLETE else None
         x = _x(trial.params.get(name), choices)
-        if x is None or not math.isfinite(trial.value):
+        if x is None or value is None or not math.isfinite(value):
             continue
-        (best if trial.id == best_id else points).append((x, trial.value))
+        (best if trial.id == best_id else points).append((x, value))
     ticks = None
     if choices is not None:
         ticks = tuple((float(i), fmt.truncate(fmt.param(c), 8)) for i, c in enumerate(choices))
+    metric = study.metric if at_step is None else f"{study.metric} at step {at_step.step}"
     return Plot(
         (Series("", points, lines=False), Series("best", best, lines=False, emphasis=True)),
         x_log=param_is_log(study, name) and choices is None,
         x_ticks=ticks,
-        title=f"{study.metric} vs {name}{note} · [ ] other parameter",
-        empty=f"no completed trial yet to plot against {name}",
+        title=f"{metric} vs {name}{note} · [ ] other parameter",
+        empty=(f"no completed trial yet to plot against {name}" if at_step is None else
+               f"no trial reported step {at_step.step} yet"),
     )
 
 

@@ -10,18 +10,22 @@ costs little per poll:
   background, a bounded number of rows per poll, so the table shows up at once. Only the
   objective is read (and the scheduler's resource metric for a curve), as plain tuples: a
   trial reporting 60 000 times a second brings 30 000 new rows per poll.
+- values at one step (StepValues), only while the screen asks for them (parameter importance
+  before enough trials completed): two queries over the study's metrics, so at most every
+  STEP_VALUES_EVERY_S, and once more after the last change.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from hpod.store import NotFound, StoreReader, StudyRecord, TrialRecord, TrialState
 from textual.message import Message
 
-from .messages import CurvesUpdated, StudyUpdated, TrialsUpdated
+from .messages import CurvesUpdated, StepValues, StudyUpdated, TrialsUpdated
 from .model import CurvePoint, StudySummary, TrialStats, improve_stats, resource_metric
 from .watch_overview import summarize
 
@@ -34,6 +38,9 @@ PARKED_STATES = frozenset({TrialState.PAUSED, TrialState.INTERRUPTED})
 # Older trials' metric rows read per poll: enough that small studies load in one poll, small
 # enough that a poll on a huge study returns quickly and the UI thread keeps the GIL.
 BACKFILL_ROWS_PER_POLL = 20_000
+# Values at a step are counted and read over the whole study: a few hundred milliseconds on a
+# night's million rows, so not on every poll.
+STEP_VALUES_EVERY_S = 10.0
 
 Rows = list[tuple[int, int, float]]  # one metric's (row id, step, value): metric_values
 
@@ -42,14 +49,19 @@ Rows = list[tuple[int, int, float]]  # one metric's (row id, step, value): metri
 class StudyInterest:
     study_id: int
     curves: frozenset[int] = frozenset()  # trial ids whose learning curves are shown
+    step_values: bool = False  # send StepValues too
 
     def open(self) -> StudyWatch:
         return StudyWatch(self)
 
 
 class StudyWatch:
-    def __init__(self, interest: StudyInterest) -> None:
+    def __init__(self, interest: StudyInterest,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._interest = interest
+        self._clock = clock
+        self._step_values_at = -float("inf")  # clock() of the last read of values at a step
+        self._step_values_due = True  # the database changed since that read
         self._summary: StudySummary | None = None
         self._trials: dict[int, TrialRecord] = {}
         self._numbers: set[int] = set()
@@ -73,12 +85,17 @@ class StudyWatch:
     def retarget(self, interest: object) -> None:
         if not isinstance(interest, StudyInterest) or interest.study_id != self._interest.study_id:
             raise ValueError(f"a study watch cannot follow {interest!r}")
+        if interest.step_values and not self._interest.step_values:
+            self._step_values_at, self._step_values_due = -float("inf"), True
         self._interest = interest
 
     def poll(self, reader: StoreReader, changed: bool) -> list[Message]:
         interest = self._interest
         new_curves = interest.curves - self._curve_cursor.keys()
-        if not (changed or self._backfill or new_curves or not self._loaded):
+        self._step_values_due = self._step_values_due or changed
+        step_values = interest.step_values and self._step_values_due and \
+            self._clock() - self._step_values_at >= STEP_VALUES_EVERY_S
+        if not (changed or self._backfill or new_curves or not self._loaded or step_values):
             return []
         for gone in self._curve_cursor.keys() - interest.curves:
             del self._curve_cursor[gone]
@@ -97,13 +114,25 @@ class StudyWatch:
             reads: dict[int, tuple[int, Rows]] = {}
             stats = self._read_stats(reader, study, trials, reads)
             curves, reset = self._read_curves(reader, study, interest.curves, reads)
+            at_step = self._read_step_values(reader, study) if step_values else None
         loading = bool(self._backfill)
         if first or trials or stats or loading != self._sent_loading:
             self._sent_loading = loading
             out.append(TrialsUpdated(study.id, tuple(trials), stats, loading))
         if curves or reset:
             out.append(CurvesUpdated(study.id, curves, frozenset(reset)))
+        if at_step is not None:
+            out.append(at_step)
         return out
+
+    def _read_step_values(self, reader: StoreReader, study: StudyRecord) -> StepValues | None:
+        from hpod.importance import busiest_step  # loaded by the importance worker already
+
+        self._step_values_at, self._step_values_due = self._clock(), False
+        step = busiest_step(reader.steps_reported(study.id, study.metric))
+        if step is None:
+            return None
+        return StepValues(study.id, step, reader.values_at_step(study.id, study.metric, step))
 
     # --- trials -------------------------------------------------------------------------------
 

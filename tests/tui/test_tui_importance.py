@@ -1,5 +1,6 @@
 """The study view's params chart with parameter importance: computed off the UI thread from the
-complete trials, most important parameter first, its share in the chart's title."""
+complete trials (or, while they are too few, the values at the step most trials reported), most
+important parameter first, its share in the chart's title."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ from conftest import SPEC, Clock, wait_for
 from hpod.store import Direction, MetricPoint, TrialState, open_store
 from hpod.tui import param_importance
 from hpod.tui.app import HpodApp
+from hpod.tui.messages import StepValues
 from hpod.tui.screens.study import StudyScreen
 from hpod.tui.widgets.chart import Chart
+from textual.pilot import Pilot
 
 
-async def seed_study(db_path: Path, clock: Clock, n: int = 16) -> None:
-    """`opt` decides the loss, `lr` a little, `depth` not at all; `opt` is last in the file."""
+async def seed_study(db_path: Path, clock: Clock, n: int = 16,
+                     went_on: int | None = None) -> int:
+    """`opt` decides the loss at step 1, `lr` a little, `depth` not at all; `opt` is last in
+    the file. Every trial completes there, or, as under a scheduler, only the first `went_on`
+    go on to complete at step 27, where `depth` decides, and the others stop. Returns the
+    study's id."""
     async with open_store(db_path, clock=clock) as store:
         study = await store.create_study(
             "which", str(db_path.parent.parent / "which.toml"), spec=SPEC, identity="x",
@@ -28,7 +35,25 @@ async def seed_study(db_path: Path, clock: Clock, n: int = 16) -> None:
             await store.transition(trial.id, TrialState.RUNNING)
             await store.add_metrics([MetricPoint(trial.id, 1, "loss", loss, clock.now)],
                                     {trial.id: (1, loss)})
-            await store.transition(trial.id, TrialState.COMPLETE, exit_code=0)
+            if went_on is not None and number < went_on:
+                final = float(params["depth"])
+                await store.add_metrics([MetricPoint(trial.id, 27, "loss", final, clock.now)],
+                                        {trial.id: (27, final)})
+            stopped = went_on is not None and number >= went_on
+            await store.transition(trial.id, TrialState.STOPPED if stopped
+                                   else TrialState.COMPLETE, exit_code=0)
+        return study.id
+
+
+async def open_params_chart(pilot: Pilot[None], app: HpodApp) -> tuple[StudyScreen, Chart]:
+    """From the overview, the only study's screen on its params chart, its 16 trials read."""
+    await wait_for(pilot, lambda: app.screen.table.row_count == 1, "the study")
+    await pilot.press("enter")
+    screen = await wait_for(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen,
+                            "the study screen")
+    await wait_for(pilot, lambda: screen.table.total == 16 and not screen._loading, "the trials")
+    await pilot.press("g", "g")  # curves -> best so far -> params
+    return screen, screen.query_one("#params-chart", Chart)
 
 
 async def test_the_params_chart_starts_at_the_parameter_that_mattered_and_says_its_share(
@@ -38,14 +63,7 @@ async def test_the_params_chart_starts_at_the_parameter_that_mattered_and_says_i
     app = HpodApp(db_path, clock=clock, poll_interval=0.05)
     app.animation_level = "none"
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: app.screen.table.row_count == 1, "the study")
-        await pilot.press("enter")
-        screen = await wait_for(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen,
-                                "the study screen")
-        await wait_for(pilot, lambda: screen.table.total == 16 and not screen._loading,
-                       "the trials")
-        chart = screen.query_one("#params-chart", Chart)
-        await pilot.press("g", "g")  # curves -> best so far -> params
+        screen, chart = await open_params_chart(pilot, app)
         title = await wait_for(pilot, lambda: "explains" in chart.plot_data.title
                                and chart.plot_data.title, "the importance in the title")
         assert title.startswith("loss vs opt · explains "), title
@@ -55,13 +73,57 @@ async def test_the_params_chart_starts_at_the_parameter_that_mattered_and_says_i
                        "lr's chart")
 
 
-def test_without_enough_complete_trials_there_is_nothing_to_say() -> None:
+async def complete_more(db_path: Path, clock: Clock, study_id: int, n: int = 12) -> None:
+    """`n` more complete trials, whose final loss `depth` decides."""
+    async with open_store(db_path, clock=clock) as store:
+        for number in range(n):
+            params = {"lr": 10 ** -(1 + (number * 5 % 11) / 4), "depth": 1 + number * 3 % 8,
+                      "opt": ["adam", "sgd"][number % 2]}
+            clock.now += 10
+            trial = await store.create_trial(study_id, params)
+            await store.transition(trial.id, TrialState.RUNNING)
+            await store.add_metrics([MetricPoint(trial.id, 27, "loss", params["depth"],
+                                                 clock.now)], {trial.id: (27, params["depth"])})
+            await store.transition(trial.id, TrialState.COMPLETE, exit_code=0)
+
+
+async def test_while_few_trials_completed_the_chart_compares_them_at_the_busiest_step(
+        db_path: Path, monkeypatch) -> None:
+    # Each computation waits after the last one: not in this test, which needs two.
+    monkeypatch.setattr(param_importance, "REFRESH_S", 0.0)
+    monkeypatch.setattr(param_importance, "MAX_CPU_SHARE", 1.0)
+    clock = Clock()
+    study_id = await seed_study(db_path, clock, went_on=2)  # far too few to fit a surface to
+    app = HpodApp(db_path, clock=clock, poll_interval=0.05)
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen, chart = await open_params_chart(pilot, app)
+        title = await wait_for(pilot, lambda: "explains" in chart.plot_data.title
+                               and chart.plot_data.title, "the importance at step 1")
+        assert title.startswith("loss at step 1 vs opt · explains "), title
+        assert len(chart.plot_data.series[0].points) + len(
+            chart.plot_data.series[1].points) == 16  # every trial's value at step 1
+        assert screen._interest.step_values
+
+        await complete_more(db_path, clock, study_id)  # now the final values are enough
+        title = await wait_for(pilot, lambda: chart.plot_data.title.startswith("loss vs ")
+                               and "explains" in chart.plot_data.title
+                               and chart.plot_data.title, "the importance of the final values")
+        assert title.startswith("loss vs depth · explains "), title
+        await wait_for(pilot, lambda: not screen._interest.step_values,
+                       "the feed told to stop reading values at a step")
+
+
+def test_without_enough_results_there_is_nothing_to_say() -> None:
     from hpod.store import StudyRecord, StudyState
 
     study = StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
                         identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
                         created_at=0.0, updated_at=0.0, finished_at=None)
-    assert param_importance.compute(study, []) is None
+    reading = param_importance.compute(study, [])
+    assert reading.importance is None and reading.wants_step_values
+    few = StepValues(study.id, 3, {})
+    assert param_importance.compute(study, [], few).importance is None
     assert param_importance.note(None, "lr") == ""
     assert param_importance.ranked(["lr", "depth"], None) == ["lr", "depth"]
 

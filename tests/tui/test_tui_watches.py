@@ -20,6 +20,7 @@ from hpod.tui.messages import (
     CommandsUpdated,
     CurvesUpdated,
     EventsAppended,
+    StepValues,
     StudiesUpdated,
     StudyUpdated,
     TrialEvents,
@@ -103,6 +104,37 @@ async def test_a_huge_history_is_read_over_several_polls(seeded: Seeded, monkeyp
             messages = watch.poll(reader, changed=False)
     assert polls > 3
     assert set(stats) == {t.id for t in seeded.trials.values()}
+
+
+async def test_values_at_a_step_are_sent_only_when_asked_and_at_most_every_few_seconds(
+        seeded: Seeded) -> None:
+    now = [0.0]
+    watch = watch_study.StudyWatch(StudyInterest(seeded.study_id), clock=lambda: now[0])
+    with StoreReader(seeded.db_path) as reader:
+        assert of(watch.poll(reader, changed=True), StepValues) == []  # not asked for
+        watch.retarget(StudyInterest(seeded.study_id, step_values=True))
+        (at,) = of(watch.poll(reader, changed=False), StepValues)
+        # Every trial reported steps 0 to 2, fewer went further: the furthest of those.
+        assert at.step == 2
+        assert at.values == {t.id: pytest.approx(curve(n, 2)) for n, t in seeded.trials.items()}
+
+        running = seeded.trials[11]
+        async with open_store(seeded.db_path, clock=seeded.clock) as store:
+            await store.add_metrics([MetricPoint(running.id, 2, "loss", -1.0, 0.0)],
+                                    {running.id: (2, -1.0)})  # a retried step: the latest counts
+        assert of(watch.poll(reader, changed=True), StepValues) == []  # too soon after the last
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        (at,) = of(watch.poll(reader, changed=False), StepValues)  # late, but not lost
+        assert at.values[running.id] == -1.0
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        assert watch.poll(reader, changed=False) == []  # nothing was written since
+
+        watch.retarget(StudyInterest(seeded.study_id))
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        async with open_store(seeded.db_path, clock=seeded.clock) as store:
+            await store.add_metrics([MetricPoint(running.id, 2, "loss", -2.0, 0.0)],
+                                    {running.id: (2, -2.0)})
+        assert of(watch.poll(reader, changed=True), StepValues) == []  # no longer asked for
 
 
 async def test_the_overview_watch_reports_changed_summaries(seeded: Seeded) -> None:

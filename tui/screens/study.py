@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from hpod.store import CommandAction, StudyRecord
 from textual import on
@@ -19,7 +20,7 @@ from .. import format as fmt
 from .. import param_importance
 from ..context import TuiContext
 from ..controls import CommandRequest, confirm_and_send, toggle_pause
-from ..messages import CurvesUpdated, StudyUpdated, TrialsUpdated
+from ..messages import CurvesUpdated, StepValues, StudyUpdated, TrialsUpdated
 from ..model import StudySummary, elapsed, estimate_left, param_names, spec_section
 from ..plots import best_plot, curves_plot, params_plot
 from ..watch_study import StudyInterest
@@ -30,9 +31,6 @@ from ..widgets.status import CommandBar
 from ..widgets.table import VirtualTable
 from ..widgets.trial_table import TrialTable
 from .trial import TrialScreen
-
-if TYPE_CHECKING:  # loads numpy and scipy: the worker imports it when it first runs
-    from hpod.importance import Importance
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +68,11 @@ class StudyScreen(Screen[None]):
         self._params = param_names(study)
         self._param_index = 0
         self._param_chosen = False  # by the user with [ ]: importance no longer picks it
-        self._importance: Importance | None = None
-        self._importance_for = -1  # complete trials it was computed from (-1: never)
+        self._importance: param_importance.Reading | None = None
+        # What it was computed from: complete trials and values at a step (-1: never).
+        self._importance_for = (-1, -1)
+        self._step_values: StepValues | None = None
+        self._step_values_seen = 0  # StepValues messages handled
         self._importance_at = -float("inf")  # time.monotonic() its last computation started
         self._importance_cost = 0.0  # seconds the last computation took
         self._marked: set[int] = set()
@@ -137,6 +138,14 @@ class StudyScreen(Screen[None]):
             self._follow_cursor()
         self._show_summary()
 
+    def on_step_values(self, message: StepValues) -> None:
+        self._step_values = message
+        self._step_values_seen += 1
+
+    def _subscribe(self, interest: StudyInterest) -> None:
+        self._interest = interest
+        self.ctx.feed.subscribe(self, interest)
+
     def on_curves_updated(self, message: CurvesUpdated) -> None:
         for trial_id in message.reset:
             self._curves[trial_id] = Points()
@@ -157,18 +166,19 @@ class StudyScreen(Screen[None]):
     # --- parameter importance -----------------------------------------------------------------
 
     def _refresh_importance(self) -> None:
-        """Compute it again in a worker once more trials completed, at most every
-        param_importance.wait_after(the last one's cost) seconds."""
+        """Compute it again in a worker once more trials completed (or new values at a step
+        came), at most every param_importance.wait_after(the last one's cost) seconds."""
         complete = self.summary.counts.complete if self.summary else 0
         now = time.monotonic()
-        if complete == self._importance_for or now - self._importance_at < \
+        inputs = (complete, self._step_values_seen)
+        if inputs == self._importance_for or now - self._importance_at < \
                 param_importance.wait_after(self._importance_cost):
             return
         if any(w.group == "importance" and w.is_running for w in self.workers):
             return
-        self._importance_for, self._importance_at = complete, now
-        study, trials = self.study, list(self.table.trials())
-        self.run_worker(lambda: param_importance.compute(study, trials), thread=True,
+        self._importance_for, self._importance_at = inputs, now
+        study, trials, at_step = self.study, list(self.table.trials()), self._step_values
+        self.run_worker(lambda: param_importance.compute(study, trials, at_step), thread=True,
                         group="importance", exit_on_error=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -179,10 +189,21 @@ class StudyScreen(Screen[None]):
             self._importance_cost = time.monotonic() - self._importance_at
         if event.state is WorkerState.ERROR:
             logger.warning("parameter importance failed: %s", worker.error)
-        elif event.state is WorkerState.SUCCESS and worker.result is not None:
-            self._importance = worker.result
+        elif event.state is WorkerState.SUCCESS and isinstance(worker.result,
+                                                                param_importance.Reading):
+            reading = worker.result
+            if reading.wants_step_values != self._interest.step_values:
+                # Only while the complete trials are too few: the feed reads the whole study.
+                self._subscribe(dataclasses.replace(self._interest,
+                                                    step_values=reading.wants_step_values))
+            if reading.importance is None:
+                # Nothing was fitted, so nothing costly to wait after: the next results (the
+                # values at a step it just asked for) are taken at once.
+                self._importance_at = -float("inf")
+                return
+            self._importance = reading
             current = self._params[self._param_index] if self._params else None
-            self._params = param_importance.ranked(self._params, self._importance)
+            self._params = param_importance.ranked(self._params, reading.importance)
             if current is not None and self._param_chosen:
                 self._param_index = self._params.index(current)
             else:
@@ -227,7 +248,8 @@ class StudyScreen(Screen[None]):
         elif active == "params":
             name = self._params[self._param_index] if self._params else None
             plot = params_plot(self.study, self.table.trials(), name, best_id,
-                               param_importance.note(self._importance, name or ""))
+                               param_importance.note(self._importance, name or ""),
+                               self._importance.at_step if self._importance else None)
             self.query_one("#params-chart", Chart).show(plot)
             self._refresh_importance()
         else:
@@ -255,8 +277,7 @@ class StudyScreen(Screen[None]):
         if curves != self._interest.curves:
             for gone in set(self._curves) - curves:
                 del self._curves[gone]
-            self._interest = StudyInterest(self.study.id, curves)
-            self.ctx.feed.subscribe(self, self._interest)
+            self._subscribe(dataclasses.replace(self._interest, curves=curves))
         self._draw_curves()
 
     @on(VirtualTable.Selected, "#trials")
