@@ -156,22 +156,29 @@ def _not_enough(reader: StoreReader, study: StudyRecord, results: StudyResults,
     if results.left_out:
         text += (f" ({results.left_out} more do not fit the space as it is now: the file's "
                  f"space changed since they ran)")
-    counts = reader.steps_reported(study.id, study.metric)
-    best = busiest_step(counts, besides=step)
-    if best is not None and counts[best] >= need:
+    found = step_to_compare(reader, study, besides=step)
+    if found is not None and found[1] >= need:
         text += (f". Fix: compare the trials at the step most of them reported: "
-                 f"--step {best} ({counts[best]} trials reported {study.metric} there)")
+                 f"--step {found[0]} ({found[1]} trials reported {study.metric} there)")
     else:
         text += ". Fix: wait for more trials to report"
     return text
 
 
-def busiest_step(counts: Mapping[int, int], *, besides: int | None = None) -> int | None:
-    """The step most trials reported, from {step: trials that reported it} (the furthest of
-    those tied): where the results to compare are, when too few trials completed. A rung
-    where only the promoted few remain has the least spread to learn from. None: no step."""
-    steps = [s for s, n in counts.items() if n > 0 and s != besides]
-    return max(steps, key=lambda s: (counts[s], s)) if steps else None
+def step_to_compare(reader: StoreReader, study: StudyRecord, *, besides: int | None = None,
+                    ) -> tuple[int, int] | None:
+    """(step, trials that reported it): where the results to compare are when too few trials
+    completed, the step most trials reported (the furthest of those tied). A rung where only
+    the promoted few remain has the least spread to learn from. Counted over the trials no
+    longer running, so that a trial just started, below the first rung, does not make step 0
+    the busiest for a moment (all trials while none has settled). None: no step reported."""
+    for settled in (True, False):
+        counts = reader.steps_reported(study.id, study.metric, settled=settled)
+        steps = [s for s, n in counts.items() if n > 0 and s != besides]
+        if steps:
+            best = max(steps, key=lambda s: (counts[s], s))
+            return best, counts[best]
+    return None
 
 
 def min_results(space: Space) -> int:

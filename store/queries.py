@@ -282,13 +282,19 @@ def values_at_step(study_id: int, name: str, step: int) -> Query[dict[int, float
     return Query(sql, (study_id, name, step), _latest_per_trial)
 
 
-def steps_reported(study_id: int, name: str) -> Query[dict[int, int]]:
-    """{step: how many of the study's trials reported metric `name` at it}."""
+def steps_reported(study_id: int, name: str, *, settled: bool = False) -> Query[dict[int, int]]:
+    """{step: how many of the study's trials reported metric `name` at it}; `settled`: only
+    the trials no longer queued or running (ended, paused at a rung, interrupted)."""
     sql = (
         "SELECT m.step, COUNT(DISTINCT m.trial_id) FROM metrics m JOIN trials t "
-        "ON t.id = m.trial_id WHERE t.study_id = ? AND m.name = ? GROUP BY m.step ORDER BY m.step"
+        "ON t.id = m.trial_id WHERE t.study_id = ? AND m.name = ?"
     )
-    return Query(sql, (study_id, name), lambda rows: {r[0]: r[1] for r in rows})
+    params: list[object] = [study_id, name]
+    if settled:
+        sql += " AND t.state NOT IN (?, ?)"
+        params += [TrialState.QUEUED.value, TrialState.RUNNING.value]
+    sql += " GROUP BY m.step ORDER BY m.step"
+    return Query(sql, tuple(params), lambda rows: {r[0]: r[1] for r in rows})
 
 
 def _latest_per_trial(rows: list[Row]) -> dict[int, float]:

@@ -279,9 +279,11 @@ class StoreReader:
         """{trial id: the latest value of metric `name` reported at `step`} over a study."""
         return self._run(q.values_at_step(study_id, name, step))
 
-    def steps_reported(self, study_id: int, name: str) -> dict[int, int]:
-        """{step: how many of the study's trials reported metric `name` at it}."""
-        return self._run(q.steps_reported(study_id, name))
+    def steps_reported(self, study_id: int, name: str, *, settled: bool = False,
+                       ) -> dict[int, int]:
+        """{step: how many of the study's trials reported metric `name` at it}; `settled`: only
+        the trials no longer queued or running (ended, paused at a rung, interrupted)."""
+        return self._run(q.steps_reported(study_id, name, settled=settled))
 
     def list_commands(self, *, since_id: int = 0) -> list[CommandRecord]:
         return self._run(q.list_commands(since_id=since_id))

@@ -3,8 +3,9 @@
 Pure functions; the study screen runs `compute` in a worker thread (a GP fit takes a fraction of
 a second to a second, too long for the UI thread) each time more trials have completed, at most
 every `wait_after(cost)` seconds. Like `hpod importance`, it compares the complete trials' final
-values; while they are too few (under a scheduler most trials stop early) it compares what the
-trials reported at the step most of them reached, as `hpod importance --step` would.
+values; while they are too few for more than a rough reading (under a scheduler most trials stop
+early) it compares what more trials reported at the step most of them reached, as
+`hpod importance --step` would.
 """
 
 from __future__ import annotations
@@ -44,22 +45,26 @@ class Reading:
 
 def compute(study: StudyRecord, trials: Sequence[TrialRecord],
             at_step: StepValues | None = None) -> Reading:
-    """The importance of the study's parameters from its complete trials, or else from the
-    values `at_step`; nothing without a definition or with too few results of either kind
-    (the chart then just says nothing about it)."""
-    from hpod.importance import importance, min_results, results_of_trials
+    """The importance of the study's parameters from its complete trials; while those are
+    too few for more than a rough reading, from the values `at_step` when there are more of
+    them; nothing without a definition or with too few results of either kind (the chart
+    then just says nothing about it)."""
+    from hpod.importance import ROUGH_BELOW_PER_PARAM, importance, min_results, results_of_trials
 
     if study.spec is None:
         return Reading()
-    results = results_of_trials(study, trials)
-    need = min_results(results.space)
-    if len(results.values) >= need:
-        return Reading(importance(results.space, results.points, results.values))
+    final = results_of_trials(study, trials)
+    if len(final.values) >= ROUGH_BELOW_PER_PARAM * final.space.dim:
+        return Reading(importance(final.space, final.points, final.values))
+    need = min_results(final.space)
     if at_step is not None:
-        results = results_of_trials(study, trials, at_step.values, at_step.step)
-        if len(results.values) >= need:
-            return Reading(importance(results.space, results.points, results.values),
+        stepped = results_of_trials(study, trials, at_step.values, at_step.step)
+        if len(stepped.values) >= need and len(stepped.values) > len(final.values):
+            return Reading(importance(stepped.space, stepped.points, stepped.values),
                            at_step, wants_step_values=True)
+    if len(final.values) >= need:
+        return Reading(importance(final.space, final.points, final.values),
+                       wants_step_values=True)
     return Reading(wants_step_values=True)
 
 

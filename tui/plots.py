@@ -107,14 +107,20 @@ def params_plot(
     ticks = None
     if choices is not None:
         ticks = tuple((float(i), fmt.truncate(fmt.param(c), 8)) for i, c in enumerate(choices))
-    metric = study.metric if at_step is None else f"{study.metric} at step {at_step.step}"
+    if at_step is None:
+        metric, best_label = study.metric, "best"
+        empty = f"no completed trial yet to plot against {name}"
+    else:
+        # The study's best trial is the best by its final value, not by its value here.
+        metric, best_label = f"{study.metric} at step {at_step.step}", "best at the end"
+        empty = (f"no trial reported a finite {study.metric} at step {at_step.step}"
+                 if at_step.values else f"no trial reported step {at_step.step} yet")
     return Plot(
-        (Series("", points, lines=False), Series("best", best, lines=False, emphasis=True)),
+        (Series("", points, lines=False), Series(best_label, best, lines=False, emphasis=True)),
         x_log=param_is_log(study, name) and choices is None,
         x_ticks=ticks,
         title=f"{metric} vs {name}{note} · [ ] other parameter",
-        empty=(f"no completed trial yet to plot against {name}" if at_step is None else
-               f"no trial reported step {at_step.step} yet"),
+        empty=empty,
     )
 
 

@@ -11,8 +11,9 @@ costs little per poll:
   objective is read (and the scheduler's resource metric for a curve), as plain tuples: a
   trial reporting 60 000 times a second brings 30 000 new rows per poll.
 - values at one step (StepValues), only while the screen asks for them (parameter importance
-  before enough trials completed): two queries over the study's metrics, so at most every
-  STEP_VALUES_EVERY_S, and once more after the last change.
+  before enough trials completed): queries over all the study's metrics, so only after its
+  trials or reports changed, at most every STEP_VALUES_EVERY_S (longer when a read is slow),
+  and once more after the last change; the same values are not sent twice.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ PARKED_STATES = frozenset({TrialState.PAUSED, TrialState.INTERRUPTED})
 # Older trials' metric rows read per poll: enough that small studies load in one poll, small
 # enough that a poll on a huge study returns quickly and the UI thread keeps the GIL.
 BACKFILL_ROWS_PER_POLL = 20_000
-# Values at a step are counted and read over the whole study: a few hundred milliseconds on a
-# night's million rows, so not on every poll.
+# Values at a step are counted and read over the whole study: 0.3 s on a million rows, 2 s on
+# five million, so not on every poll.
 STEP_VALUES_EVERY_S = 10.0
+STEP_VALUES_MAX_SHARE = 0.05
 
 Rows = list[tuple[int, int, float]]  # one metric's (row id, step, value): metric_values
 
@@ -62,6 +64,8 @@ class StudyWatch:
         self._clock = clock
         self._step_values_at = -float("inf")  # clock() of the last read of values at a step
         self._step_values_due = True  # the database changed since that read
+        self._step_values_sent: StepValues | None = None  # the last one sent
+        self._step_values_wait = STEP_VALUES_EVERY_S  # grows with the read's cost
         self._summary: StudySummary | None = None
         self._trials: dict[int, TrialRecord] = {}
         self._numbers: set[int] = set()
@@ -87,15 +91,14 @@ class StudyWatch:
             raise ValueError(f"a study watch cannot follow {interest!r}")
         if interest.step_values and not self._interest.step_values:
             self._step_values_at, self._step_values_due = -float("inf"), True
+            self._step_values_sent = None
         self._interest = interest
 
     def poll(self, reader: StoreReader, changed: bool) -> list[Message]:
         interest = self._interest
         new_curves = interest.curves - self._curve_cursor.keys()
-        self._step_values_due = self._step_values_due or changed
-        step_values = interest.step_values and self._step_values_due and \
-            self._clock() - self._step_values_at >= STEP_VALUES_EVERY_S
-        if not (changed or self._backfill or new_curves or not self._loaded or step_values):
+        if not (changed or self._backfill or new_curves or not self._loaded
+                or self._step_values_wanted()):
             return []
         for gone in self._curve_cursor.keys() - interest.curves:
             del self._curve_cursor[gone]
@@ -114,7 +117,11 @@ class StudyWatch:
             reads: dict[int, tuple[int, Rows]] = {}
             stats = self._read_stats(reader, study, trials, reads)
             curves, reset = self._read_curves(reader, study, interest.curves, reads)
-            at_step = self._read_step_values(reader, study) if step_values else None
+            # Only a change of this study's trials or reports: the rest of the database (other
+            # studies, GPU samples every few seconds) changes nothing at a step.
+            self._step_values_due = self._step_values_due or bool(trials or stats)
+            wanted = self._step_values_wanted()
+            at_step = self._read_step_values(reader, study) if wanted else None
         loading = bool(self._backfill)
         if first or trials or stats or loading != self._sent_loading:
             self._sent_loading = loading
@@ -125,14 +132,29 @@ class StudyWatch:
             out.append(at_step)
         return out
 
-    def _read_step_values(self, reader: StoreReader, study: StudyRecord) -> StepValues | None:
-        from hpod.importance import busiest_step  # loaded by the importance worker already
+    def _step_values_wanted(self) -> bool:
+        return self._interest.step_values and self._step_values_due and \
+            self._clock() - self._step_values_at >= self._step_values_wait
 
-        self._step_values_at, self._step_values_due = self._clock(), False
-        step = busiest_step(reader.steps_reported(study.id, study.metric))
-        if step is None:
+    def _read_step_values(self, reader: StoreReader, study: StudyRecord) -> StepValues | None:
+        from hpod.importance import step_to_compare  # loaded by the importance worker already
+
+        started = self._clock()
+        self._step_values_at, self._step_values_due = started, False
+        found = step_to_compare(reader, study)
+        values = None if found is None else reader.values_at_step(study.id, study.metric,
+                                                                    found[0])
+        # Scans of the study's metrics: seconds on tens of millions of rows, and the feed does
+        # nothing else meanwhile, so never more than STEP_VALUES_MAX_SHARE of its time.
+        self._step_values_wait = max(STEP_VALUES_EVERY_S,
+                                     (self._clock() - started) / STEP_VALUES_MAX_SHARE)
+        if found is None or values is None:
             return None
-        return StepValues(study.id, step, reader.values_at_step(study.id, study.metric, step))
+        message = StepValues(study.id, found[0], values)
+        if message == self._step_values_sent:
+            return None  # nothing new to fit a surface to
+        self._step_values_sent = message
+        return message
 
     # --- trials -------------------------------------------------------------------------------
 

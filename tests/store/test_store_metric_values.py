@@ -53,3 +53,27 @@ async def test_values_at_step_are_each_trials_latest_report_at_that_step_in_one_
         assert at3[trial.id] == 0.5 and math.isnan(at3[retried.id])
         assert reader.values_at_step(trial.study_id, "acc", 3) == {trial.id: 0.9}
         assert reader.values_at_step(trial.study_id, "loss", 7) == {}
+
+
+async def test_steps_reported_count_each_trial_once_per_step_and_settled_ones_apart(
+    store, db_path, make_trial
+) -> None:
+    stopped = await make_trial(TrialState.RUNNING)
+    paused = await make_trial(TrialState.RUNNING, study_id=stopped.study_id)
+    running = await make_trial(TrialState.RUNNING, study_id=stopped.study_id)
+    elsewhere = await make_trial(TrialState.RUNNING)  # another study
+    points = [MetricPoint(stopped.id, 1, "loss", 0.5, 1.0),
+              MetricPoint(stopped.id, 1, "loss", 0.4, 2.0),  # a retried step: one trial
+              MetricPoint(stopped.id, 3, "loss", 0.3, 3.0),
+              MetricPoint(paused.id, 1, "loss", 0.6, 1.0),
+              MetricPoint(paused.id, 1, "acc", 0.6, 1.0),
+              MetricPoint(running.id, 0, "loss", 0.9, 1.0),
+              MetricPoint(elsewhere.id, 1, "loss", 0.2, 1.0)]  # fmt: skip
+    await store.add_metrics(points, {})
+    await store.transition(stopped.id, TrialState.STOPPED)
+    await store.transition(paused.id, TrialState.PAUSED)
+    with StoreReader(db_path) as reader:
+        assert reader.steps_reported(stopped.study_id, "loss") == {0: 1, 1: 2, 3: 1}
+        # A trial still running is left out: it may be just below a rung.
+        assert reader.steps_reported(stopped.study_id, "loss", settled=True) == {1: 2, 3: 1}
+        assert reader.steps_reported(stopped.study_id, "acc") == {1: 1}

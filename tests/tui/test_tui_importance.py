@@ -4,10 +4,12 @@ important parameter first, its share in the chart's title."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 from conftest import SPEC, Clock, wait_for
-from hpod.store import Direction, MetricPoint, TrialState, open_store
+from hpod.store import Direction, MetricPoint, TrialRecord, TrialState, open_store
 from hpod.tui import param_importance
 from hpod.tui.app import HpodApp
 from hpod.tui.messages import StepValues
@@ -105,13 +107,78 @@ async def test_while_few_trials_completed_the_chart_compares_them_at_the_busiest
             chart.plot_data.series[1].points) == 16  # every trial's value at step 1
         assert screen._interest.step_values
 
-        await complete_more(db_path, clock, study_id)  # now the final values are enough
+        # 16 complete in all: past the rough line (5 results per parameter), so the final
+        # values take over from the 16 at step 1.
+        await complete_more(db_path, clock, study_id, n=14)
         title = await wait_for(pilot, lambda: chart.plot_data.title.startswith("loss vs ")
                                and "explains" in chart.plot_data.title
                                and chart.plot_data.title, "the importance of the final values")
         assert title.startswith("loss vs depth · explains "), title
         await wait_for(pilot, lambda: not screen._interest.step_values,
                        "the feed told to stop reading values at a step")
+
+
+async def test_the_feed_reads_values_at_a_step_only_while_the_params_chart_shows(
+        db_path: Path, monkeypatch) -> None:
+    # The wait between computations is long here: a chart that came only after it would
+    # never come within the test. A computation that fitted nothing starts no wait.
+    monkeypatch.setattr(param_importance, "REFRESH_S", 3600.0)
+    clock = Clock()
+    await seed_study(db_path, clock, went_on=2)
+    app = HpodApp(db_path, clock=clock, poll_interval=0.05)
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen, chart = await open_params_chart(pilot, app)
+        await wait_for(pilot, lambda: chart.plot_data.title.startswith("loss at step 1 vs opt")
+                       and "explains" in chart.plot_data.title, "the chart at step 1")
+        await pilot.press("g")  # params -> curves
+        await wait_for(pilot, lambda: not screen._interest.step_values,
+                       "the feed told to stop reading values at a step")
+        await pilot.press("g", "g")  # back to params
+        await wait_for(pilot, lambda: screen._interest.step_values, "asked again")
+
+
+def test_rough_final_values_give_way_to_more_values_at_a_step() -> None:
+    from hpod.store import StudyRecord, StudyState
+
+    study = StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
+                        identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
+                        created_at=0.0, updated_at=0.0, finished_at=None)
+    trials = [TrialRecord(id=i, study_id=1, number=i, params={
+        "lr": 10 ** -(1 + (i * 7 % 11) / 4), "depth": 1 + i * 5 % 8, "opt": ["adam", "sgd"][i % 2]},
+        state=TrialState.COMPLETE if i < 6 else TrialState.STOPPED, attempt=0,
+        value=float(i % 8) if i < 6 else None, last_step=1, reason=None, exit_code=0,
+        checkpoint=None, placement=None, created_at=0.0, started_at=0.0, finished_at=0.0)
+        for i in range(30)]
+    at_step = StepValues(1, 1, {t.id: float(t.params["opt"] == "sgd") for t in trials})
+    # 6 final values for 3 parameters: enough for a rough reading, and 30 at step 1.
+    reading = param_importance.compute(study, trials, at_step)
+    assert reading.at_step is at_step and reading.wants_step_values
+    assert reading.importance is not None and not reading.importance.rough
+    without = param_importance.compute(study, trials)
+    assert without.at_step is None and without.importance.rough and without.wants_step_values
+    final = [dataclasses.replace(t, state=TrialState.COMPLETE, value=float(t.params["depth"]))
+             for t in trials]  # 30 final values: no longer rough
+    reading = param_importance.compute(study, final, at_step)
+    assert reading.at_step is None and not reading.wants_step_values
+
+
+def test_a_step_where_every_value_diverged_says_so() -> None:
+    from hpod.store import StudyRecord, StudyState
+    from hpod.tui.plots import params_plot
+
+    study = StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
+                        identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
+                        created_at=0.0, updated_at=0.0, finished_at=None)
+    trial = TrialRecord(id=7, study_id=1, number=0, params={"lr": 0.01, "depth": 2,
+                                                           "opt": "adam"},
+                        state=TrialState.STOPPED, attempt=0, value=None, last_step=1,
+                        reason=None, exit_code=0, checkpoint=None, placement=None,
+                        created_at=0.0, started_at=0.0, finished_at=0.0)
+    plot = params_plot(study, [trial], "lr", None, "", StepValues(1, 1, {7: math.nan}))
+    assert plot.empty == "no trial reported a finite loss at step 1"
+    plot = params_plot(study, [trial], "lr", None, "", StepValues(1, 1, {}))
+    assert plot.empty == "no trial reported step 1 yet"
 
 
 def test_without_enough_results_there_is_nothing_to_say() -> None:

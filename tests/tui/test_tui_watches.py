@@ -4,10 +4,11 @@ changed. No app runs here: a watch's poll() returns the messages the feed would 
 from __future__ import annotations
 
 import pytest
-from conftest import Seeded, curve
+from conftest import SPEC, Seeded, curve
 from hpod.store import (
     CommandAction,
     CommandState,
+    Direction,
     EventLevel,
     MetricPoint,
     StoreReader,
@@ -135,6 +136,62 @@ async def test_values_at_a_step_are_sent_only_when_asked_and_at_most_every_few_s
             await store.add_metrics([MetricPoint(running.id, 2, "loss", -2.0, 0.0)],
                                     {running.id: (2, -2.0)})
         assert of(watch.poll(reader, changed=True), StepValues) == []  # no longer asked for
+
+
+async def test_values_at_a_step_are_read_only_when_this_study_changed_and_sent_once(
+        seeded: Seeded) -> None:
+    now = [0.0]
+    watch = watch_study.StudyWatch(StudyInterest(seeded.study_id, step_values=True),
+                                   clock=lambda: now[0])
+    with StoreReader(seeded.db_path) as reader:
+        (first,) = of(watch.poll(reader, changed=True), StepValues)
+        async with open_store(seeded.db_path, clock=seeded.clock) as store:
+            other = await store.create_study(  # another study: nothing of this one changed
+                "other", str(seeded.db_path.parent.parent / "other.toml"), spec=SPEC,
+                identity="z", direction=Direction.MINIMIZE, metric="loss")
+            await store.create_trial(other.id, {"lr": 0.01, "depth": 2, "opt": "adam"})
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        assert of(watch.poll(reader, changed=True), StepValues) == []
+
+        running = seeded.trials[11]
+        async with open_store(seeded.db_path, clock=seeded.clock) as store:
+            await store.add_metrics([MetricPoint(running.id, 12, "loss", 0.5, 0.0)],
+                                    {running.id: (12, 0.5)})  # nothing new at step 2
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        assert of(watch.poll(reader, changed=True), StepValues) == []  # the same values
+
+        watch.retarget(StudyInterest(seeded.study_id))
+        watch.retarget(StudyInterest(seeded.study_id, step_values=True))
+        (again,) = of(watch.poll(reader, changed=False), StepValues)  # asked again: at once
+        assert again == first
+
+
+async def test_a_trial_just_started_does_not_move_the_step_compared(seeded: Seeded) -> None:
+    now = [0.0]
+    watch = watch_study.StudyWatch(StudyInterest(seeded.study_id, step_values=True),
+                                   clock=lambda: now[0])
+    with StoreReader(seeded.db_path) as reader:
+        (at,) = of(watch.poll(reader, changed=True), StepValues)
+        assert at.step == 2
+        async with open_store(seeded.db_path, clock=seeded.clock) as store:
+            trials = [await store.create_trial(seeded.study_id, {"lr": 0.01, "depth": 2,
+                                                                 "opt": "adam"})
+                      for _ in range(2)]
+            for trial in trials:
+                await store.transition(trial.id, TrialState.RUNNING)
+                await store.add_metrics([MetricPoint(trial.id, 0, "loss", 0.9, 0.0)],
+                                        {trial.id: (0, 0.9)})  # their first reports
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        # Step 0 now has the most reports (14 against 12 at step 2), two of them from trials
+        # still running: counted over the settled trials, the step stays where it was, and its
+        # values did not change, so nothing is sent.
+        assert of(watch.poll(reader, changed=True), StepValues) == []
+        async with open_store(seeded.db_path, clock=seeded.clock) as store:
+            await store.add_metrics([MetricPoint(trials[0].id, 2, "loss", 0.7, 0.0)],
+                                    {trials[0].id: (2, 0.7)})
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        (at,) = of(watch.poll(reader, changed=True), StepValues)
+        assert at.step == 2 and at.values[trials[0].id] == 0.7
 
 
 async def test_the_overview_watch_reports_changed_summaries(seeded: Seeded) -> None:

@@ -73,6 +73,7 @@ class StudyScreen(Screen[None]):
         self._importance_for = (-1, -1)
         self._step_values: StepValues | None = None
         self._step_values_seen = 0  # StepValues messages handled
+        self._wants_step_values = False  # the last computation found too few complete trials
         self._importance_at = -float("inf")  # time.monotonic() its last computation started
         self._importance_cost = 0.0  # seconds the last computation took
         self._marked: set[int] = set()
@@ -142,6 +143,14 @@ class StudyScreen(Screen[None]):
         self._step_values = message
         self._step_values_seen += 1
 
+    def _ask_step_values(self) -> None:
+        """Only while the complete trials are too few and the params chart shows: the feed
+        reads the whole study."""
+        shown = self.query_one("#charts", TabbedContent).active == "params"
+        wanted = self._wants_step_values and shown
+        if wanted != self._interest.step_values:
+            self._subscribe(dataclasses.replace(self._interest, step_values=wanted))
+
     def _subscribe(self, interest: StudyInterest) -> None:
         self._interest = interest
         self.ctx.feed.subscribe(self, interest)
@@ -192,10 +201,8 @@ class StudyScreen(Screen[None]):
         elif event.state is WorkerState.SUCCESS and isinstance(worker.result,
                                                                 param_importance.Reading):
             reading = worker.result
-            if reading.wants_step_values != self._interest.step_values:
-                # Only while the complete trials are too few: the feed reads the whole study.
-                self._subscribe(dataclasses.replace(self._interest,
-                                                    step_values=reading.wants_step_values))
+            self._wants_step_values = reading.wants_step_values
+            self._ask_step_values()
             if reading.importance is None:
                 # Nothing was fitted, so nothing costly to wait after: the next results (the
                 # values at a step it just asked for) are taken at once.
@@ -263,6 +270,7 @@ class StudyScreen(Screen[None]):
 
     @on(TabbedContent.TabActivated, "#charts")
     def _tab_changed(self) -> None:
+        self._ask_step_values()
         self._draw_charts()
 
     # --- selection ----------------------------------------------------------------------------
