@@ -504,7 +504,12 @@ def _best(args: argparse.Namespace) -> int:
 
 def _importance(args: argparse.Namespace) -> int:
     from hpod.best_region import best_region, format_best_region
-    from hpod.importance import NotEnoughResults, format_importance, study_importance
+    from hpod.importance import (
+        NotEnoughResults,
+        format_importance,
+        step_to_compare,
+        study_importance,
+    )
 
     with _reader(args) as reader:
         study = _find_study(reader, args.study)
@@ -513,13 +518,23 @@ def _importance(args: argparse.Namespace) -> int:
         except NotEnoughResults as e:  # like `hpod best` before a trial completes: 1, not 2
             print(f"hpod: {e}", file=sys.stderr)
             return 1
+        # A rough reading of a few complete trials, where a step holds more results (under a
+        # scheduler most trials stop early): say where, as the TUI's chart goes there itself.
+        busier = step_to_compare(reader, study) if imp.rough and args.step is None else None
+        if busier is not None and busier[1] <= imp.results:
+            busier = None
     region = best_region(results.space, results.points, results.values)
     if args.json:
         print(json.dumps({"study": study.name, "metric": study.metric, "step": args.step,
                           "left_out": results.left_out, **imp.as_dict(),
+                          "busier_step": None if busier is None else
+                          {"step": busier[0], "trials": busier[1]},
                           "best_region": None if region is None else region.as_dict()}))
     else:
         print(format_importance(study.name, study.metric, imp, source=results.source))
+        if busier is not None:
+            print(f"{busier[1]} trials reported {study.metric} at step {busier[0]}: "
+                  f"--step {busier[0]} compares them there")
         if region is not None:
             print("\n" + format_best_region(region, [p.name for p in imp.params]))
         if results.left_out:

@@ -50,6 +50,22 @@ z = {{ type = "categorical", choices = ["a", "b", "c"] }}
     assert "where the best 3 of 14 results lie" in text
 
 
+def run_grid(tmp_path: Path, name: str) -> None:
+    """Run study `name`: train.py (written by the test) over the 10 points of an (x, y) grid,
+    to its end; most trials fail, by design."""
+    path = write_study(tmp_path, name, f"""
+command = ["python", "{tmp_path / 'train.py'}"]
+objective = {{ metric = "loss", direction = "minimize" }}
+max_failures = 100
+[suggester]
+kind = "grid"
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0, step = 0.25 }}
+y = {{ type = "categorical", choices = ["p", "q"] }}
+""")
+    hpod_cli("run", path, "--plain", check=False)
+
+
 def test_with_few_complete_trials_it_points_at_the_step_where_more_can_be_compared(
         tmp_path: Path) -> None:
     # All 10 points of the grid report step 1, the 4 with x <= 0.25 step 2, and the 2 with
@@ -65,17 +81,7 @@ if p["x"] > 0:
     sys.exit(1)
 trial.report(3, loss=0.0)
 """)
-    path = write_study(tmp_path, "few", f"""
-command = ["python", "{tmp_path / 'train.py'}"]
-objective = {{ metric = "loss", direction = "minimize" }}
-max_failures = 100
-[suggester]
-kind = "grid"
-[space]
-x = {{ type = "float", low = 0.0, high = 1.0, step = 0.25 }}
-y = {{ type = "categorical", choices = ["p", "q"] }}
-""")
-    hpod_cli("run", path, "--plain", check=False)  # most trials fail, by design
+    run_grid(tmp_path, "few")
     refused = hpod_cli("importance", tmp_path, "few", check=False)
     assert refused.returncode == 1
     assert "study few has 2 complete trials, and 2 parameters need at least 4 results" \
@@ -85,3 +91,25 @@ y = {{ type = "categorical", choices = ["p", "q"] }}
     doc = json.loads(hpod_cli("importance", tmp_path, "few", "--step", "1", "--json").stdout)
     assert doc["step"] == 1 and doc["results"] == 10
     assert doc["params"][0]["name"] == "x", doc
+
+
+def test_a_rough_reading_says_where_more_trials_can_be_compared(tmp_path: Path) -> None:
+    # All 10 points of the grid report step 1; the 4 with x <= 0.25 complete at step 2, enough
+    # for a reading of 2 parameters but a rough one (fewer than 5 results per parameter).
+    (tmp_path / "train.py").write_text("""
+import sys
+import hpod.trial as trial
+p = trial.params()
+trial.report(1, loss=(p["x"] - 0.3) ** 2 + (0.01 if p["y"] == "q" else 0.0))
+if p["x"] > 0.25:
+    sys.exit(1)
+trial.report(2, loss=(p["x"] - 0.3) ** 2)
+""")
+    run_grid(tmp_path, "rough")
+    text = hpod_cli("importance", tmp_path, "rough").stdout
+    assert "rough: 4 results for 2 parameters" in text
+    assert "10 trials reported loss at step 1: --step 1 compares them there" in text
+    doc = json.loads(hpod_cli("importance", tmp_path, "rough", "--json").stdout)
+    assert doc["results"] == 4 and doc["busier_step"] == {"step": 1, "trials": 10}
+    doc = json.loads(hpod_cli("importance", tmp_path, "rough", "--step", "1", "--json").stdout)
+    assert doc["results"] == 10 and doc["busier_step"] is None
