@@ -27,6 +27,7 @@ from hpod.tui.app import HpodApp
 from hpod.tui.model import trial_log_dir
 from hpod.tui.screens.study import StudyScreen
 from hpod.tui.screens.trial import TrialScreen
+from hpod.tui.widgets.chart import Chart
 
 T0 = 1_717_000_000.0  # 2024-05-29 16:26:40 UTC: every seeded time is relative to it
 DB = Path("studies/.hpod/hpod.db")  # relative, so the title bar shows no temporary folder
@@ -189,7 +190,12 @@ async def shoot(out: Path, size: tuple[int, int], clock: Clock) -> list[Path]:
             await save("study")
             await pilot.press("question_mark")
             await save("help")
-            await pilot.press("escape", "up", "up", "enter")  # the second newest, running
+            await pilot.press("escape", "g", "g")  # the params chart: what mattered so far
+            chart = study.query_one("#params-chart", Chart)
+            await wait(pilot, lambda: "at step" in chart.plot_data.title
+                       and "explains" in chart.plot_data.title, "the importance at a rung")
+            await save("study-params")
+            await pilot.press("up", "up", "enter")  # the second newest, running
             await wait(pilot, lambda: isinstance(app.screen, TrialScreen), "the trial")
             trial = app.screen
             await wait(pilot, lambda: "val_loss" in trial._points, "its metrics")
