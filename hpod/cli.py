@@ -520,7 +520,10 @@ def _importance(args: argparse.Namespace) -> int:
             return 1
         # A rough reading of a few complete trials, where a step holds more results (under a
         # scheduler most trials stop early): say where, as the TUI's chart goes there itself.
-        busier = step_to_compare(reader, study) if imp.rough and args.step is None else None
+        step = step_to_compare(reader, study) if imp.rough and args.step is None else None
+        # What --step compares there: every trial's value, the running ones' too.
+        busier = None if step is None else (
+            step, len(reader.values_at_step(study.id, study.metric, step)))
         if busier is not None and busier[1] <= imp.results:
             busier = None
     region = best_region(results.space, results.points, results.values)

@@ -156,28 +156,29 @@ def _not_enough(reader: StoreReader, study: StudyRecord, results: StudyResults,
     if results.left_out:
         text += (f" ({results.left_out} more do not fit the space as it is now: the file's "
                  f"space changed since they ran)")
-    found = step_to_compare(reader, study, besides=step)
-    if found is not None and found[1] >= need:
+    other = step_to_compare(reader, study, besides=step)
+    # What --step would compare there: every trial's value, the running ones' too.
+    n = 0 if other is None else len(reader.values_at_step(study.id, study.metric, other))
+    if n >= need:
         text += (f". Fix: compare the trials at the step most of them reported: "
-                 f"--step {found[0]} ({found[1]} trials reported {study.metric} there)")
+                 f"--step {other} ({n} trials reported {study.metric} there)")
     else:
         text += ". Fix: wait for more trials to report"
     return text
 
 
 def step_to_compare(reader: StoreReader, study: StudyRecord, *, besides: int | None = None,
-                    ) -> tuple[int, int] | None:
-    """(step, trials that reported it): where the results to compare are when too few trials
-    completed, the step most trials reported (the furthest of those tied). A rung where only
-    the promoted few remain has the least spread to learn from. Counted over the trials no
-    longer running, so that a trial just started, below the first rung, does not make step 0
-    the busiest for a moment (all trials while none has settled). None: no step reported."""
+                    ) -> int | None:
+    """Where the results to compare are when too few trials completed: the step most trials
+    reported (the furthest of those tied). A rung where only the promoted few remain has the
+    least spread to learn from. Counted over the trials no longer running, so that a trial
+    just started, below the first rung, does not make step 0 the busiest for a moment (all
+    trials while none has settled). None: no step reported."""
     for settled in (True, False):
         counts = reader.steps_reported(study.id, study.metric, settled=settled)
         steps = [s for s, n in counts.items() if n > 0 and s != besides]
         if steps:
-            best = max(steps, key=lambda s: (counts[s], s))
-            return best, counts[best]
+            return max(steps, key=lambda s: (counts[s], s))
     return None
 
 

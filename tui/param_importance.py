@@ -50,6 +50,7 @@ def compute(study: StudyRecord, trials: Sequence[TrialRecord],
     them; nothing without a definition or with too few results of either kind (the chart
     then just says nothing about it)."""
     from hpod.importance import ROUGH_BELOW_PER_PARAM, importance, min_results, results_of_trials
+    from hpod.store import TrialState
 
     if study.spec is None:
         return Reading()
@@ -59,7 +60,11 @@ def compute(study: StudyRecord, trials: Sequence[TrialRecord],
     need = min_results(final.space)
     if at_step is not None:
         stepped = results_of_trials(study, trials, at_step.values, at_step.step)
-        if len(stepped.values) >= need and len(stepped.values) > len(final.values):
+        # Counted over the settled trials, as the step is chosen: a trial between its last
+        # report and its exit is not one more result than the final values have.
+        settled = sum(1 for t in trials if t.id in at_step.values
+                      and t.state not in (TrialState.QUEUED, TrialState.RUNNING))
+        if len(stepped.values) >= need and settled > len(final.values):
             return Reading(importance(stepped.space, stepped.points, stepped.values),
                            at_step, wants_step_values=True)
     if len(final.values) >= need:

@@ -66,6 +66,7 @@ class StudyWatch:
         self._step_values_due = True  # the database changed since that read
         self._step_values_sent: StepValues | None = None  # the last one sent
         self._step_values_wait = STEP_VALUES_EVERY_S  # grows with the read's cost
+        self._reports_came = False  # the last poll read new reports of live or changed trials
         self._summary: StudySummary | None = None
         self._trials: dict[int, TrialRecord] = {}
         self._numbers: set[int] = set()
@@ -89,9 +90,11 @@ class StudyWatch:
     def retarget(self, interest: object) -> None:
         if not isinstance(interest, StudyInterest) or interest.study_id != self._interest.study_id:
             raise ValueError(f"a study watch cannot follow {interest!r}")
-        if interest.step_values and not self._interest.step_values:
+        if interest.step_values and not self._interest.step_values \
+                and self._step_values_sent is None:
+            # Asked again: the screen keeps what was sent; read again only when due, at the
+            # usual pace (the due flag follows the study's changes while not asked).
             self._step_values_at, self._step_values_due = -float("inf"), True
-            self._step_values_sent = None
         self._interest = interest
 
     def poll(self, reader: StoreReader, changed: bool) -> list[Message]:
@@ -119,7 +122,8 @@ class StudyWatch:
             curves, reset = self._read_curves(reader, study, interest.curves, reads)
             # Only a change of this study's trials or reports: the rest of the database (other
             # studies, GPU samples every few seconds) changes nothing at a step.
-            self._step_values_due = self._step_values_due or bool(trials or stats)
+            # (not a backfill poll's stats: those reports were there at the last read)
+            self._step_values_due = self._step_values_due or bool(trials) or self._reports_came
             wanted = self._step_values_wanted()
             at_step = self._read_step_values(reader, study) if wanted else None
         loading = bool(self._backfill)
@@ -141,16 +145,15 @@ class StudyWatch:
 
         started = self._clock()
         self._step_values_at, self._step_values_due = started, False
-        found = step_to_compare(reader, study)
-        values = None if found is None else reader.values_at_step(study.id, study.metric,
-                                                                    found[0])
+        step = step_to_compare(reader, study)
+        values = None if step is None else reader.values_at_step(study.id, study.metric, step)
         # Scans of the study's metrics: seconds on tens of millions of rows, and the feed does
         # nothing else meanwhile, so never more than STEP_VALUES_MAX_SHARE of its time.
         self._step_values_wait = max(STEP_VALUES_EVERY_S,
                                      (self._clock() - started) / STEP_VALUES_MAX_SHARE)
-        if found is None or values is None:
+        if step is None or values is None:
             return None
-        message = StepValues(study.id, found[0], values)
+        message = StepValues(study.id, step, values)
         if message == self._step_values_sent:
             return None  # nothing new to fit a surface to
         self._step_values_sent = message
@@ -275,6 +278,7 @@ class StudyWatch:
         budget = BACKFILL_ROWS_PER_POLL
         for trial_id in sorted(due):
             budget -= self._fold(reader, study, trial_id, reads, out)
+        self._reports_came = bool(out)  # new reports, before the backfill adds old ones
         while self._backfill and budget > 0:
             trial_id = self._backfill.popleft()
             if trial_id not in self._cursor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hpod.store import Direction, MetricPoint, TrialState, open_store
 from tests.helpers import hpod_cli, write_study
 
 # x decides the score; y barely; z not at all.
@@ -113,3 +114,34 @@ trial.report(2, loss=(p["x"] - 0.3) ** 2)
     assert doc["results"] == 4 and doc["busier_step"] == {"step": 1, "trials": 10}
     doc = json.loads(hpod_cli("importance", tmp_path, "rough", "--step", "1", "--json").stdout)
     assert doc["results"] == 10 and doc["busier_step"] is None
+
+
+async def test_the_step_it_names_counts_what_step_compares_running_trials_included(
+        tmp_path: Path) -> None:
+    # A maximised score: 4 trials complete (a rough reading of 2 parameters), 2 stopped at
+    # step 1, and 8 still running past step 1. The step is chosen over the settled trials; its
+    # count is what --step 1 compares, the running trials' values too.
+    spec = {"name": "s", "objective": {"metric": "score", "direction": "maximize"},
+            "budget": {"trials": 40, "hours": None}, "parallel": 8,
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0},
+                      "y": {"type": "categorical", "choices": ["p", "q"]}},
+            "suggester": {"kind": "random"}}
+    async with open_store(tmp_path / ".hpod" / "hpod.db") as store:
+        study = await store.create_study("s", str(tmp_path / "s.toml"), spec=spec,
+                                         identity="x", direction=Direction.MAXIMIZE,
+                                         metric="score")
+        for i in range(14):
+            params = {"x": i / 14, "y": "pq"[i % 2]}
+            score = -(params["x"] - 0.3) ** 2
+            trial = await store.create_trial(study.id, params)
+            await store.transition(trial.id, TrialState.RUNNING)
+            steps = (1, 2) if i < 4 else (1,)
+            await store.add_metrics([MetricPoint(trial.id, step, "score", score, 0.0)
+                                     for step in steps], {trial.id: (steps[-1], score)})
+            if i < 6:
+                await store.transition(trial.id, TrialState.COMPLETE if i < 4
+                                       else TrialState.STOPPED, exit_code=0)
+    text = hpod_cli("importance", tmp_path, "s").stdout
+    assert "14 trials reported score at step 1: --step 1 compares them there" in text
+    doc = json.loads(hpod_cli("importance", tmp_path, "s", "--step", "1", "--json").stdout)
+    assert doc["results"] == 14

@@ -163,6 +163,35 @@ def test_rough_final_values_give_way_to_more_values_at_a_step() -> None:
     assert reading.at_step is None and not reading.wants_step_values
 
 
+def test_the_chart_does_not_flap_as_each_trial_completes() -> None:
+    # Without a scheduler every settled trial reported every step; a trial between its last
+    # report and its exit is one value more at the step than in the final values, until it
+    # exits a moment later. That is no reason to switch back and forth.
+    from hpod.store import StudyRecord, StudyState
+
+    study = StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
+                        identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
+                        created_at=0.0, updated_at=0.0, finished_at=None)
+
+    def trial(i: int, state: TrialState) -> TrialRecord:
+        return TrialRecord(id=i, study_id=1, number=i, params={
+            "lr": 10 ** -(1 + (i * 7 % 11) / 4), "depth": 1 + i * 5 % 8,
+            "opt": ["adam", "sgd"][i % 2]}, state=state, attempt=0,
+            value=float(i % 5) if state is TrialState.COMPLETE else None, last_step=9,
+            reason=None, exit_code=0, checkpoint=None, placement=None, created_at=0.0,
+            started_at=0.0, finished_at=0.0)
+
+    sources = []
+    trials = [trial(i, TrialState.COMPLETE) for i in range(6)]
+    for i in range(6, 10):
+        trials.append(trial(i, TrialState.RUNNING))  # reported step 9, not yet exited
+        at_step = StepValues(1, 9, {t.id: float(t.id % 5) for t in trials})
+        sources.append(param_importance.compute(study, trials, at_step).at_step is not None)
+        trials[-1] = dataclasses.replace(trials[-1], state=TrialState.COMPLETE, value=i % 5)
+        sources.append(param_importance.compute(study, trials, at_step).at_step is not None)
+    assert sources == [False] * 8
+
+
 def test_a_step_where_every_value_diverged_says_so() -> None:
     from hpod.store import StudyRecord, StudyState
     from hpod.tui.plots import params_plot

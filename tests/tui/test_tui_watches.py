@@ -162,8 +162,79 @@ async def test_values_at_a_step_are_read_only_when_this_study_changed_and_sent_o
 
         watch.retarget(StudyInterest(seeded.study_id))
         watch.retarget(StudyInterest(seeded.study_id, step_values=True))
-        (again,) = of(watch.poll(reader, changed=False), StepValues)  # asked again: at once
-        assert again == first
+        # Asked again: the screen kept what was sent, and nothing changed since: no read.
+        assert of(watch.poll(reader, changed=False), StepValues) == []
+        async with open_store(seeded.db_path, clock=seeded.clock) as store:
+            await store.add_metrics([MetricPoint(running.id, 2, "loss", -3.0, 0.0)],
+                                    {running.id: (2, -3.0)})
+        assert of(watch.poll(reader, changed=True), StepValues) == []  # due, not yet
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        (again,) = of(watch.poll(reader, changed=False), StepValues)
+        assert again.values[running.id] == -3.0 and again != first
+
+
+def count_reads(reader: StoreReader, monkeypatch, now: list[float] | None = None,
+                seconds: float = 0.0) -> list[int]:
+    """Count the reads of values at a step (each `seconds` long on the clock `now`)."""
+    reads = [0]
+    real = reader.values_at_step
+
+    def counted(*args, **kwargs):
+        reads[0] += 1
+        if now is not None:
+            now[0] += seconds
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reader, "values_at_step", counted)
+    return reads
+
+
+async def test_loading_an_old_study_is_not_a_change_that_reads_values_again(
+        seeded: Seeded, monkeypatch) -> None:
+    monkeypatch.setattr(watch_study, "BACKFILL_ROWS_PER_POLL", 10)
+    now = [0.0]
+    watch = watch_study.StudyWatch(StudyInterest(seeded.study_id, step_values=True),
+                                   clock=lambda: now[0])
+    with StoreReader(seeded.db_path) as reader:
+        reads = count_reads(reader, monkeypatch)
+        assert of(watch.poll(reader, changed=True), StepValues)
+        while watch.busy:  # the finished trials' old reports, a few per poll
+            now[0] += watch_study.STEP_VALUES_EVERY_S
+            watch.poll(reader, changed=False)
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        watch.poll(reader, changed=False)
+        assert reads[0] == 1
+
+
+async def test_coming_back_to_the_chart_reads_nothing_until_the_study_changes(
+        seeded: Seeded, monkeypatch) -> None:
+    now = [0.0]
+    watch = watch_study.StudyWatch(StudyInterest(seeded.study_id, step_values=True),
+                                   clock=lambda: now[0])
+    with StoreReader(seeded.db_path) as reader:
+        reads = count_reads(reader, monkeypatch, now, seconds=2.0)  # five million rows
+        watch.poll(reader, changed=True)
+        for _ in range(5):  # params -> curves -> params, nothing written
+            now[0] += 1.0
+            watch.retarget(StudyInterest(seeded.study_id))
+            watch.retarget(StudyInterest(seeded.study_id, step_values=True))
+            watch.poll(reader, changed=True)  # the feed marks a retargeted watch fresh
+        assert reads[0] == 1
+
+
+async def test_a_report_that_is_no_new_best_still_makes_values_due(seeded: Seeded) -> None:
+    now = [0.0]
+    watch = watch_study.StudyWatch(StudyInterest(seeded.study_id, step_values=True),
+                                   clock=lambda: now[0])
+    with StoreReader(seeded.db_path) as reader:
+        assert of(watch.poll(reader, changed=True), StepValues)
+        running = seeded.trials[11]
+        async with open_store(seeded.db_path, clock=seeded.clock) as store:
+            await store.add_metrics([MetricPoint(running.id, 2, "loss", 99.0, 0.0)],
+                                    {running.id: (2, 99.0)})
+        now[0] += watch_study.STEP_VALUES_EVERY_S
+        (at,) = of(watch.poll(reader, changed=True), StepValues)
+        assert at.values[running.id] == 99.0
 
 
 async def test_a_trial_just_started_does_not_move_the_step_compared(seeded: Seeded) -> None:
