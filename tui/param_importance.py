@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hpod.store import StudyRecord, TrialRecord
+from hpod.store import StudyRecord, TrialRecord, TrialState
 
 from .messages import StepValues
 
@@ -50,7 +50,6 @@ def compute(study: StudyRecord, trials: Sequence[TrialRecord],
     them; nothing without a definition or with too few results of either kind (the chart
     then just says nothing about it)."""
     from hpod.importance import ROUGH_BELOW_PER_PARAM, importance, min_results, results_of_trials
-    from hpod.store import TrialState
 
     if study.spec is None:
         return Reading()
