@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from conftest import SPEC, Clock, wait_for
-from hpod.store import Direction, MetricPoint, TrialRecord, TrialState, open_store
+from hpod.store import (
+    Direction,
+    MetricPoint,
+    StudyRecord,
+    StudyState,
+    TrialRecord,
+    TrialState,
+    open_store,
+)
 from hpod.tui import param_importance
 from hpod.tui.app import HpodApp
 from hpod.tui.messages import StepValues
@@ -47,25 +57,43 @@ async def seed_study(db_path: Path, clock: Clock, n: int = 16,
         return study.id
 
 
-async def open_params_chart(pilot: Pilot[None], app: HpodApp) -> tuple[StudyScreen, Chart]:
-    """From the overview, the only study's screen on its params chart, its 16 trials read."""
-    await wait_for(pilot, lambda: app.screen.table.row_count == 1, "the study")
-    await pilot.press("enter")
-    screen = await wait_for(pilot, lambda: isinstance(app.screen, StudyScreen) and app.screen,
-                            "the study screen")
-    await wait_for(pilot, lambda: screen.table.total == 16 and not screen._loading, "the trials")
-    await pilot.press("g", "g")  # curves -> best so far -> params
-    return screen, screen.query_one("#params-chart", Chart)
+@asynccontextmanager
+async def params_chart(db_path: Path, clock: Clock,
+                       ) -> AsyncIterator[tuple[Pilot[None], StudyScreen, Chart]]:
+    """The app on the only study's screen, its params chart shown and its 16 trials read."""
+    app = HpodApp(db_path, clock=clock, poll_interval=0.05)
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.screen.table.row_count == 1, "the study")
+        await pilot.press("enter")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, StudyScreen)
+                                and app.screen, "the study screen")
+        await wait_for(pilot, lambda: screen.table.total == 16 and not screen._loading,
+                       "the trials")
+        await pilot.press("g", "g")  # curves -> best so far -> params
+        yield pilot, screen, screen.query_one("#params-chart", Chart)
+
+
+def a_study() -> StudyRecord:
+    return StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
+                       identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
+                       created_at=0.0, updated_at=0.0, finished_at=None)
+
+
+def a_trial(i: int, state: TrialState, value: float | None = None) -> TrialRecord:
+    """Trial `i` of a_study(), with seed_study's params."""
+    return TrialRecord(id=i, study_id=1, number=i, params={
+        "lr": 10 ** -(1 + (i * 7 % 11) / 4), "depth": 1 + i * 5 % 8,
+        "opt": ["adam", "sgd"][i % 2]}, state=state, attempt=0, value=value, last_step=1,
+        reason=None, exit_code=0, checkpoint=None, placement=None, created_at=0.0,
+        started_at=0.0, finished_at=0.0)
 
 
 async def test_the_params_chart_starts_at_the_parameter_that_mattered_and_says_its_share(
         db_path: Path) -> None:
     clock = Clock()
     await seed_study(db_path, clock)
-    app = HpodApp(db_path, clock=clock, poll_interval=0.05)
-    app.animation_level = "none"
-    async with app.run_test(size=(120, 36)) as pilot:
-        screen, chart = await open_params_chart(pilot, app)
+    async with params_chart(db_path, clock) as (pilot, screen, chart):
         title = await wait_for(pilot, lambda: "explains" in chart.plot_data.title
                                and chart.plot_data.title, "the importance in the title")
         assert title.startswith("loss vs opt · explains "), title
@@ -96,10 +124,7 @@ async def test_while_few_trials_completed_the_chart_compares_them_at_the_busiest
     monkeypatch.setattr(param_importance, "MAX_CPU_SHARE", 1.0)
     clock = Clock()
     study_id = await seed_study(db_path, clock, went_on=2)  # far too few to fit a surface to
-    app = HpodApp(db_path, clock=clock, poll_interval=0.05)
-    app.animation_level = "none"
-    async with app.run_test(size=(120, 36)) as pilot:
-        screen, chart = await open_params_chart(pilot, app)
+    async with params_chart(db_path, clock) as (pilot, screen, chart):
         title = await wait_for(pilot, lambda: "explains" in chart.plot_data.title
                                and chart.plot_data.title, "the importance at step 1")
         assert title.startswith("loss at step 1 vs opt · explains "), title
@@ -125,10 +150,7 @@ async def test_the_feed_reads_values_at_a_step_only_while_the_params_chart_shows
     monkeypatch.setattr(param_importance, "REFRESH_S", 3600.0)
     clock = Clock()
     await seed_study(db_path, clock, went_on=2)
-    app = HpodApp(db_path, clock=clock, poll_interval=0.05)
-    app.animation_level = "none"
-    async with app.run_test(size=(120, 36)) as pilot:
-        screen, chart = await open_params_chart(pilot, app)
+    async with params_chart(db_path, clock) as (pilot, screen, chart):
         await wait_for(pilot, lambda: chart.plot_data.title.startswith("loss at step 1 vs opt")
                        and "explains" in chart.plot_data.title, "the chart at step 1")
         await pilot.press("g")  # params -> curves
@@ -139,17 +161,9 @@ async def test_the_feed_reads_values_at_a_step_only_while_the_params_chart_shows
 
 
 def test_rough_final_values_give_way_to_more_values_at_a_step() -> None:
-    from hpod.store import StudyRecord, StudyState
-
-    study = StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
-                        identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
-                        created_at=0.0, updated_at=0.0, finished_at=None)
-    trials = [TrialRecord(id=i, study_id=1, number=i, params={
-        "lr": 10 ** -(1 + (i * 7 % 11) / 4), "depth": 1 + i * 5 % 8, "opt": ["adam", "sgd"][i % 2]},
-        state=TrialState.COMPLETE if i < 6 else TrialState.STOPPED, attempt=0,
-        value=float(i % 8) if i < 6 else None, last_step=1, reason=None, exit_code=0,
-        checkpoint=None, placement=None, created_at=0.0, started_at=0.0, finished_at=0.0)
-        for i in range(30)]
+    study = a_study()
+    trials = [a_trial(i, TrialState.COMPLETE, float(i % 8)) if i < 6
+              else a_trial(i, TrialState.STOPPED) for i in range(30)]
     at_step = StepValues(1, 1, {t.id: float(t.params["opt"] == "sgd") for t in trials})
     # 6 final values for 3 parameters: enough for a rough reading, and 30 at step 1.
     reading = param_importance.compute(study, trials, at_step)
@@ -167,24 +181,11 @@ def test_the_chart_does_not_flap_as_each_trial_completes() -> None:
     # Without a scheduler every settled trial reported every step; a trial between its last
     # report and its exit is one value more at the step than in the final values, until it
     # exits a moment later. That is no reason to switch back and forth.
-    from hpod.store import StudyRecord, StudyState
-
-    study = StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
-                        identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
-                        created_at=0.0, updated_at=0.0, finished_at=None)
-
-    def trial(i: int, state: TrialState) -> TrialRecord:
-        return TrialRecord(id=i, study_id=1, number=i, params={
-            "lr": 10 ** -(1 + (i * 7 % 11) / 4), "depth": 1 + i * 5 % 8,
-            "opt": ["adam", "sgd"][i % 2]}, state=state, attempt=0,
-            value=float(i % 5) if state is TrialState.COMPLETE else None, last_step=9,
-            reason=None, exit_code=0, checkpoint=None, placement=None, created_at=0.0,
-            started_at=0.0, finished_at=0.0)
-
+    study = a_study()
     sources = []
-    trials = [trial(i, TrialState.COMPLETE) for i in range(6)]
+    trials = [a_trial(i, TrialState.COMPLETE, float(i % 5)) for i in range(6)]
     for i in range(6, 10):
-        trials.append(trial(i, TrialState.RUNNING))  # reported step 9, not yet exited
+        trials.append(a_trial(i, TrialState.RUNNING))  # reported step 9, not yet exited
         at_step = StepValues(1, 9, {t.id: float(t.id % 5) for t in trials})
         sources.append(param_importance.compute(study, trials, at_step).at_step is not None)
         trials[-1] = dataclasses.replace(trials[-1], state=TrialState.COMPLETE, value=i % 5)
@@ -193,17 +194,10 @@ def test_the_chart_does_not_flap_as_each_trial_completes() -> None:
 
 
 def test_a_step_where_every_value_diverged_says_so() -> None:
-    from hpod.store import StudyRecord, StudyState
     from hpod.tui.plots import params_plot
 
-    study = StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
-                        identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
-                        created_at=0.0, updated_at=0.0, finished_at=None)
-    trial = TrialRecord(id=7, study_id=1, number=0, params={"lr": 0.01, "depth": 2,
-                                                           "opt": "adam"},
-                        state=TrialState.STOPPED, attempt=0, value=None, last_step=1,
-                        reason=None, exit_code=0, checkpoint=None, placement=None,
-                        created_at=0.0, started_at=0.0, finished_at=0.0)
+    study = a_study()
+    trial = a_trial(7, TrialState.STOPPED)
     plot = params_plot(study, [trial], "lr", None, "", StepValues(1, 1, {7: math.nan}))
     assert plot.empty == "no trial reported a finite loss at step 1"
     plot = params_plot(study, [trial], "lr", None, "", StepValues(1, 1, {}))
@@ -211,11 +205,7 @@ def test_a_step_where_every_value_diverged_says_so() -> None:
 
 
 def test_without_enough_results_there_is_nothing_to_say() -> None:
-    from hpod.store import StudyRecord, StudyState
-
-    study = StudyRecord(id=1, name="s", path="s.toml", state=StudyState.RUNNING, spec=SPEC,
-                        identity="x", direction=Direction.MINIMIZE, metric="loss", error=None,
-                        created_at=0.0, updated_at=0.0, finished_at=None)
+    study = a_study()
     reading = param_importance.compute(study, [])
     assert reading.importance is None and reading.wants_step_values
     few = StepValues(study.id, 3, {})
